@@ -1,0 +1,79 @@
+/**
+ * Every error this project raises carries a stable code from this list, whether retrying can help, and the
+ * underlying cause. The CLI maps codes to exit codes (see `exitCodeFor`); dead-letter records carry the code.
+ */
+export const ErrorCodes = {
+  CONFIG_INVALID: 'CONFIG_INVALID',
+  STACK_TOOL_MISSING: 'STACK_TOOL_MISSING',
+  STACK_START_FAILED: 'STACK_START_FAILED',
+  PG_SETTING_WRONG: 'PG_SETTING_WRONG',
+  PG_CONNECTION_FAILED: 'PG_CONNECTION_FAILED',
+  PREFLIGHT_FAILED: 'PREFLIGHT_FAILED',
+  REPLICATION_PROTOCOL: 'REPLICATION_PROTOCOL',
+  REPLICATION_STREAM_LOST: 'REPLICATION_STREAM_LOST',
+  KAFKA_UNAVAILABLE: 'KAFKA_UNAVAILABLE',
+  VALUE_DECODE_FAILED: 'VALUE_DECODE_FAILED',
+  SCHEMA_REGISTRY_FAILED: 'SCHEMA_REGISTRY_FAILED',
+  ABORTED: 'ABORTED',
+} as const;
+
+export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
+
+const RETRYABLE: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  ErrorCodes.PG_CONNECTION_FAILED,
+  ErrorCodes.REPLICATION_STREAM_LOST,
+  ErrorCodes.KAFKA_UNAVAILABLE,
+  ErrorCodes.SCHEMA_REGISTRY_FAILED,
+]);
+
+export interface ReplicatorErrorOptions {
+  cause?: unknown;
+  /** Overrides the code's default retryability. */
+  retryable?: boolean;
+  /** Structured facts for logs and dead-letter headers; never secrets. */
+  details?: Record<string, unknown>;
+}
+
+export class ReplicatorError extends Error {
+  readonly code: ErrorCode;
+  readonly retryable: boolean;
+  readonly details: Readonly<Record<string, unknown>>;
+
+  constructor(code: ErrorCode, message: string, options: ReplicatorErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'ReplicatorError';
+    this.code = code;
+    this.retryable = options.retryable ?? RETRYABLE.has(code);
+    this.details = Object.freeze({ ...(options.details ?? {}) });
+  }
+}
+
+export function isReplicatorError(e: unknown, code?: ErrorCode): e is ReplicatorError {
+  return e instanceof ReplicatorError && (code === undefined || e.code === code);
+}
+
+const EXIT_CODES: Record<ErrorCode, number> = {
+  CONFIG_INVALID: 2,
+  STACK_TOOL_MISSING: 3,
+  STACK_START_FAILED: 3,
+  PG_SETTING_WRONG: 4,
+  PG_CONNECTION_FAILED: 5,
+  PREFLIGHT_FAILED: 6,
+  REPLICATION_PROTOCOL: 7,
+  REPLICATION_STREAM_LOST: 7,
+  KAFKA_UNAVAILABLE: 8,
+  VALUE_DECODE_FAILED: 9,
+  SCHEMA_REGISTRY_FAILED: 10,
+  ABORTED: 130,
+};
+
+export function exitCodeFor(e: unknown): number {
+  return e instanceof ReplicatorError ? EXIT_CODES[e.code] : 1;
+}
+
+/** Wraps anything thrown into a ReplicatorError without losing it. */
+export function toReplicatorError(e: unknown, code: ErrorCode, message: string): ReplicatorError {
+  if (e instanceof ReplicatorError) return e;
+  const why = e instanceof Error ? e.message : String(e);
+  return new ReplicatorError(code, `${message}: ${why}`, { cause: e });
+}
