@@ -13,6 +13,7 @@ export const ErrorCodes = {
   REPLICATION_STREAM_LOST: 'REPLICATION_STREAM_LOST',
   KAFKA_UNAVAILABLE: 'KAFKA_UNAVAILABLE',
   VALUE_DECODE_FAILED: 'VALUE_DECODE_FAILED',
+  KEY_COLUMN_MISSING: 'KEY_COLUMN_MISSING',
   SCHEMA_REGISTRY_FAILED: 'SCHEMA_REGISTRY_FAILED',
   ABORTED: 'ABORTED',
 } as const;
@@ -63,6 +64,7 @@ const EXIT_CODES: Record<ErrorCode, number> = {
   REPLICATION_STREAM_LOST: 7,
   KAFKA_UNAVAILABLE: 8,
   VALUE_DECODE_FAILED: 9,
+  KEY_COLUMN_MISSING: 9,
   SCHEMA_REGISTRY_FAILED: 10,
   ABORTED: 130,
 };
@@ -76,4 +78,24 @@ export function toReplicatorError(e: unknown, code: ErrorCode, message: string):
   if (e instanceof ReplicatorError) return e;
   const why = e instanceof Error ? e.message : String(e);
   return new ReplicatorError(code, `${message}: ${why}`, { cause: e });
+}
+
+const TRANSIENT_PG_CLASSES = ['08', '53', '57', '40', '55']; // connection, resources, shutdown, rollback, in use
+
+/**
+ * Whether retrying the operation that threw `e` can help: a ReplicatorError says so itself; PostgreSQL errors of
+ * the connection/shutdown/resource classes, socket errors and retriable Kafka errors can; anything else (a bug, a
+ * constraint) cannot, and must surface instead of looping.
+ */
+export function isTransient(e: unknown): boolean {
+  if (e instanceof ReplicatorError) return e.retryable;
+  if (!(e instanceof Error)) return false;
+  const err = e as Error & { code?: unknown; retriable?: unknown; severity?: unknown };
+  if (typeof err.code === 'string') {
+    if (/^E[A-Z]+$/.test(err.code)) return true; // ECONNREFUSED, ECONNRESET, EPIPE, ETIMEDOUT…
+    if (typeof err.severity === 'string') return TRANSIENT_PG_CLASSES.includes(err.code.slice(0, 2));
+  }
+  if (e.name.startsWith('KafkaJS'))
+    return err.retriable !== false || /Connection|Retries|Timeout/.test(e.name);
+  return /Connection terminated|connection closed|timeout/i.test(e.message);
 }

@@ -1,0 +1,252 @@
+import { type Kafka, type Message, Partitioners, type Producer, type TopicMessages } from 'kafkajs';
+import { ErrorCodes, ReplicatorError } from '../../src/errors.js';
+import type { Logger } from '../../src/logger.js';
+import type { Lsn } from '../../src/lsn.js';
+import type { OutMessage, Publisher } from '../../src/pipeline/publisher.js';
+
+export interface KafkaPublisherOptions {
+  kafka: Kafka;
+  logger: Logger;
+  /** Called with a position once every message queued before it is acknowledged (acks=all). */
+  checkpoint: (lsn: Lsn) => void;
+  maxBufferedMessages: number;
+  maxBufferedBytes: number;
+  /** Bytes per produce request; kept under the broker's default message.max.bytes (1 MiB per partition batch). */
+  maxBatchBytes?: number;
+  maxBatchMessages?: number;
+  /** How long a partly filled batch waits for more before it is sent. */
+  lingerMs?: number;
+}
+
+type Entry = { kind: 'message'; m: OutMessage; bytes: number } | { kind: 'mark'; lsn: Lsn };
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/**
+ * Batches messages into idempotent, acks=all produce requests, one request in flight, in queue order — so a
+ * position is acknowledged only after everything before it. A failed send is retried (with a new producer and
+ * backoff) until it succeeds or the publisher is closed: nothing is skipped, and no position passes a failure.
+ */
+export class KafkaPublisher implements Publisher {
+  private queue: Entry[] = [];
+  private head = 0;
+  private bufferedMessages = 0;
+  private bufferedBytes = 0;
+  private producer: Producer | undefined;
+  private closed = false;
+  private wake: (() => void) | undefined;
+  private drainWaiters: (() => void)[] = [];
+  private flushWaiters: { upTo: number; resolve: () => void }[] = [];
+  /** Entries ever enqueued / ever completed: flush() waits for `completed` to reach `enqueued`. */
+  private enqueued = 0;
+  private completed = 0;
+  private loopDone: Promise<void> | undefined;
+  private fatal: unknown;
+  private readonly maxBatchBytes: number;
+  private readonly maxBatchMessages: number;
+  private readonly lingerMs: number;
+
+  constructor(private readonly o: KafkaPublisherOptions) {
+    this.maxBatchBytes = o.maxBatchBytes ?? 900_000;
+    this.maxBatchMessages = o.maxBatchMessages ?? 10_000;
+    this.lingerMs = o.lingerMs ?? 2;
+  }
+
+  async start(): Promise<void> {
+    this.producer = await this.connectProducer();
+    this.loopDone = this.loop();
+  }
+
+  publish(m: OutMessage): boolean {
+    this.throwIfFatal();
+    const bytes =
+      (typeof m.value === 'string' ? Buffer.byteLength(m.value) : m.value.length) + (m.key?.length ?? 0) + 64;
+    this.push({ kind: 'message', m, bytes });
+    this.bufferedMessages++;
+    this.bufferedBytes += bytes;
+    return !this.full();
+  }
+
+  mark(lsn: Lsn): void {
+    this.throwIfFatal();
+    this.push({ kind: 'mark', lsn });
+  }
+
+  drained(): Promise<void> {
+    if (!this.full()) return Promise.resolve();
+    return new Promise((resolve) => this.drainWaiters.push(resolve));
+  }
+
+  flush(): Promise<void> {
+    this.throwIfFatal();
+    if (this.completed >= this.enqueued) return Promise.resolve();
+    const upTo = this.enqueued;
+    return new Promise((resolve) => {
+      this.flushWaiters.push({ upTo, resolve });
+      this.wake?.();
+    });
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.wake?.();
+    await this.loopDone;
+    await this.producer?.disconnect().catch(() => {});
+    this.producer = undefined;
+  }
+
+  get buffered(): { messages: number; bytes: number } {
+    return { messages: this.bufferedMessages, bytes: this.bufferedBytes };
+  }
+
+  private full(): boolean {
+    return (
+      this.bufferedMessages >= this.o.maxBufferedMessages || this.bufferedBytes >= this.o.maxBufferedBytes
+    );
+  }
+
+  private push(e: Entry): void {
+    this.queue.push(e);
+    this.enqueued++;
+    if (this.wake && (this.queue.length - this.head >= this.maxBatchMessages || e.kind === 'mark'))
+      this.wake();
+  }
+
+  private throwIfFatal(): void {
+    if (this.fatal) throw this.fatal;
+  }
+
+  private async connectProducer(): Promise<Producer> {
+    const producer = this.o.kafka.producer({
+      idempotent: true,
+      maxInFlightRequests: 1,
+      allowAutoTopicCreation: false,
+      createPartitioner: Partitioners.DefaultPartitioner,
+      retry: { retries: 5, initialRetryTime: 200, maxRetryTime: 5_000 },
+    });
+    await producer.connect();
+    return producer;
+  }
+
+  private waitForWork(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.wake = undefined;
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.wake = done;
+    });
+  }
+
+  private async loop(): Promise<void> {
+    let backoffMs = 250;
+    while (!this.closed || this.head < this.queue.length) {
+      if (this.head >= this.queue.length) {
+        if (this.closed) break;
+        await this.waitForWork(1_000);
+        continue;
+      }
+      // Give a partly filled batch a moment to fill, unless someone is waiting for a flush.
+      if (
+        this.queue.length - this.head < this.maxBatchMessages &&
+        this.flushWaiters.length === 0 &&
+        !this.closed
+      ) {
+        await this.waitForWork(this.lingerMs);
+      }
+      const { end, topicMessages, lastMark, count, bytes } = this.takeBatch();
+      try {
+        if (topicMessages.length > 0) {
+          if (!this.producer) this.producer = await this.connectProducer();
+          await this.producer.sendBatch({ topicMessages, acks: -1 });
+        }
+      } catch (e) {
+        if (this.closed) {
+          this.o.logger.warn(
+            { err: errorText(e) },
+            'publisher closed with unsent messages; they will be re-read',
+          );
+          break;
+        }
+        this.o.logger.warn({ err: errorText(e), retryInMs: backoffMs }, 'kafka send failed; retrying');
+        const old = this.producer;
+        this.producer = undefined;
+        await old?.disconnect().catch(() => {});
+        await sleep(backoffMs);
+        backoffMs = Math.min(backoffMs * 2, 10_000);
+        continue;
+      }
+      backoffMs = 250;
+      this.completed += end - this.head;
+      this.head = end;
+      this.bufferedMessages -= count;
+      this.bufferedBytes -= bytes;
+      if (this.head > 50_000 && this.head * 2 > this.queue.length) {
+        this.queue = this.queue.slice(this.head);
+        this.head = 0;
+      }
+      if (lastMark !== undefined) {
+        try {
+          this.o.checkpoint(lastMark);
+        } catch (e) {
+          this.fatal = new ReplicatorError(ErrorCodes.ABORTED, 'checkpoint callback failed', { cause: e });
+          break;
+        }
+      }
+      this.settleWaiters();
+    }
+    this.settleWaiters();
+  }
+
+  private takeBatch() {
+    const byTopic = new Map<string, Message[]>();
+    let i = this.head;
+    let count = 0;
+    let bytes = 0;
+    let lastMark: Lsn | undefined;
+    for (; i < this.queue.length; i++) {
+      const e = this.queue[i]!;
+      if (e.kind === 'mark') {
+        lastMark = e.lsn;
+        continue;
+      }
+      if (count > 0 && (count >= this.maxBatchMessages || bytes + e.bytes > this.maxBatchBytes)) break;
+      const { m } = e;
+      let list = byTopic.get(m.topic);
+      if (!list) {
+        list = [];
+        byTopic.set(m.topic, list);
+      }
+      list.push({
+        key: m.key,
+        value: m.value,
+        ...(m.partition !== undefined ? { partition: m.partition } : {}),
+        ...(m.headers ? { headers: m.headers } : {}),
+      });
+      count++;
+      bytes += e.bytes;
+    }
+    const topicMessages: TopicMessages[] = [...byTopic].map(([topic, messages]) => ({ topic, messages }));
+    return { end: i, topicMessages, lastMark, count, bytes };
+  }
+
+  private settleWaiters(): void {
+    if (!this.full()) {
+      const waiters = this.drainWaiters;
+      this.drainWaiters = [];
+      for (const w of waiters) w();
+    }
+    const pending: typeof this.flushWaiters = [];
+    for (const w of this.flushWaiters) {
+      if (this.completed >= w.upTo || (this.closed && this.head >= this.queue.length)) w.resolve();
+      else pending.push(w);
+    }
+    this.flushWaiters = pending;
+  }
+}
+
+function errorText(e: unknown): string {
+  return e instanceof Error ? `${e.name}: ${e.message}` : String(e);
+}

@@ -1,0 +1,236 @@
+import { ErrorCodes, ReplicatorError } from '../../src/errors.js';
+import { formatLsn, type Lsn } from '../../src/lsn.js';
+import type { OutMessage } from '../../src/pipeline/publisher.js';
+import { type ChangeEvent, type ChangeOp, type Row, serializeEvent, serializeKey } from './envelope.js';
+import { type DecodedMessage, type Relation, type Tuple, UNCHANGED_TOAST } from './pgoutput-decoder.js';
+import type { EventValue, TypeCatalog } from './value-decoder.js';
+
+/** What the source loop does with one decoded message: publish these, then (maybe) mark a durable position. */
+export interface BuildResult {
+  messages: OutMessage[];
+  /** A position that becomes durable once the messages above (and everything before) are acknowledged. */
+  mark?: Lsn;
+}
+
+export interface ChangeBuilderOptions {
+  topicPrefix: string;
+  database: string;
+  catalog: TypeCatalog;
+  /** Partition count of a change topic (truncates go to every partition so they stay ordered with each key). */
+  partitionsOf: (topic: string) => number;
+  now?: () => number;
+}
+
+interface RelationPlan {
+  relation: Relation;
+  topic: string;
+  /** Kafka key columns: the primary key, else the replica identity columns. */
+  keyColumns: string[];
+  decoders: ((text: string) => EventValue)[];
+}
+
+interface TxState {
+  commitLsn: Lsn;
+  xid: number;
+  commitTs: string;
+  commitMs: number;
+  seq: number;
+}
+
+/** ISO-8601 UTC with microseconds from microseconds since the Unix epoch (commit times are modern dates). */
+export function isoFromMicros(us: bigint): string {
+  const ms = Number(us / 1000n);
+  const micros = Number(us % 1_000_000n);
+  return `${new Date(ms).toISOString().slice(0, 19)}.${String(micros).padStart(6, '0')}Z`;
+}
+
+export const heartbeatPrefix = (topicPrefix: string) => `${topicPrefix}.heartbeat`;
+export const changeTopic = (topicPrefix: string, schema: string, table: string) =>
+  `${topicPrefix}.${schema}.${table}`;
+
+/**
+ * Turns decoded pgoutput messages into Debezium-shaped change events and durable positions. Stateful only in what
+ * the protocol is: the open transaction and the relations announced so far.
+ */
+export class ChangeBuilder {
+  private readonly plans = new Map<number, RelationPlan>();
+  private tx: TxState | undefined;
+  private readonly now: () => number;
+
+  constructor(private readonly o: ChangeBuilderOptions) {
+    this.now = o.now ?? Date.now;
+  }
+
+  get inTransaction(): boolean {
+    return this.tx !== undefined;
+  }
+
+  /** Registers a relation once its types are in the catalog and its primary key is known. */
+  addRelation(relation: Relation, primaryKey: readonly string[]): void {
+    const keyColumns =
+      primaryKey.length > 0 ? [...primaryKey] : relation.columns.filter((c) => c.isKey).map((c) => c.name);
+    this.plans.set(relation.relationOid, {
+      relation,
+      topic: changeTopic(this.o.topicPrefix, relation.schema, relation.name),
+      keyColumns,
+      decoders: relation.columns.map((c) => this.o.catalog.decoder(c.typeOid)),
+    });
+  }
+
+  /** A keepalive: its position is durable once everything before it is, unless a transaction is open. */
+  keepalive(walEnd: Lsn): BuildResult {
+    return this.tx ? { messages: [] } : { messages: [], mark: walEnd };
+  }
+
+  build(msg: DecodedMessage, walStart: Lsn): BuildResult {
+    switch (msg.tag) {
+      case 'begin': {
+        const commitMs = Number(msg.commitTimeUs / 1000n);
+        this.tx = {
+          commitLsn: msg.commitLsn,
+          xid: msg.xid,
+          commitTs: isoFromMicros(msg.commitTimeUs),
+          commitMs,
+          seq: 0,
+        };
+        return { messages: [] };
+      }
+      case 'commit':
+        this.tx = undefined;
+        return { messages: [], mark: msg.commitEndLsn };
+      case 'insert': {
+        const plan = this.plan(msg.relation);
+        const after = this.row(plan, msg.new);
+        return { messages: [this.event(plan, 'c', null, after.row, after.unchanged, walStart)] };
+      }
+      case 'update': {
+        const plan = this.plan(msg.relation);
+        const after = this.row(plan, msg.new);
+        const before = msg.old ? this.row(plan, msg.old).row : msg.key ? this.row(plan, msg.key).row : null;
+        if (before && keyChanged(plan.keyColumns, before, after.row)) {
+          // A primary-key change is a delete of the old key and a create of the new one (as Debezium does),
+          // so each key's events stay on its own partition, in order.
+          return {
+            messages: [
+              this.event(plan, 'd', before, null, [], walStart),
+              this.event(plan, 'c', null, after.row, after.unchanged, walStart),
+            ],
+          };
+        }
+        return { messages: [this.event(plan, 'u', before, after.row, after.unchanged, walStart)] };
+      }
+      case 'delete': {
+        const plan = this.plan(msg.relation);
+        const tuple = msg.old ?? msg.key;
+        if (!tuple)
+          throw new ReplicatorError(ErrorCodes.REPLICATION_PROTOCOL, 'delete without a key or old row');
+        return { messages: [this.event(plan, 'd', this.row(plan, tuple).row, null, [], walStart)] };
+      }
+      case 'truncate': {
+        const messages: OutMessage[] = [];
+        for (const relation of msg.relations) {
+          const plan = this.plan(relation);
+          const value = serializeEvent(this.envelope(plan, 't', null, null, [], walStart));
+          for (let p = 0; p < this.o.partitionsOf(plan.topic); p++) {
+            messages.push({ topic: plan.topic, key: null, value, partition: p });
+          }
+        }
+        return { messages };
+      }
+      case 'message': {
+        if (msg.prefix !== heartbeatPrefix(this.o.topicPrefix)) return { messages: [] };
+        const value = JSON.stringify({
+          lsn: formatLsn(msg.messageLsn),
+          sentAt: msg.content.toString('utf8'),
+          ts_ms: this.now(),
+        });
+        const messages = [{ topic: heartbeatPrefix(this.o.topicPrefix), key: this.o.database, value }];
+        return msg.transactional || this.tx ? { messages } : { messages, mark: msg.messageLsn };
+      }
+      case 'relation':
+      case 'type':
+      case 'origin':
+        return { messages: [] };
+    }
+  }
+
+  private plan(relation: Relation): RelationPlan {
+    const plan = this.plans.get(relation.relationOid);
+    if (!plan) {
+      throw new ReplicatorError(
+        ErrorCodes.REPLICATION_PROTOCOL,
+        `relation ${relation.schema}.${relation.name} was not registered`,
+      );
+    }
+    return plan;
+  }
+
+  private row(plan: RelationPlan, tuple: Tuple): { row: Row; unchanged: string[] } {
+    const row: Row = {};
+    const unchanged: string[] = [];
+    const { columns } = plan.relation;
+    for (let i = 0; i < columns.length; i++) {
+      const name = columns[i]!.name;
+      if (!(name in tuple)) continue;
+      const v = tuple[name];
+      if (v === UNCHANGED_TOAST) unchanged.push(name);
+      else row[name] = v === null || v === undefined ? null : plan.decoders[i]!(v);
+    }
+    return { row, unchanged };
+  }
+
+  private envelope(
+    plan: RelationPlan,
+    op: ChangeOp,
+    before: Row | null,
+    after: Row | null,
+    unchanged: string[],
+    walStart: Lsn,
+  ): ChangeEvent {
+    const tx = this.tx;
+    return {
+      before,
+      after,
+      op,
+      source: {
+        connector: 'replicator',
+        db: this.o.database,
+        schema: plan.relation.schema,
+        table: plan.relation.name,
+        lsn: formatLsn(walStart),
+        commitLsn: formatLsn(tx?.commitLsn ?? walStart),
+        txId: tx?.xid ?? null,
+        commitTs: tx?.commitTs ?? null,
+        ts_ms: tx?.commitMs ?? null,
+        snapshot: false,
+        seq: tx ? tx.seq++ : 0,
+        ...(unchanged.length > 0 ? { unchangedToast: unchanged } : {}),
+      },
+      ts_ms: this.now(),
+    };
+  }
+
+  private event(
+    plan: RelationPlan,
+    op: ChangeOp,
+    before: Row | null,
+    after: Row | null,
+    unchanged: string[],
+    walStart: Lsn,
+  ): OutMessage {
+    const keyRow = (op === 'd' ? before : after) ?? {};
+    return {
+      topic: plan.topic,
+      key: serializeKey(keyRow, plan.keyColumns),
+      value: serializeEvent(this.envelope(plan, op, before, after, unchanged, walStart)),
+    };
+  }
+}
+
+function keyChanged(keyColumns: readonly string[], before: Row, after: Row): boolean {
+  for (const k of keyColumns) {
+    if (!(k in before) || !(k in after)) continue;
+    if (JSON.stringify(before[k]) !== JSON.stringify(after[k])) return true;
+  }
+  return false;
+}

@@ -1,0 +1,167 @@
+import { type Pgoutput, PgoutputPlugin } from 'pg-logical-replication';
+import { ErrorCodes, ReplicatorError } from '../../src/errors.js';
+import { type Lsn, parseLsn } from '../../src/lsn.js';
+
+/**
+ * pgoutput messages, decoded by pg-logical-replication's parser and corrected where its 2.5.0 is wrong:
+ * xid read as a signed int32, column values run through pg's global type parsers (lossy: JS Dates, floats),
+ * unchanged TOAST values silently turned into `undefined`, padded LSN strings, and an unknown message tag thrown
+ * as a plain Error. Here column values stay the server's text (see value-decoder.ts), unchanged TOAST values are
+ * the UNCHANGED_TOAST marker, LSNs are bigints and an unknown tag is a coded error.
+ */
+
+/** Stands for a TOASTed value that pgoutput did not send because the update left it unchanged. */
+export const UNCHANGED_TOAST: unique symbol = Symbol('unchanged-toast');
+
+export type TupleValue = string | null | typeof UNCHANGED_TOAST;
+export type Tuple = Record<string, TupleValue>;
+
+export interface RelationColumn {
+  name: string;
+  typeOid: number;
+  typeMod: number;
+  /** Part of the replica identity (pgoutput's flag). */
+  isKey: boolean;
+}
+
+export interface Relation {
+  relationOid: number;
+  schema: string;
+  name: string;
+  replicaIdentity: 'default' | 'nothing' | 'full' | 'index';
+  columns: RelationColumn[];
+}
+
+export type DecodedMessage =
+  | { tag: 'begin'; commitLsn: Lsn; commitTimeUs: bigint; xid: number }
+  | { tag: 'commit'; commitLsn: Lsn; commitEndLsn: Lsn; commitTimeUs: bigint }
+  | { tag: 'relation'; relation: Relation }
+  | { tag: 'type'; typeOid: number; typeSchema: string; typeName: string }
+  | { tag: 'insert'; relation: Relation; new: Tuple }
+  | { tag: 'update'; relation: Relation; key: Tuple | null; old: Tuple | null; new: Tuple }
+  | { tag: 'delete'; relation: Relation; key: Tuple | null; old: Tuple | null }
+  | { tag: 'truncate'; relations: Relation[]; cascade: boolean; restartIdentity: boolean }
+  | { tag: 'message'; transactional: boolean; messageLsn: Lsn; prefix: string; content: Buffer }
+  | { tag: 'origin'; originName: string };
+
+const KNOWN_TAGS = new Set([0x42, 0x4f, 0x59, 0x52, 0x49, 0x55, 0x44, 0x54, 0x4d, 0x43]);
+const identity = (text: string) => text;
+
+const lsnOf = (text: string | null): Lsn => (text === null ? 0n : parseLsn(text));
+
+export class PgoutputDecoder {
+  // The plugin is only a holder of the parser (not exported on its own); we never let it start or acknowledge.
+  private readonly parser = new PgoutputPlugin({ protoVersion: 1, publicationNames: [] });
+  private readonly relations = new Map<number, Relation>();
+
+  decode(data: Buffer): DecodedMessage {
+    const tag = data[0] ?? 0;
+    if (!KNOWN_TAGS.has(tag)) {
+      throw new ReplicatorError(
+        ErrorCodes.REPLICATION_PROTOCOL,
+        `unknown pgoutput message tag ${JSON.stringify(String.fromCharCode(tag))} (0x${tag.toString(16)})`,
+      );
+    }
+    let msg: Pgoutput.Message;
+    try {
+      msg = this.parser.parse(data);
+    } catch (e) {
+      throw new ReplicatorError(ErrorCodes.REPLICATION_PROTOCOL, 'malformed pgoutput message', { cause: e });
+    }
+    switch (msg.tag) {
+      case 'begin':
+        return {
+          tag: 'begin',
+          commitLsn: lsnOf(msg.commitLsn),
+          commitTimeUs: msg.commitTime as bigint,
+          xid: msg.xid >>> 0,
+        };
+      case 'commit':
+        return {
+          tag: 'commit',
+          commitLsn: lsnOf(msg.commitLsn),
+          commitEndLsn: lsnOf(msg.commitEndLsn),
+          commitTimeUs: msg.commitTime as bigint,
+        };
+      case 'relation': {
+        // The parser keeps this object in its cache and reads values through column.parser: keep them text.
+        for (const c of msg.columns) c.parser = identity;
+        const relation: Relation = {
+          relationOid: msg.relationOid,
+          schema: msg.schema,
+          name: msg.name,
+          replicaIdentity: msg.replicaIdentity,
+          columns: msg.columns.map((c) => ({
+            name: c.name,
+            typeOid: c.typeOid >>> 0,
+            typeMod: c.typeMod,
+            isKey: (c.flags & 1) === 1,
+          })),
+        };
+        this.relations.set(relation.relationOid, relation);
+        return { tag: 'relation', relation };
+      }
+      case 'type':
+        return {
+          tag: 'type',
+          typeOid: msg.typeOid >>> 0,
+          typeSchema: msg.typeSchema,
+          typeName: msg.typeName,
+        };
+      case 'insert':
+        return { tag: 'insert', relation: this.relationOf(msg.relation), new: tuple(msg.new) };
+      case 'update':
+        return {
+          tag: 'update',
+          relation: this.relationOf(msg.relation),
+          key: msg.key ? tuple(msg.key) : null,
+          old: msg.old ? tuple(msg.old) : null,
+          new: tuple(msg.new),
+        };
+      case 'delete':
+        return {
+          tag: 'delete',
+          relation: this.relationOf(msg.relation),
+          key: msg.key ? tuple(msg.key) : null,
+          old: msg.old ? tuple(msg.old) : null,
+        };
+      case 'truncate':
+        return {
+          tag: 'truncate',
+          relations: msg.relations.map((r) => this.relationOf(r)),
+          cascade: msg.cascade,
+          restartIdentity: msg.restartIdentity,
+        };
+      case 'message':
+        return {
+          tag: 'message',
+          transactional: msg.transactional,
+          messageLsn: lsnOf(msg.messageLsn),
+          prefix: msg.prefix,
+          content: Buffer.from(msg.content),
+        };
+      case 'origin':
+        return { tag: 'origin', originName: msg.originName };
+    }
+  }
+
+  private relationOf(r: Pgoutput.MessageRelation | undefined): Relation {
+    const relation = r ? this.relations.get(r.relationOid) : undefined;
+    if (!relation)
+      throw new ReplicatorError(ErrorCodes.REPLICATION_PROTOCOL, 'change for an unknown relation');
+    return relation;
+  }
+}
+
+/**
+ * The parser leaves a key present with value `undefined` for an unchanged TOAST datum (when it had no old tuple
+ * to copy from); make that explicit. With REPLICA IDENTITY FULL it already copied the old row's value.
+ */
+function tuple(raw: Record<string, unknown>): Tuple {
+  const out: Tuple = {};
+  for (const k in raw) {
+    const v = raw[k];
+    out[k] = v === undefined ? UNCHANGED_TOAST : (v as string | null);
+  }
+  return out;
+}

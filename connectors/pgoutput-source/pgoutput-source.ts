@@ -1,0 +1,397 @@
+import type { Kafka } from 'kafkajs';
+import pg from 'pg';
+import type { ReplicatorConfig } from '../../src/config/load-config.js';
+import { ErrorCodes, isTransient, ReplicatorError } from '../../src/errors.js';
+import type { Logger } from '../../src/logger.js';
+import { formatLsn, type Lsn, maxLsn, parseLsn } from '../../src/lsn.js';
+import { AsyncQueue } from '../../src/util/async-queue.js';
+import { describePgUrl } from '../../src/util/redact.js';
+import { quoteIdent } from '../../src/util/sql.js';
+import { KafkaPublisher } from '../kafka-publisher/kafka-publisher.js';
+import { KafkaStateStore } from '../kafka-publisher/kafka-state-store.js';
+import { ensureTopics } from '../kafka-publisher/topics.js';
+import { ChangeBuilder, changeTopic, heartbeatPrefix } from './change-builder.js';
+import { PgoutputDecoder, type Relation } from './pgoutput-decoder.js';
+import { assertPreflight, describeTable, readSlot, runPreflight, type TableInfo } from './preflight.js';
+import { ReplicationStream, type WalMessage } from './replication-stream.js';
+import { runSnapshot } from './snapshot.js';
+import { loadTypes, TypeCatalog } from './value-decoder.js';
+
+export type SourceRole = 'starting' | 'standby' | 'leader' | 'stopped';
+
+export interface PgoutputSourceOptions {
+  config: Pick<ReplicatorConfig, 'source' | 'kafka'>;
+  kafka: Kafka;
+  logger: Logger;
+  /** How often a standby retries the leader lock. */
+  standbyPollMs?: number;
+  /** Upper bound of the reconnect backoff. */
+  maxBackoffMs?: number;
+}
+
+export interface SourceProgress {
+  role: SourceRole;
+  durableLsn: string;
+  snapshotRows: Record<string, number>;
+  events: number;
+}
+
+interface SnapshotMarker {
+  slot: string;
+  database: string;
+  consistentPoint: string;
+  completedAt: string;
+}
+
+const sleep = (ms: number, signal: AbortSignal) =>
+  new Promise<void>((resolve) => {
+    const t = setTimeout(resolve, ms);
+    signal.addEventListener(
+      'abort',
+      () => {
+        clearTimeout(t);
+        resolve();
+      },
+      { once: true },
+    );
+  });
+
+/**
+ * The source stage: elects one reader per slot (advisory lock), checks the legacy database, takes the initial
+ * snapshot on the slot's exported snapshot, then streams pgoutput into Kafka. PostgreSQL is told a position only
+ * once Kafka has acknowledged every event before it, so a crash at any moment loses nothing (events after the
+ * last reported position are read again: at-least-once, in commit order per key).
+ */
+export class PgoutputSource {
+  private roleNow: SourceRole = 'starting';
+  private durable: Lsn = 0n;
+  private events = 0;
+  private readonly snapshotRows: Record<string, number> = {};
+
+  constructor(private readonly o: PgoutputSourceOptions) {}
+
+  progress(): SourceProgress {
+    return {
+      role: this.roleNow,
+      durableLsn: formatLsn(this.durable),
+      snapshotRows: { ...this.snapshotRows },
+      events: this.events,
+    };
+  }
+
+  /** Runs until `signal` aborts; retries what can be retried (connections, Kafka) with backoff. */
+  async run(signal: AbortSignal): Promise<void> {
+    let backoff = 500;
+    while (!signal.aborted) {
+      try {
+        await this.session(signal);
+        backoff = 500;
+      } catch (e) {
+        if (signal.aborted) break;
+        if (!isTransient(e)) throw e;
+        this.o.logger.warn({ err: errText(e), retryInMs: backoff }, 'source session ended; reconnecting');
+        await sleep(backoff, signal);
+        backoff = Math.min(backoff * 2, this.o.maxBackoffMs ?? 10_000);
+      }
+    }
+    this.roleNow = 'stopped';
+  }
+
+  private async session(signal: AbortSignal): Promise<void> {
+    const { source, kafka } = this.o.config;
+    const log = this.o.logger;
+    const closers: (() => Promise<unknown>)[] = [];
+    const close = async () => {
+      for (const c of closers.reverse()) await c().catch(() => {});
+    };
+    try {
+      // Leadership: one reader per slot. The lock lives as long as this session's connection.
+      const lock = new pg.Client({ connectionString: source.url });
+      const lockLost = new Promise<never>((_, reject) => {
+        lock.on('error', (e) =>
+          reject(
+            new ReplicatorError(ErrorCodes.PG_CONNECTION_FAILED, 'leader lock connection lost', { cause: e }),
+          ),
+        );
+      });
+      lockLost.catch(() => {});
+      await lock.connect();
+      closers.push(() => lock.end());
+      this.roleNow = 'standby';
+      let announced = false;
+      for (;;) {
+        const got = (
+          await lock.query<{ ok: boolean }>(
+            "SELECT pg_try_advisory_lock(hashtext('replicator.source'), hashtext($1)) AS ok",
+            [source.slot],
+          )
+        ).rows[0]?.ok;
+        if (got) break;
+        if (!announced) log.info({ slot: source.slot }, 'another source holds the leader lock; standing by');
+        announced = true;
+        await sleep(this.o.standbyPollMs ?? 1_000, signal);
+        if (signal.aborted) return;
+      }
+      this.roleNow = 'leader';
+      log.info({ slot: source.slot, db: describePgUrl(source.url) }, 'source is the leader');
+
+      const admin = new pg.Client({ connectionString: source.url });
+      await admin.connect();
+      closers.push(() => admin.end());
+      const database = (await admin.query<{ d: string }>('SELECT current_database() AS d')).rows[0]!.d;
+
+      const findings = await runPreflight({
+        client: admin,
+        tables: source.tables,
+        publication: source.publication,
+        slot: source.slot,
+        createPublication: source.createPublication,
+      });
+      for (const f of findings) if (f.level !== 'ok') log.warn({ check: f.check, fix: f.fix }, f.message);
+      assertPreflight(findings);
+      const tableInfos: TableInfo[] = [];
+      for (const t of source.tables) tableInfos.push((await describeTable(admin, t))!);
+
+      const kafkaAdmin = this.o.kafka.admin();
+      await kafkaAdmin.connect();
+      closers.push(() => kafkaAdmin.disconnect());
+      const stateTopic = `${kafka.topicPrefix}.replicator-state`;
+      const partitions = await ensureTopics(kafkaAdmin, [
+        ...source.tables.map((t) => ({
+          topic: changeTopic(kafka.topicPrefix, t.schema, t.table),
+          partitions: kafka.partitions,
+          replicationFactor: kafka.replicationFactor,
+        })),
+        {
+          topic: heartbeatPrefix(kafka.topicPrefix),
+          partitions: 1,
+          replicationFactor: kafka.replicationFactor,
+        },
+        { topic: stateTopic, partitions: 1, replicationFactor: kafka.replicationFactor, compact: true },
+      ]);
+      const state = new KafkaStateStore(this.o.kafka, stateTopic);
+
+      const publisher = new KafkaPublisher({
+        kafka: this.o.kafka,
+        logger: log,
+        checkpoint: (lsn) => {
+          this.durable = maxLsn(this.durable, lsn);
+        },
+        maxBufferedMessages: source.maxBufferedEvents,
+        maxBufferedBytes: source.maxBufferedBytes,
+      });
+      await publisher.start();
+      closers.push(() => publisher.close());
+
+      const catalog = new TypeCatalog();
+      let slot = await readSlot(admin, source.slot);
+      const markerKey = `snapshot/${database}/${source.slot}`;
+      if (source.snapshot === 'initial') {
+        const marker = slot.exists ? await state.get<SnapshotMarker>(markerKey) : undefined;
+        if (!marker) {
+          if (slot.exists) {
+            // A slot without a completed-snapshot marker is an interrupted snapshot: start over cleanly.
+            log.warn(
+              { slot: source.slot },
+              'slot exists but its snapshot never completed; dropping it to start over',
+            );
+            await admin.query('SELECT pg_drop_replication_slot($1)', [source.slot]);
+          }
+          await this.snapshot(
+            signal,
+            source.url,
+            source.slot,
+            database,
+            tableInfos,
+            catalog,
+            publisher,
+            state,
+            markerKey,
+          );
+          if (signal.aborted) return;
+        }
+      } else if (!slot.exists) {
+        await createSlot(source.url, source.slot, 'nothing', async () => {});
+        log.info({ slot: source.slot }, 'created slot without snapshot (snapshot=never)');
+      }
+      slot = await readSlot(admin, source.slot);
+      if (!slot.confirmedFlushLsn) {
+        throw new ReplicatorError(
+          ErrorCodes.PREFLIGHT_FAILED,
+          `slot ${source.slot} has no confirmed_flush_lsn`,
+        );
+      }
+      // Never report less than the slot already has: the stream's reports only move forward from here.
+      this.durable = parseLsn(slot.confirmedFlushLsn);
+
+      await this.stream(signal, admin, database, tableInfos, catalog, publisher, partitions, lockLost);
+    } finally {
+      await close();
+      if (this.roleNow === 'leader') this.roleNow = 'starting';
+    }
+  }
+
+  private async snapshot(
+    signal: AbortSignal,
+    url: string,
+    slotName: string,
+    database: string,
+    tables: TableInfo[],
+    catalog: TypeCatalog,
+    publisher: KafkaPublisher,
+    state: KafkaStateStore,
+    markerKey: string,
+  ): Promise<void> {
+    const { source, kafka } = this.o.config;
+    const log = this.o.logger;
+    await createSlot(url, slotName, 'export', async (snapshotName, consistentPoint) => {
+      log.info({ slot: slotName, consistentPoint: formatLsn(consistentPoint) }, 'initial snapshot started');
+      const counts = await runSnapshot({
+        url,
+        snapshotName,
+        consistentPoint,
+        tables,
+        chunkRows: source.snapshotChunkRows,
+        parallelism: source.snapshotParallelism,
+        topicPrefix: kafka.topicPrefix,
+        database,
+        catalog,
+        publisher,
+        logger: log,
+        signal,
+        onRows: (table, rows) => {
+          this.snapshotRows[table] = rows;
+        },
+      });
+      await publisher.flush();
+      await state.put(markerKey, {
+        slot: slotName,
+        database,
+        consistentPoint: formatLsn(consistentPoint),
+        completedAt: new Date().toISOString(),
+      } satisfies SnapshotMarker);
+      log.info({ tables: Object.fromEntries(counts) }, 'initial snapshot complete');
+    });
+  }
+
+  private async stream(
+    signal: AbortSignal,
+    admin: pg.Client,
+    database: string,
+    tables: TableInfo[],
+    catalog: TypeCatalog,
+    publisher: KafkaPublisher,
+    partitions: Map<string, number>,
+    lockLost: Promise<never>,
+  ): Promise<void> {
+    const { source, kafka } = this.o.config;
+    const log = this.o.logger;
+    const decoder = new PgoutputDecoder();
+    const builder = new ChangeBuilder({
+      topicPrefix: kafka.topicPrefix,
+      database,
+      catalog,
+      partitionsOf: (topic) => partitions.get(topic) ?? kafka.partitions,
+    });
+    const primaryKeys = new Map(tables.map((t) => [`${t.table.schema}.${t.table.table}`, t.primaryKey]));
+
+    // Raw messages wait here; past the high-water mark the socket is paused (the server then stops sending).
+    let stream: ReplicationStream | undefined;
+    const queue = new AsyncQueue<WalMessage>(
+      10_000,
+      () => stream?.pause(),
+      () => stream?.resume(),
+    );
+    stream = new ReplicationStream({
+      url: source.url,
+      slot: source.slot,
+      publication: source.publication,
+      startLsn: this.durable,
+      statusIntervalMs: source.statusIntervalMs,
+      durableLsn: () => this.durable,
+      onMessage: (m) => queue.push(m),
+    });
+    await stream.start();
+    log.info({ slot: source.slot, from: formatLsn(this.durable) }, 'streaming');
+    stream.ended.catch((e) => queue.fail(e));
+    lockLost.catch((e) => queue.fail(e));
+    const onAbort = () => queue.close();
+    signal.addEventListener('abort', onAbort, { once: true });
+
+    const heartbeat =
+      source.heartbeatIntervalMs > 0
+        ? setInterval(() => {
+            admin
+              .query('SELECT pg_logical_emit_message(false, $1, $2)', [
+                heartbeatPrefix(kafka.topicPrefix),
+                new Date().toISOString(),
+              ])
+              .catch((e: unknown) => log.warn({ err: errText(e) }, 'heartbeat failed'));
+          }, source.heartbeatIntervalMs)
+        : undefined;
+
+    const onRelation = async (relation: Relation) => {
+      const missing = catalog.missing(relation.columns.map((c) => c.typeOid));
+      if (missing.length > 0) for (const t of await loadTypes(admin, missing)) catalog.add(t);
+      const key = `${relation.schema}.${relation.name}`;
+      // A relation message also follows ALTER TABLE: re-read the key so a changed primary key is honoured.
+      const info = await describeTable(admin, { schema: relation.schema, table: relation.name });
+      if (info) primaryKeys.set(key, info.primaryKey);
+      builder.addRelation(relation, primaryKeys.get(key) ?? []);
+    };
+
+    try {
+      for (;;) {
+        const { value: m, done } = await queue.next();
+        if (done) break;
+        if (m.kind === 'keepalive') {
+          const r = builder.keepalive(m.walEnd);
+          if (r.mark !== undefined) publisher.mark(r.mark);
+          continue;
+        }
+        const msg = decoder.decode(m.data);
+        if (msg.tag === 'relation') await onRelation(msg.relation);
+        const r = builder.build(msg, m.walStart);
+        for (const out of r.messages) {
+          this.events++;
+          if (!publisher.publish(out)) await publisher.drained();
+        }
+        if (r.mark !== undefined) publisher.mark(r.mark);
+      }
+      // Graceful stop: everything read so far goes to Kafka, then its position to PostgreSQL.
+      await publisher.flush();
+      stream.sendStatus();
+    } finally {
+      signal.removeEventListener('abort', onAbort);
+      if (heartbeat) clearInterval(heartbeat);
+      await stream.stop();
+    }
+  }
+}
+
+/**
+ * Creates the slot on a replication connection. With `export`, `whileExported` runs while that connection stays
+ * open and idle, which is what keeps the exported snapshot valid.
+ */
+async function createSlot(
+  url: string,
+  slot: string,
+  snapshot: 'export' | 'nothing',
+  whileExported: (snapshotName: string, consistentPoint: Lsn) => Promise<void>,
+): Promise<void> {
+  const repl = new pg.Client({ connectionString: url, replication: 'database' } as pg.ClientConfig);
+  await repl.connect();
+  try {
+    const { rows } = await repl.query<{ consistent_point: string; snapshot_name: string | null }>(
+      `CREATE_REPLICATION_SLOT ${quoteIdent(slot)} LOGICAL pgoutput (SNAPSHOT '${snapshot}')`,
+    );
+    const row = rows[0]!;
+    if (snapshot === 'export') await whileExported(row.snapshot_name!, parseLsn(row.consistent_point));
+  } finally {
+    await repl.end().catch(() => {});
+  }
+}
+
+function errText(e: unknown): string {
+  return e instanceof Error ? `${e.name}: ${e.message}` : String(e);
+}

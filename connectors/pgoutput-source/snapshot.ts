@@ -1,0 +1,134 @@
+import pg from 'pg';
+import { ErrorCodes, ReplicatorError } from '../../src/errors.js';
+import type { Logger } from '../../src/logger.js';
+import { formatLsn, type Lsn } from '../../src/lsn.js';
+import type { Publisher } from '../../src/pipeline/publisher.js';
+import { qualifiedName, quoteIdent, quoteLiteral } from '../../src/util/sql.js';
+import { changeTopic } from './change-builder.js';
+import { type Row, serializeEvent, serializeKey } from './envelope.js';
+import type { TableInfo } from './preflight.js';
+import { TEXT_FORMAT_OPTIONS } from './replication-stream.js';
+import { type EventValue, loadTypes, type TypeCatalog } from './value-decoder.js';
+
+export interface SnapshotOptions {
+  url: string;
+  /** The snapshot exported by CREATE_REPLICATION_SLOT; valid while that replication connection stays open. */
+  snapshotName: string;
+  consistentPoint: Lsn;
+  tables: readonly TableInfo[];
+  chunkRows: number;
+  parallelism: number;
+  topicPrefix: string;
+  database: string;
+  catalog: TypeCatalog;
+  publisher: Publisher;
+  logger: Logger;
+  signal: AbortSignal;
+  onRows?: (table: string, rows: number) => void;
+}
+
+const rawText = { getTypeParser: () => (v: string) => v };
+
+/**
+ * Copies every table as it was at the slot's consistent point: each table is read in its own REPEATABLE READ
+ * transaction on the exported snapshot, in primary-key order (ctid order for a table with REPLICA IDENTITY FULL
+ * and no key), a chunk at a time, tables in parallel. Rows are published as op `r`; streaming then starts at the
+ * consistent point, so no change is missed and none precedes its row.
+ */
+export async function runSnapshot(o: SnapshotOptions): Promise<Map<string, number>> {
+  const counts = new Map<string, number>();
+  const queue = [...o.tables];
+  const worker = async () => {
+    for (let t = queue.shift(); t; t = queue.shift()) {
+      counts.set(`${t.table.schema}.${t.table.table}`, await snapshotTable(o, t));
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(o.parallelism, o.tables.length) }, worker));
+  return counts;
+}
+
+async function snapshotTable(o: SnapshotOptions, info: TableInfo): Promise<number> {
+  const { schema, table } = info.table;
+  const name = `${schema}.${table}`;
+  const client = new pg.Client({ connectionString: o.url, options: TEXT_FORMAT_OPTIONS });
+  await client.connect();
+  try {
+    await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    await client.query(`SET TRANSACTION SNAPSHOT ${quoteLiteral(o.snapshotName)}`);
+    const columns = (
+      await client.query<{ name: string; oid: number }>(
+        `SELECT attname AS name, atttypid::int AS oid FROM pg_attribute
+          WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum`,
+        [qualifiedName(schema, table)],
+      )
+    ).rows;
+    const missing = o.catalog.missing(columns.map((c) => c.oid));
+    if (missing.length > 0) for (const t of await loadTypes(client, missing)) o.catalog.add(t);
+    const decoders: ((text: string) => EventValue)[] = columns.map((c) => o.catalog.decoder(c.oid));
+    const keyed = info.primaryKey.length > 0;
+    const keyColumns = keyed ? info.primaryKey : columns.map((c) => c.name);
+    const orderBy = keyed ? info.primaryKey : ['ctid'];
+    const orderIdx = keyed
+      ? info.primaryKey.map((k) => columns.findIndex((c) => c.name === k))
+      : [columns.length];
+    const select = [...columns.map((c) => quoteIdent(c.name)), ...(keyed ? [] : ['ctid'])].join(', ');
+    const orderList = orderBy.map((c) => (c === 'ctid' ? 'ctid' : quoteIdent(c))).join(', ');
+    const from = qualifiedName(schema, table);
+    const topic = changeTopic(o.topicPrefix, schema, table);
+    const lsn = formatLsn(o.consistentPoint);
+
+    let last: string[] | undefined;
+    let seq = 0;
+    for (;;) {
+      if (o.signal.aborted) throw new ReplicatorError(ErrorCodes.ABORTED, `snapshot of ${name} aborted`);
+      const where = last
+        ? keyed
+          ? `WHERE (${orderList}) > (${last.map((_, i) => `$${i + 1}`).join(', ')})`
+          : 'WHERE ctid > $1::tid'
+        : '';
+      const result = await client.query<string[]>({
+        text: `SELECT ${select} FROM ${from} ${where} ORDER BY ${orderList} LIMIT ${o.chunkRows}`,
+        values: last ?? [],
+        rowMode: 'array',
+        types: rawText,
+      });
+      for (const values of result.rows) {
+        const row: Row = {};
+        for (let i = 0; i < columns.length; i++) {
+          const v = values[i];
+          row[columns[i]!.name] = v === null || v === undefined ? null : decoders[i]!(v);
+        }
+        const value = serializeEvent({
+          before: null,
+          after: row,
+          op: 'r',
+          source: {
+            connector: 'replicator',
+            db: o.database,
+            schema,
+            table,
+            lsn,
+            commitLsn: lsn,
+            txId: null,
+            commitTs: null,
+            ts_ms: null,
+            snapshot: true,
+            seq: seq++,
+          },
+          ts_ms: Date.now(),
+        });
+        if (!o.publisher.publish({ topic, key: serializeKey(row, keyColumns), value }))
+          await o.publisher.drained();
+      }
+      o.onRows?.(name, seq);
+      if (result.rows.length < o.chunkRows) break;
+      const lastRow = result.rows[result.rows.length - 1]!;
+      last = orderIdx.map((i) => lastRow[i] as string);
+    }
+    await client.query('COMMIT');
+    o.logger.info({ table: name, rows: seq }, 'snapshot of table done');
+    return seq;
+  } finally {
+    await client.end().catch(() => {});
+  }
+}

@@ -1,0 +1,134 @@
+import { z } from 'zod';
+
+/**
+ * The one definition of the replicator's configuration. Parsed once at the edge (`loadConfig`), strict: an unknown
+ * key is an error that names it. docs/config.md is generated from this file (`npm run docs:config`).
+ */
+
+const pgUrl = z
+  .string()
+  .refine((s) => /^postgres(ql)?:\/\//.test(s), { message: 'must be a postgres:// or postgresql:// URL' });
+
+const identifier = z
+  .string()
+  .regex(/^[a-z_][a-z0-9_]{0,62}$/, 'lowercase letters, digits and _, at most 63, not starting with a digit');
+
+const tableName = z
+  .string()
+  .regex(/^[^.\s]+\.[^.\s]+$/, 'must be schema-qualified: "schema.table"')
+  .meta({ description: 'A legacy table, schema-qualified (`public.bookings`).' });
+
+export const sourceSchema = z
+  .object({
+    url: pgUrl.meta({
+      description:
+        'Legacy database. The role needs REPLICATION and SELECT on the tables only (plus CREATE on the database if the publication is to be created). Env: REPLICATOR_SOURCE_URL.',
+    }),
+    slot: identifier.default('replicator').meta({ description: 'Logical replication slot name.' }),
+    publication: identifier.default('replicator').meta({ description: 'Publication name.' }),
+    createPublication: z.boolean().default(true).meta({
+      description: 'Create the publication when it is missing (needs table ownership); otherwise refuse.',
+    }),
+    tables: z.array(tableName).min(1).meta({ description: 'The legacy tables to capture.' }),
+    snapshot: z
+      .enum(['initial', 'never'])
+      .default('initial')
+      .meta({ description: '`initial`: copy the tables on the slot’s exported snapshot before streaming.' }),
+    snapshotChunkRows: z
+      .int()
+      .min(1)
+      .default(10_000)
+      .meta({ description: 'Rows per primary-key-ordered chunk.' }),
+    snapshotParallelism: z.int().min(1).max(16).default(2).meta({ description: 'Tables read at once.' }),
+    heartbeatIntervalMs: z
+      .int()
+      .min(0)
+      .default(10_000)
+      .meta({ description: 'Heartbeat message period (pg_logical_emit_message); 0 disables it.' }),
+    statusIntervalMs: z.int().min(100).default(1_000).meta({
+      description: 'How often the durable LSN is reported to PostgreSQL; keep below wal_sender_timeout.',
+    }),
+    maxBufferedEvents: z
+      .int()
+      .min(100)
+      .default(50_000)
+      .meta({ description: 'Events held in memory before the replication socket is paused.' }),
+    maxBufferedBytes: z
+      .int()
+      .min(1 << 20)
+      .default(64 << 20)
+      .meta({ description: 'Bytes held in memory before the replication socket is paused.' }),
+  })
+  .strict();
+
+const sasl = z
+  .object({
+    mechanism: z.enum(['plain', 'scram-sha-256', 'scram-sha-512']),
+    username: z.string(),
+    password: z.string(),
+  })
+  .strict();
+
+const tls = z.union([
+  z.boolean(),
+  z
+    .object({
+      ca: z.string().optional(),
+      cert: z.string().optional(),
+      key: z.string().optional(),
+      rejectUnauthorized: z.boolean().default(true),
+    })
+    .strict(),
+]);
+
+export const kafkaSchema = z
+  .object({
+    brokers: z
+      .array(z.string().regex(/^[^:\s]+:\d+$/, 'must be host:port'))
+      .min(1)
+      .default(['127.0.0.1:9092'])
+      .meta({ description: 'Bootstrap brokers. Env: REPLICATOR_KAFKA_BROKERS (comma-separated).' }),
+    clientId: z.string().default('replicator'),
+    topicPrefix: z
+      .string()
+      .regex(/^[A-Za-z0-9._-]+$/)
+      .default('legacy')
+      .meta({ description: 'Change topics are `<topicPrefix>.<schema>.<table>`.' }),
+    partitions: z
+      .int()
+      .min(1)
+      .default(6)
+      .meta({ description: 'Partitions of each topic the replicator creates.' }),
+    replicationFactor: z.int().min(1).default(1),
+    ssl: tls.optional().meta({ description: 'TLS options passed to kafkajs.' }),
+    sasl: sasl.optional().meta({ description: 'SASL options passed to kafkajs.' }),
+  })
+  .strict();
+
+export const configSchema = z
+  .object({
+    source: sourceSchema,
+    // A function default: each parse gets its own object (parseConfig freezes what it returns).
+    kafka: kafkaSchema.default(() => kafkaSchema.parse({})),
+    schemaRegistry: z.object({ url: z.url() }).strict().optional().meta({
+      description: 'Confluent Schema Registry; values become Avro. Env: REPLICATOR_SCHEMA_REGISTRY_URL.',
+    }),
+    target: z
+      .object({ url: pgUrl.meta({ description: 'V2 database. Env: REPLICATOR_TARGET_URL.' }) })
+      .strict()
+      .optional(),
+    metrics: z
+      .object({
+        host: z
+          .string()
+          .default('127.0.0.1')
+          .meta({ description: 'Bind address. Env: REPLICATOR_METRICS_HOST.' }),
+        port: z.int().min(0).max(65535).default(9464).meta({ description: 'Env: REPLICATOR_METRICS_PORT.' }),
+      })
+      .strict()
+      .default({ host: '127.0.0.1', port: 9464 }),
+  })
+  .strict();
+
+export type ConfigInput = z.input<typeof configSchema>;
+export type ParsedConfig = z.output<typeof configSchema>;

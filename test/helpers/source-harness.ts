@@ -1,0 +1,53 @@
+import type { Kafka } from 'kafkajs';
+import { PgoutputSource } from '../../connectors/pgoutput-source/pgoutput-source.js';
+import { parseConfig, type ReplicatorConfig } from '../../src/config/load-config.js';
+import type { ConfigInput } from '../../src/config/schema.js';
+import { createLogger, silentLogger } from '../../src/logger.js';
+import { freshName, kafkaBrokers } from './resources.js';
+
+/** A source config for a test database: fresh slot, publication and topic prefix. */
+export function sourceConfig(
+  url: string,
+  tables: string[],
+  extra: Partial<ConfigInput['source']> = {},
+): ReplicatorConfig {
+  return parseConfig(
+    {
+      source: {
+        url,
+        tables,
+        slot: freshName('slot'),
+        publication: freshName('pub'),
+        statusIntervalMs: 200,
+        ...extra,
+      },
+      kafka: { brokers: [kafkaBrokers()], topicPrefix: freshName('cdc'), partitions: 3 },
+    } satisfies ConfigInput,
+    {},
+  );
+}
+
+/** Runs a source in this process until `stop()`. */
+export function startSource(config: ReplicatorConfig, kafka: Kafka) {
+  const controller = new AbortController();
+  const source = new PgoutputSource({
+    config,
+    kafka,
+    logger: process.env.REPLICATOR_TEST_LOG
+      ? createLogger({ level: process.env.REPLICATOR_TEST_LOG })
+      : silentLogger(),
+    standbyPollMs: 200,
+  });
+  const running = source.run(controller.signal);
+  return {
+    source,
+    running,
+    stop: async () => {
+      controller.abort();
+      await running;
+    },
+  };
+}
+
+export const topicOf = (config: ReplicatorConfig, table: string) =>
+  `${config.kafka.topicPrefix}.public.${table}`;
