@@ -11,7 +11,7 @@ import { KafkaPublisher } from '../kafka-publisher/kafka-publisher.js';
 import { KafkaStateStore } from '../kafka-publisher/kafka-state-store.js';
 import { ensureTopics } from '../kafka-publisher/topics.js';
 import { ChangeBuilder, changeTopic, heartbeatPrefix } from './change-builder.js';
-import { PgoutputDecoder, type Relation } from './pgoutput-decoder.js';
+import { type DecodedMessage, PgoutputDecoder, type Relation } from './pgoutput-decoder.js';
 import { assertPreflight, describeTable, readSlot, runPreflight, type TableInfo } from './preflight.js';
 import { ReplicationStream, type WalMessage } from './replication-stream.js';
 import { runSnapshot } from './snapshot.js';
@@ -35,6 +35,8 @@ export interface SourceProgress {
   snapshotRows: Record<string, number>;
   events: number;
 }
+
+type Queued = Exclude<WalMessage, { kind: 'xlog' }> | { kind: 'xlog'; walStart: Lsn; msg: DecodedMessage };
 
 interface SnapshotMarker {
   slot: string;
@@ -295,9 +297,10 @@ export class PgoutputSource {
     });
     const primaryKeys = new Map(tables.map((t) => [`${t.table.schema}.${t.table.table}`, t.primaryKey]));
 
-    // Raw messages wait here; past the high-water mark the socket is paused (the server then stops sending).
+    // Messages wait here; past the high-water mark the socket is paused (the server then stops sending).
+    // They are decoded in the socket callback: pg's protocol parser reuses its buffer once the callback returns.
     let stream: ReplicationStream | undefined;
-    const queue = new AsyncQueue<WalMessage>(
+    const queue = new AsyncQueue<Queued>(
       10_000,
       () => stream?.pause(),
       () => stream?.resume(),
@@ -309,7 +312,10 @@ export class PgoutputSource {
       startLsn: this.durable,
       statusIntervalMs: source.statusIntervalMs,
       durableLsn: () => this.durable,
-      onMessage: (m) => queue.push(m),
+      onMessage: (m) =>
+        queue.push(
+          m.kind === 'xlog' ? { kind: 'xlog', walStart: m.walStart, msg: decoder.decode(m.data) } : m,
+        ),
     });
     await stream.start();
     log.info({ slot: source.slot, from: formatLsn(this.durable) }, 'streaming');
@@ -349,7 +355,7 @@ export class PgoutputSource {
           if (r.mark !== undefined) publisher.mark(r.mark);
           continue;
         }
-        const msg = decoder.decode(m.data);
+        const { msg } = m;
         if (msg.tag === 'relation') await onRelation(msg.relation);
         const r = builder.build(msg, m.walStart);
         for (const out of r.messages) {

@@ -96,3 +96,19 @@ export async function freshTopic(label: string, partitions = 1): Promise<string>
   }
   return topic;
 }
+
+/** Drops a replication slot once its walsender has gone (a stopped reader's backend may take a moment). */
+export async function dropSlot(url: string, slot: string): Promise<void> {
+  await withClient(url, async (c) => {
+    for (let i = 0; i < 100; i++) {
+      const r = await c.query<{ active: boolean }>(
+        'SELECT active FROM pg_replication_slots WHERE slot_name = $1',
+        [slot],
+      );
+      if (r.rowCount === 0) return;
+      if (!r.rows[0]!.active) break;
+      await new Promise((res) => setTimeout(res, 100));
+    }
+    await c.query('SELECT pg_drop_replication_slot($1)', [slot]);
+  });
+}
