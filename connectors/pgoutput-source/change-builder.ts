@@ -166,12 +166,12 @@ export class ChangeBuilder {
   }
 
   private row(plan: RelationPlan, tuple: Tuple): { row: Row; unchanged: string[] } {
-    const row: Row = {};
+    const row = Object.create(null) as Row;
     const unchanged: string[] = [];
     const { columns } = plan.relation;
     for (let i = 0; i < columns.length; i++) {
       const name = columns[i]!.name;
-      if (!(name in tuple)) continue;
+      if (!Object.hasOwn(tuple, name)) continue;
       const v = tuple[name];
       if (v === UNCHANGED_TOAST) unchanged.push(name);
       else row[name] = v === null || v === undefined ? null : plan.decoders[i]!(v);
@@ -229,7 +229,7 @@ export class ChangeBuilder {
 
 function keyChanged(keyColumns: readonly string[], before: Row, after: Row): boolean {
   for (const k of keyColumns) {
-    if (!(k in before) || !(k in after)) continue;
+    if (!Object.hasOwn(before, k) || !Object.hasOwn(after, k)) continue;
     if (JSON.stringify(before[k]) !== JSON.stringify(after[k])) return true;
   }
   return false;

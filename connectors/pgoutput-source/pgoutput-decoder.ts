@@ -87,7 +87,7 @@ export class PgoutputDecoder {
         // The parser keeps this object in its cache and reads values through column.parser: keep them text.
         for (const c of msg.columns) c.parser = identity;
         const relation: Relation = {
-          relationOid: msg.relationOid,
+          relationOid: msg.relationOid >>> 0,
           schema: msg.schema,
           name: msg.name,
           replicaIdentity: msg.replicaIdentity,
@@ -146,7 +146,7 @@ export class PgoutputDecoder {
   }
 
   private relationOf(r: Pgoutput.MessageRelation | undefined): Relation {
-    const relation = r ? this.relations.get(r.relationOid) : undefined;
+    const relation = r ? this.relations.get(r.relationOid >>> 0) : undefined;
     if (!relation)
       throw new ReplicatorError(ErrorCodes.REPLICATION_PROTOCOL, 'change for an unknown relation');
     return relation;
@@ -158,7 +158,8 @@ export class PgoutputDecoder {
  * to copy from); make that explicit. With REPLICA IDENTITY FULL it already copied the old row's value.
  */
 function tuple(raw: Record<string, unknown>): Tuple {
-  const out: Tuple = {};
+  // No prototype: a column may legally be named __proto__ or constructor.
+  const out = Object.create(null) as Tuple;
   for (const k in raw) {
     const v = raw[k];
     out[k] = v === undefined ? UNCHANGED_TOAST : (v as string | null);

@@ -108,15 +108,18 @@ export class PgoutputSource {
     };
     try {
       // Leadership: one reader per slot. The lock lives as long as this session's connection.
-      const lock = new pg.Client({ connectionString: source.url });
-      const lockLost = new Promise<never>((_, reject) => {
-        lock.on('error', (e) =>
+      // A session-long connection that errors (server restart, network) ends the session; the caller reconnects.
+      // Without a listener, pg's 'error' event would crash the process.
+      let loseConnection!: (e: unknown) => void;
+      const connectionLost = new Promise<never>((_, reject) => {
+        loseConnection = (e) =>
           reject(
-            new ReplicatorError(ErrorCodes.PG_CONNECTION_FAILED, 'leader lock connection lost', { cause: e }),
-          ),
-        );
+            new ReplicatorError(ErrorCodes.PG_CONNECTION_FAILED, 'source connection lost', { cause: e }),
+          );
       });
-      lockLost.catch(() => {});
+      connectionLost.catch(() => {});
+      const lock = new pg.Client({ connectionString: source.url });
+      lock.on('error', loseConnection);
       await lock.connect();
       closers.push(() => lock.end());
       this.roleNow = 'standby';
@@ -138,6 +141,7 @@ export class PgoutputSource {
       log.info({ slot: source.slot, db: describePgUrl(source.url) }, 'source is the leader');
 
       const admin = new pg.Client({ connectionString: source.url });
+      admin.on('error', loseConnection);
       await admin.connect();
       closers.push(() => admin.end());
       const database = (await admin.query<{ d: string }>('SELECT current_database() AS d')).rows[0]!.d;
@@ -226,7 +230,7 @@ export class PgoutputSource {
       // Never report less than the slot already has: the stream's reports only move forward from here.
       this.durable = parseLsn(slot.confirmedFlushLsn);
 
-      await this.stream(signal, admin, database, tableInfos, catalog, publisher, partitions, lockLost);
+      await this.stream(signal, admin, database, tableInfos, catalog, publisher, partitions, connectionLost);
     } finally {
       await close();
       if (this.roleNow === 'leader') this.roleNow = 'starting';
@@ -284,7 +288,7 @@ export class PgoutputSource {
     catalog: TypeCatalog,
     publisher: KafkaPublisher,
     partitions: Map<string, number>,
-    lockLost: Promise<never>,
+    connectionLost: Promise<never>,
   ): Promise<void> {
     const { source, kafka } = this.o.config;
     const log = this.o.logger;
@@ -320,9 +324,11 @@ export class PgoutputSource {
     await stream.start();
     log.info({ slot: source.slot, from: formatLsn(this.durable) }, 'streaming');
     stream.ended.catch((e) => queue.fail(e));
-    lockLost.catch((e) => queue.fail(e));
+    connectionLost.catch((e) => queue.fail(e));
     const onAbort = () => queue.close();
     signal.addEventListener('abort', onAbort, { once: true });
+    // An abort that came while the session was starting never fires a listener added now.
+    if (signal.aborted) queue.close();
 
     const heartbeat =
       source.heartbeatIntervalMs > 0

@@ -32,6 +32,8 @@ export interface TableInfo {
   /** Primary-key columns in key order; empty when the table has none. */
   primaryKey: string[];
   replicaIdentity: 'default' | 'nothing' | 'full' | 'index';
+  /** Columns of the REPLICA IDENTITY USING INDEX index; empty otherwise. */
+  identityIndex: string[];
 }
 
 export type Check = (ctx: PreflightContext) => Promise<Finding[]>;
@@ -71,13 +73,13 @@ export const checkReplicationPrivilege: Check = async ({ client }) => {
 
 /** Reads what the source needs to know of each table (PK, replica identity), or undefined when it is missing. */
 export async function describeTable(client: pg.Client, t: TableRef): Promise<TableInfo | undefined> {
-  const { rows } = await client.query<{ relreplident: string; pk: string[] | null }>(
-    `SELECT c.relreplident,
-            (SELECT array_agg(a.attname::text ORDER BY k.ord)
+  const indexColumns = (flag: string) => `(SELECT array_agg(a.attname::text ORDER BY k.ord)
                FROM pg_index i
                CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
                JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
-              WHERE i.indrelid = c.oid AND i.indisprimary) AS pk
+              WHERE i.indrelid = c.oid AND i.${flag})`;
+  const { rows } = await client.query<{ relreplident: string; pk: string[] | null; ri: string[] | null }>(
+    `SELECT c.relreplident, ${indexColumns('indisprimary')} AS pk, ${indexColumns('indisreplident')} AS ri
        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
       WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')`,
     [t.schema, t.table],
@@ -86,7 +88,7 @@ export async function describeTable(client: pg.Client, t: TableRef): Promise<Tab
   if (!row) return undefined;
   const identity =
     ({ d: 'default', n: 'nothing', f: 'full', i: 'index' } as const)[row.relreplident as 'd'] ?? 'default';
-  return { table: t, primaryKey: row.pk ?? [], replicaIdentity: identity };
+  return { table: t, primaryKey: row.pk ?? [], replicaIdentity: identity, identityIndex: row.ri ?? [] };
 }
 
 export const checkTables: Check = async ({ client, tables }) => {
@@ -111,7 +113,18 @@ export const checkTables: Check = async ({ client, tables }) => {
       });
     }
     const keyed = info.primaryKey.length > 0;
-    if (info.replicaIdentity === 'full' || (keyed && info.replicaIdentity !== 'nothing')) {
+    // Events are keyed by the primary key, so the old key tuple pgoutput sends must contain it.
+    const indexLacksKey =
+      info.replicaIdentity === 'index' &&
+      (!keyed || !info.primaryKey.every((k) => info.identityIndex.includes(k)));
+    if (indexLacksKey) {
+      findings.push({
+        check: 'replica identity',
+        level: 'error',
+        message: `${name(t)} uses REPLICA IDENTITY USING INDEX on (${info.identityIndex.join(', ')}), which does not contain the primary key (${info.primaryKey.join(', ') || 'none'}): deletes and key changes could not be keyed`,
+        fix: `ALTER TABLE ${qualifiedName(t.schema, t.table)} REPLICA IDENTITY ${keyed ? 'DEFAULT' : 'FULL'}`,
+      });
+    } else if (info.replicaIdentity === 'full' || (keyed && info.replicaIdentity !== 'nothing')) {
       findings.push({
         check: 'replica identity',
         level: 'ok',

@@ -52,6 +52,13 @@ export function standbyStatusUpdate(durable: Lsn, nowMs: number, replyRequested 
 
 /** Parses one CopyData payload from the walsender. */
 export function parseWalMessage(chunk: Buffer): WalMessage {
+  const minLength = chunk[0] === 0x77 ? 25 : chunk[0] === 0x6b ? 18 : 1;
+  if (chunk.length < minLength) {
+    throw new ReplicatorError(
+      ErrorCodes.REPLICATION_PROTOCOL,
+      `truncated replication message (${chunk.length} bytes)`,
+    );
+  }
   switch (chunk[0]) {
     case 0x77: // 'w' XLogData
       return {

@@ -51,17 +51,19 @@ async function snapshotTable(o: SnapshotOptions, info: TableInfo): Promise<numbe
   const { schema, table } = info.table;
   const name = `${schema}.${table}`;
   const client = new pg.Client({ connectionString: o.url, options: TEXT_FORMAT_OPTIONS });
+  const failure = new Promise<never>((_, reject) => client.on('error', reject));
+  failure.catch(() => {});
   await client.connect();
   try {
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
     await client.query(`SET TRANSACTION SNAPSHOT ${quoteLiteral(o.snapshotName)}`);
     const columns = (
-      await client.query<{ name: string; oid: number }>(
-        `SELECT attname AS name, atttypid::int AS oid FROM pg_attribute
+      await client.query<{ name: string; oid: string }>(
+        `SELECT attname AS name, atttypid::int8 AS oid FROM pg_attribute
           WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum`,
         [qualifiedName(schema, table)],
       )
-    ).rows;
+    ).rows.map((c) => ({ name: c.name, oid: Number(c.oid) }));
     const missing = o.catalog.missing(columns.map((c) => c.oid));
     if (missing.length > 0) for (const t of await loadTypes(client, missing)) o.catalog.add(t);
     const decoders: ((text: string) => EventValue)[] = columns.map((c) => o.catalog.decoder(c.oid));
@@ -93,7 +95,7 @@ async function snapshotTable(o: SnapshotOptions, info: TableInfo): Promise<numbe
         types: rawText,
       });
       for (const values of result.rows) {
-        const row: Row = {};
+        const row = Object.create(null) as Row;
         for (let i = 0; i < columns.length; i++) {
           const v = values[i];
           row[columns[i]!.name] = v === null || v === undefined ? null : decoders[i]!(v);

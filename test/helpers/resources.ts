@@ -55,7 +55,7 @@ export async function withClient<T>(url: string, fn: (c: pg.Client) => Promise<T
 
 /** A kafkajs instance whose producers, consumers and admins are tracked so leak-check can fail a file that leaves one connected. */
 export function testKafka(clientId = freshName('client'), extra: Partial<KafkaConfig> = {}): Kafka {
-  const kafka = new Kafka({ clientId, brokers: [kafkaBrokers()], logLevel: logLevel.ERROR, ...extra });
+  const kafka = new Kafka({ clientId, brokers: [kafkaBrokers()], logLevel: logLevel.NOTHING, ...extra });
   const track = <T extends Producer | Consumer | Admin>(client: T, kind: string): T => {
     const entry = { name: `${kind} ${clientId}`, connected: false };
     kafkaClients.add(entry);

@@ -2,22 +2,10 @@ import { describe, expect, it } from 'vitest';
 import { readSlot } from '../../../connectors/pgoutput-source/preflight.js';
 import { parseLsn } from '../../../src/lsn.js';
 import { events, type ReadMessage, readTopics } from '../../helpers/kafka-read.js';
-import { freshDatabase, testKafka, withClient } from '../../helpers/resources.js';
+import { dropSlot, freshDatabase, testKafka, withClient } from '../../helpers/resources.js';
 import { sourceConfig, startSource, topicOf } from '../../helpers/source-harness.js';
 
 const kafka = testKafka();
-
-async function dropSlot(url: string, slot: string) {
-  await withClient(url, async (c) => {
-    for (let i = 0; i < 50; i++) {
-      const r = await c.query('SELECT active FROM pg_replication_slots WHERE slot_name = $1', [slot]);
-      if (r.rowCount === 0) return;
-      if (!r.rows[0].active) break;
-      await new Promise((res) => setTimeout(res, 100));
-    }
-    await c.query('SELECT pg_drop_replication_slot($1)', [slot]);
-  });
-}
 
 /** Waits until streaming: the slot exists and a walsender holds it. */
 async function waitForActiveSlot(url: string, slot: string) {

@@ -1,0 +1,184 @@
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import { heartbeatPrefix } from '../../../connectors/pgoutput-source/change-builder.js';
+import { readSlot } from '../../../connectors/pgoutput-source/preflight.js';
+import { parseLsn } from '../../../src/lsn.js';
+import { ensureKafka, stopKafka } from '../../../src/stack/local-kafka.js';
+import { findLocalCluster } from '../../../src/stack/local-postgres.js';
+import { stackSettings } from '../../../src/stack/stack.js';
+import { events, readTopics } from '../../helpers/kafka-read.js';
+import { dropSlot, freshDatabase, pgAdminUrl, testKafka, withClient } from '../../helpers/resources.js';
+import { sourceConfig, startSource, topicOf } from '../../helpers/source-harness.js';
+
+const run = promisify(execFile);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const kafka = testKafka();
+
+async function slotOf(url: string, slot: string) {
+  return withClient(url, (c) => readSlot(c, slot));
+}
+
+async function waitStreaming(url: string, slot: string) {
+  for (let i = 0; i < 300; i++) {
+    if ((await slotOf(url, slot)).active) return;
+    await sleep(100);
+  }
+  throw new Error(`slot ${slot} never became active`);
+}
+
+async function currentLsn(url: string): Promise<bigint> {
+  return withClient(url, async (c) =>
+    parseLsn((await c.query<{ l: string }>('SELECT pg_current_wal_lsn()::text AS l')).rows[0]!.l),
+  );
+}
+
+const idsIn = (msgs: Awaited<ReturnType<typeof readTopics>>) =>
+  new Set(events(msgs).map((e) => (e.event.after as { id: number } | null)?.id));
+
+describe('source under outages', () => {
+  it('Kafka stopped for 20 s: retries with backoff, never advances the slot past undelivered changes, resumes by itself', async () => {
+    const db = await freshDatabase('kafkadown');
+    await withClient(db.url, (c) => c.query('CREATE TABLE t (id int PRIMARY KEY)'));
+    const config = sourceConfig(db.url, ['public.t'], { snapshot: 'never', heartbeatIntervalMs: 0 });
+    const topic = topicOf(config, 't');
+    const source = startSource(config, kafka);
+    const settings = stackSettings();
+    try {
+      await waitStreaming(db.url, config.source.slot);
+      await withClient(db.url, (c) => c.query('INSERT INTO t VALUES (1)'));
+      await readTopics(kafka, [topic], (m) => idsIn(m).has(1));
+
+      const before = await currentLsn(db.url);
+      expect(await stopKafka(settings.kafka, () => {})).toBe(true);
+      await withClient(db.url, (c) => c.query('INSERT INTO t SELECT g FROM generate_series(2, 11) g'));
+      for (let s = 0; s < 20; s++) {
+        await sleep(1_000);
+        const confirmed = parseLsn((await slotOf(db.url, config.source.slot)).confirmedFlushLsn!);
+        expect(confirmed).toBeLessThanOrEqual(before);
+      }
+      await ensureKafka(settings.kafka, () => {});
+
+      const after = await readTopics(
+        kafka,
+        [topic],
+        (m) => [...Array(11).keys()].every((i) => idsIn(m).has(i + 1)),
+        60_000,
+      );
+      expect([...idsIn(after)].sort((a, b) => a! - b!)).toEqual([...Array(11).keys()].map((i) => i + 1));
+      const inserted = await currentLsn(db.url);
+      let confirmed = 0n;
+      for (let i = 0; i < 100 && confirmed < inserted; i++) {
+        await sleep(200);
+        confirmed = parseLsn((await slotOf(db.url, config.source.slot)).confirmedFlushLsn!);
+      }
+      expect(confirmed).toBeGreaterThan(before);
+    } finally {
+      await ensureKafka(settings.kafka, () => {});
+      await source.stop();
+      await dropSlot(db.url, config.source.slot);
+    }
+  }, 180_000);
+
+  it('PostgreSQL restarted: the source reconnects and streams on', async () => {
+    const db = await freshDatabase('pgrestart');
+    await withClient(db.url, (c) => c.query('CREATE TABLE t (id int PRIMARY KEY)'));
+    const config = sourceConfig(db.url, ['public.t'], { snapshot: 'never', heartbeatIntervalMs: 0 });
+    const topic = topicOf(config, 't');
+    const source = startSource(config, kafka);
+    try {
+      await waitStreaming(db.url, config.source.slot);
+      await withClient(db.url, (c) => c.query('INSERT INTO t VALUES (1)'));
+      await readTopics(kafka, [topic], (m) => idsIn(m).has(1));
+      const cluster = await findLocalCluster(pgAdminUrl());
+      expect(cluster, 'this test restarts the local cluster').toBeDefined();
+      await run('pg_ctlcluster', ['--skip-systemctl-redirect', cluster!.version, cluster!.name, 'restart']);
+      for (let i = 0; i < 100; i++) {
+        try {
+          await withClient(db.url, (c) => c.query('SELECT 1'));
+          break;
+        } catch {
+          await sleep(200);
+        }
+      }
+      await withClient(db.url, (c) => c.query('INSERT INTO t VALUES (2)'));
+      const msgs = await readTopics(kafka, [topic], (m) => idsIn(m).has(2), 60_000);
+      expect(idsIn(msgs).has(2)).toBe(true);
+      expect(source.source.progress().role).toBe('leader');
+    } finally {
+      await source.stop();
+      await dropSlot(db.url, config.source.slot);
+    }
+  }, 120_000);
+
+  it('with wal_sender_timeout=5s and 30 s of no traffic the stream stays up (keepalives answered)', async () => {
+    const db = await freshDatabase('idle');
+    await withClient(db.url, async (c) => {
+      await c.query('CREATE TABLE t (id int PRIMARY KEY)');
+      await c.query(`ALTER DATABASE ${db.name} SET wal_sender_timeout = '5s'`);
+    });
+    // No heartbeats and a status period far above the timeout: only answers to the server's keepalives keep it up.
+    const config = sourceConfig(db.url, ['public.t'], {
+      snapshot: 'never',
+      heartbeatIntervalMs: 0,
+      statusIntervalMs: 120_000,
+    });
+    const topic = topicOf(config, 't');
+    const source = startSource(config, kafka);
+    try {
+      await waitStreaming(db.url, config.source.slot);
+      const pid = (await slotOf(db.url, config.source.slot)).activePid;
+      const timeout = await withClient(db.url, async (c) => {
+        const r = await c.query<{ t: string }>(
+          "SELECT setting || unit AS t FROM pg_settings WHERE name = 'wal_sender_timeout'",
+        );
+        return r.rows[0]!.t;
+      });
+      expect(timeout).toBe('5000ms');
+      await sleep(30_000);
+      expect((await slotOf(db.url, config.source.slot)).activePid).toBe(pid);
+      await withClient(db.url, (c) => c.query('INSERT INTO t VALUES (1)'));
+      const msgs = await readTopics(kafka, [topic], (m) => idsIn(m).has(1));
+      expect(idsIn(msgs).has(1)).toBe(true);
+    } finally {
+      await source.stop();
+      await dropSlot(db.url, config.source.slot);
+    }
+  }, 120_000);
+
+  it('heartbeats advance the slot while only an unpublished table is written', async () => {
+    const db = await freshDatabase('heartbeat');
+    await withClient(db.url, async (c) => {
+      await c.query('CREATE TABLE t (id int PRIMARY KEY)');
+      await c.query('CREATE TABLE other (id serial PRIMARY KEY, payload text)');
+    });
+    const config = sourceConfig(db.url, ['public.t'], { snapshot: 'never', heartbeatIntervalMs: 300 });
+    const source = startSource(config, kafka);
+    try {
+      await waitStreaming(db.url, config.source.slot);
+      const start = parseLsn((await slotOf(db.url, config.source.slot)).confirmedFlushLsn!);
+      await withClient(db.url, (c) =>
+        c.query("INSERT INTO other (payload) SELECT repeat('x', 500) FROM generate_series(1, 2000)"),
+      );
+      const written = await currentLsn(db.url);
+      expect(written).toBeGreaterThan(start);
+      let confirmed = start;
+      for (let i = 0; i < 150 && confirmed < written; i++) {
+        await sleep(200);
+        confirmed = parseLsn((await slotOf(db.url, config.source.slot)).confirmedFlushLsn!);
+      }
+      expect(confirmed).toBeGreaterThanOrEqual(written);
+      const beats = await readTopics(
+        kafka,
+        [heartbeatPrefix(config.kafka.topicPrefix)],
+        (m) => m.length >= 2,
+      );
+      const beat = JSON.parse(beats[0]!.value!) as { lsn: string; sentAt: string };
+      expect(beat.lsn).toMatch(/^[0-9A-F]+\/[0-9A-F]+$/);
+      expect(Number.isNaN(Date.parse(beat.sentAt))).toBe(false);
+    } finally {
+      await source.stop();
+      await dropSlot(db.url, config.source.slot);
+    }
+  }, 60_000);
+});
