@@ -1,7 +1,8 @@
 import { ErrorCodes, ReplicatorError } from '../../src/errors.js';
 import { formatLsn, type Lsn } from '../../src/lsn.js';
 import type { OutMessage } from '../../src/pipeline/publisher.js';
-import { type ChangeEvent, type ChangeOp, type Row, serializeEvent, serializeKey } from './envelope.js';
+import { type ChangeEvent, type ChangeOp, type Row, serializeKey } from './envelope.js';
+import { type EventEncoder, jsonEncoder, type TableShape } from './event-encoder.js';
 import { type DecodedMessage, type Relation, type Tuple, UNCHANGED_TOAST } from './pgoutput-decoder.js';
 import type { EventValue, TypeCatalog } from './value-decoder.js';
 
@@ -18,11 +19,13 @@ export interface ChangeBuilderOptions {
   catalog: TypeCatalog;
   /** Partition count of a change topic (truncates go to every partition so they stay ordered with each key). */
   partitionsOf: (topic: string) => number;
+  encoder?: EventEncoder;
   now?: () => number;
 }
 
 interface RelationPlan {
   relation: Relation;
+  shape: TableShape;
   topic: string;
   /** Kafka key columns: the primary key, else the replica identity columns. */
   keyColumns: string[];
@@ -56,25 +59,40 @@ export class ChangeBuilder {
   private readonly plans = new Map<number, RelationPlan>();
   private tx: TxState | undefined;
   private readonly now: () => number;
+  private readonly encoder: EventEncoder;
 
   constructor(private readonly o: ChangeBuilderOptions) {
     this.now = o.now ?? Date.now;
+    this.encoder = o.encoder ?? jsonEncoder;
   }
 
   get inTransaction(): boolean {
     return this.tx !== undefined;
   }
 
-  /** Registers a relation once its types are in the catalog and its primary key is known. */
-  addRelation(relation: Relation, primaryKey: readonly string[]): void {
+  /**
+   * Registers a relation once its types are in the catalog and its primary key is known; returns its shape, which
+   * the caller must `prepare` on the encoder before the next event.
+   */
+  addRelation(relation: Relation, primaryKey: readonly string[]): TableShape {
     const keyColumns =
       primaryKey.length > 0 ? [...primaryKey] : relation.columns.filter((c) => c.isKey).map((c) => c.name);
+    const topic = changeTopic(this.o.topicPrefix, relation.schema, relation.name);
+    const shape: TableShape = {
+      schema: relation.schema,
+      table: relation.name,
+      topic,
+      columns: relation.columns.map((c) => ({ name: c.name, typeOid: c.typeOid })),
+      keyColumns,
+    };
     this.plans.set(relation.relationOid, {
       relation,
-      topic: changeTopic(this.o.topicPrefix, relation.schema, relation.name),
+      shape,
+      topic,
       keyColumns,
       decoders: relation.columns.map((c) => this.o.catalog.decoder(c.typeOid)),
     });
+    return shape;
   }
 
   /** A keepalive: its position is durable once everything before it is, unless a transaction is open. */
@@ -130,7 +148,7 @@ export class ChangeBuilder {
         const messages: OutMessage[] = [];
         for (const relation of msg.relations) {
           const plan = this.plan(relation);
-          const value = serializeEvent(this.envelope(plan, 't', null, null, [], walStart));
+          const value = this.encoder.encode(plan.shape, this.envelope(plan, 't', null, null, [], walStart));
           for (let p = 0; p < this.o.partitionsOf(plan.topic); p++) {
             messages.push({ topic: plan.topic, key: null, value, partition: p });
           }
@@ -222,7 +240,7 @@ export class ChangeBuilder {
     return {
       topic: plan.topic,
       key: serializeKey(keyRow, plan.keyColumns),
-      value: serializeEvent(this.envelope(plan, op, before, after, unchanged, walStart)),
+      value: this.encoder.encode(plan.shape, this.envelope(plan, op, before, after, unchanged, walStart)),
     };
   }
 }

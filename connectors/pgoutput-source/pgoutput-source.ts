@@ -11,6 +11,7 @@ import { KafkaPublisher } from '../kafka-publisher/kafka-publisher.js';
 import { KafkaStateStore } from '../kafka-publisher/kafka-state-store.js';
 import { ensureTopics } from '../kafka-publisher/topics.js';
 import { ChangeBuilder, changeTopic, heartbeatPrefix } from './change-builder.js';
+import { type EventEncoder, jsonEncoder } from './event-encoder.js';
 import { type DecodedMessage, PgoutputDecoder, type Relation } from './pgoutput-decoder.js';
 import { assertPreflight, describeTable, readSlot, runPreflight, type TableInfo } from './preflight.js';
 import { ReplicationStream, type WalMessage } from './replication-stream.js';
@@ -27,6 +28,8 @@ export interface PgoutputSourceOptions {
   standbyPollMs?: number;
   /** Upper bound of the reconnect backoff. */
   maxBackoffMs?: number;
+  /** Value encoding (default: JSON; Avro with a Schema Registry). */
+  encoder?: EventEncoder;
 }
 
 export interface SourceProgress {
@@ -263,6 +266,7 @@ export class PgoutputSource {
         database,
         catalog,
         publisher,
+        encoder: this.o.encoder ?? jsonEncoder,
         logger: log,
         signal,
         onRows: (table, rows) => {
@@ -298,6 +302,7 @@ export class PgoutputSource {
       database,
       catalog,
       partitionsOf: (topic) => partitions.get(topic) ?? kafka.partitions,
+      encoder: this.o.encoder ?? jsonEncoder,
     });
     const primaryKeys = new Map(tables.map((t) => [`${t.table.schema}.${t.table.table}`, t.primaryKey]));
 
@@ -349,7 +354,9 @@ export class PgoutputSource {
       // A relation message also follows ALTER TABLE: re-read the key so a changed primary key is honoured.
       const info = await describeTable(admin, { schema: relation.schema, table: relation.name });
       if (info) primaryKeys.set(key, info.primaryKey);
-      builder.addRelation(relation, primaryKeys.get(key) ?? []);
+      await (this.o.encoder ?? jsonEncoder).prepare(
+        builder.addRelation(relation, primaryKeys.get(key) ?? []),
+      );
     };
 
     try {

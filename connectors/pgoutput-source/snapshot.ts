@@ -5,7 +5,8 @@ import { formatLsn, type Lsn } from '../../src/lsn.js';
 import type { Publisher } from '../../src/pipeline/publisher.js';
 import { qualifiedName, quoteIdent, quoteLiteral } from '../../src/util/sql.js';
 import { changeTopic } from './change-builder.js';
-import { type Row, serializeEvent, serializeKey } from './envelope.js';
+import { type Row, serializeKey } from './envelope.js';
+import type { EventEncoder, TableShape } from './event-encoder.js';
 import type { TableInfo } from './preflight.js';
 import { TEXT_FORMAT_OPTIONS } from './replication-stream.js';
 import { type EventValue, loadTypes, type TypeCatalog } from './value-decoder.js';
@@ -22,6 +23,7 @@ export interface SnapshotOptions {
   database: string;
   catalog: TypeCatalog;
   publisher: Publisher;
+  encoder: EventEncoder;
   logger: Logger;
   signal: AbortSignal;
   onRows?: (table: string, rows: number) => void;
@@ -78,6 +80,14 @@ async function snapshotTable(o: SnapshotOptions, info: TableInfo): Promise<numbe
     const from = qualifiedName(schema, table);
     const topic = changeTopic(o.topicPrefix, schema, table);
     const lsn = formatLsn(o.consistentPoint);
+    const shape: TableShape = {
+      schema,
+      table,
+      topic,
+      columns: columns.map((c) => ({ name: c.name, typeOid: c.oid })),
+      keyColumns,
+    };
+    await o.encoder.prepare(shape);
 
     let last: string[] | undefined;
     let seq = 0;
@@ -100,7 +110,7 @@ async function snapshotTable(o: SnapshotOptions, info: TableInfo): Promise<numbe
           const v = values[i];
           row[columns[i]!.name] = v === null || v === undefined ? null : decoders[i]!(v);
         }
-        const value = serializeEvent({
+        const value = o.encoder.encode(shape, {
           before: null,
           after: row,
           op: 'r',
