@@ -183,7 +183,8 @@ export class KafkaPublisher implements Publisher {
       this.head = end;
       this.bufferedMessages -= count;
       this.bufferedBytes -= bytes;
-      if (this.head > 50_000 && this.head * 2 > this.queue.length) {
+      // Drop what was sent now: a long-lived array of sent messages is what would hold memory, not the buffer.
+      if (this.head >= 4096) {
         this.queue = this.queue.slice(this.head);
         this.head = 0;
       }

@@ -310,7 +310,7 @@ export class PgoutputSource {
     // They are decoded in the socket callback: pg's protocol parser reuses its buffer once the callback returns.
     let stream: ReplicationStream | undefined;
     const queue = new AsyncQueue<Queued>(
-      10_000,
+      2_000,
       () => stream?.pause(),
       () => stream?.resume(),
     );

@@ -51,12 +51,12 @@ export const sourceSchema = z
     maxBufferedEvents: z
       .int()
       .min(100)
-      .default(50_000)
+      .default(20_000)
       .meta({ description: 'Events held in memory before the replication socket is paused.' }),
     maxBufferedBytes: z
       .int()
       .min(1 << 20)
-      .default(64 << 20)
+      .default(32 << 20)
       .meta({ description: 'Bytes held in memory before the replication socket is paused.' }),
   })
   .strict();

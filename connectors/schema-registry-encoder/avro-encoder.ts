@@ -1,0 +1,448 @@
+import type { Client } from '@confluentinc/schemaregistry';
+import avro, { type Type } from 'avsc';
+import { ErrorCodes, ReplicatorError } from '../../src/errors.js';
+import type { ChangeEvent, Row } from '../pgoutput-source/envelope.js';
+import type { EventEncoder, TableShape } from '../pgoutput-source/event-encoder.js';
+import { type EventValue, RawJson, TypeCatalog } from '../pgoutput-source/value-decoder.js';
+
+/**
+ * Avro values with a Confluent Schema Registry. The schema mirrors the JSON envelope (envelope.ts) field for
+ * field, with every value the same text or number the JSON path writes; `prepare` registers it under
+ * `<topic>-value` and `encode` writes the Confluent wire format (magic 0, big-endian schema id, Avro body) with
+ * a compiled avsc type, never touching the registry on the hot path.
+ */
+
+type AvscSchema = Parameters<typeof avro.Type.forSchema>[0];
+
+type AvroPrimitive = 'null' | 'boolean' | 'int' | 'long' | 'double' | 'string';
+interface AvroField {
+  name: string;
+  type: AvroType;
+  default?: null;
+  doc?: string;
+}
+interface AvroRecord {
+  type: 'record';
+  name: string;
+  namespace?: string;
+  fields: AvroField[];
+}
+interface AvroArray {
+  type: 'array';
+  items: AvroType;
+}
+/** A union's branches; Avro forbids a union directly inside another, so branch lists are flattened. */
+type AvroBranch = AvroPrimitive | AvroRecord | AvroArray | string;
+type AvroType = AvroBranch | AvroBranch[];
+
+/** A value as decodeAvroValue returns it: RawJson became its text, absent columns null. */
+export type AvroValue = null | boolean | number | string | AvroValue[];
+
+export interface DecodedAvroEvent {
+  before: Record<string, AvroValue> | null;
+  after: Record<string, AvroValue> | null;
+  op: string;
+  source: {
+    connector: string;
+    db: string;
+    schema: string;
+    table: string;
+    lsn: string;
+    commitLsn: string;
+    txId: number | null;
+    commitTs: string | null;
+    ts_ms: number | null;
+    snapshot: boolean;
+    seq: number;
+    unchangedToast: string[] | null;
+  };
+  ts_ms: number;
+}
+
+export interface AvroEncoderOptions {
+  client: Client;
+  /** First part of every record's full name: `<namespace>.<schema>.<table>.Envelope`. Default 'replicator'. */
+  namespace?: string;
+}
+
+type Convert = (v: EventValue) => EventValue;
+
+interface ColumnMapping {
+  /** Non-null branches; the field is their union with null. */
+  branches: AvroBranch[];
+  /** Only where the decoded value is not already what Avro takes (RawJson, unknown types). */
+  convert: Convert | undefined;
+}
+
+interface ColumnPlan {
+  name: string;
+  field: string;
+  convert: Convert | undefined;
+}
+
+interface Prepared {
+  subject: string;
+  id: number;
+  type: Type;
+  /** Magic byte and schema id, copied in front of every body. */
+  header: Buffer;
+  columns: readonly ColumnPlan[];
+  /** Undefined when rows can go to avsc as they are (no renamed field, nothing to convert): the common case. */
+  adapt: ((row: Row) => Row) | undefined;
+}
+
+/** Builtin types only (OIDs are fixed across versions); the source's catalog with user types is per session. */
+const BUILTINS = new TypeCatalog();
+
+const OID = {
+  bool: 16,
+  int8: 20,
+  int2: 21,
+  int4: 23,
+  oid: 26,
+  json: 114,
+  float4: 700,
+  float8: 701,
+  jsonb: 3802,
+} as const;
+
+const AVRO_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/** Invalid characters become '_', a leading digit gets a '_' prefix: deterministic, so versions keep names. */
+export function sanitizeAvroName(name: string): string {
+  if (AVRO_NAME.test(name)) return name;
+  const replaced = name.replace(/[^A-Za-z0-9_]/g, '_');
+  return /^[0-9]/.test(replaced) || replaced === '' ? `_${replaced}` : replaced;
+}
+
+/** JSON text of a value whose type the encoder does not know (a domain, an array of an enum): exact, like the JSON path. */
+function jsonText(v: EventValue): string {
+  if (v === null) return 'null';
+  if (typeof v === 'string') return JSON.stringify(v);
+  if (typeof v === 'number') return Number.isFinite(v) ? String(v) : 'null';
+  if (typeof v === 'boolean') return v ? 'true' : 'false';
+  if (v instanceof RawJson) return v.text;
+  return `[${v.map(jsonText).join(',')}]`;
+}
+
+const rawJsonText: Convert = (v) => (v instanceof RawJson ? v.text : v);
+
+/** Unknown types are strings in the schema; a domain over int4 or an enum array still decodes to non-strings. */
+const anyAsText: Convert = (v) => {
+  if (typeof v === 'string') return v;
+  if (typeof v === 'number' || typeof v === 'boolean') return String(v);
+  return v instanceof RawJson ? v.text : jsonText(v);
+};
+
+function mapArray(element: Convert): Convert {
+  return (v) => (Array.isArray(v) ? v.map((e) => (e === null ? null : element(e))) : v);
+}
+
+function columnMapping(typeOid: number): ColumnMapping {
+  switch (typeOid) {
+    case OID.bool:
+      return { branches: ['boolean'], convert: undefined };
+    case OID.int2:
+    case OID.int4:
+      return { branches: ['int'], convert: undefined };
+    case OID.oid:
+      // Unsigned 32-bit: beyond int.
+      return { branches: ['long'], convert: undefined };
+    case OID.float4:
+    case OID.float8:
+      // NaN and ±Infinity stay the server's words, as in the JSON path.
+      return { branches: ['double', 'string'], convert: undefined };
+    case OID.json:
+    case OID.jsonb:
+      return { branches: ['string'], convert: rawJsonText };
+  }
+  const info = BUILTINS.get(typeOid);
+  if (info === undefined) return { branches: ['string'], convert: anyAsText };
+  if (info.kind === 'array' && info.elementOid !== undefined) {
+    const element = columnMapping(info.elementOid);
+    return {
+      branches: [{ type: 'array', items: ['null', ...element.branches] }],
+      convert: element.convert === undefined ? undefined : mapArray(element.convert),
+    };
+  }
+  // int8 and numeric stay exact strings; dates, times, uuid, bytea (base64) and the rest are their text.
+  return { branches: ['string'], convert: undefined };
+}
+
+function nullable(branches: AvroBranch[]): AvroField['type'] {
+  return ['null', ...branches];
+}
+
+/** Field names in column order; a clash after sanitizing gets _2, _3… so appended columns never rename old ones. */
+function fieldNames(columns: TableShape['columns']): string[] {
+  const taken = new Set<string>();
+  return columns.map((c) => {
+    const base = sanitizeAvroName(c.name);
+    let field = base;
+    for (let n = 2; taken.has(field); n++) field = `${base}_${n}`;
+    taken.add(field);
+    return field;
+  });
+}
+
+function qualifiedNamespace(namespace: string, shape: TableShape): string {
+  const parts = [...namespace.split('.'), shape.schema, shape.table];
+  return parts.map(sanitizeAvroName).join('.');
+}
+
+/** The value schema of one table shape, and how each column becomes its field. */
+export function avroSchemaFor(
+  shape: TableShape,
+  namespace = 'replicator',
+): { schema: AvroRecord; columns: ColumnPlan[] } {
+  const names = fieldNames(shape.columns);
+  const columns: ColumnPlan[] = [];
+  const valueFields: AvroField[] = shape.columns.map((c, i) => {
+    const mapping = columnMapping(c.typeOid);
+    const field = names[i]!;
+    columns.push({ name: c.name, field, convert: mapping.convert });
+    // Default null: an added column stays backward and forward compatible; the doc keeps the real name.
+    return {
+      name: field,
+      type: nullable(mapping.branches),
+      default: null,
+      ...(field === c.name ? {} : { doc: c.name }),
+    };
+  });
+  const source: AvroRecord = {
+    type: 'record',
+    name: 'Source',
+    fields: [
+      { name: 'connector', type: 'string' },
+      { name: 'db', type: 'string' },
+      { name: 'schema', type: 'string' },
+      { name: 'table', type: 'string' },
+      { name: 'lsn', type: 'string' },
+      { name: 'commitLsn', type: 'string' },
+      { name: 'txId', type: ['null', 'long'], default: null },
+      { name: 'commitTs', type: ['null', 'string'], default: null },
+      { name: 'ts_ms', type: ['null', 'long'], default: null },
+      { name: 'snapshot', type: 'boolean' },
+      // long, not int: a snapshot of a table with more than 2^31 rows numbers them all; same size on the wire.
+      { name: 'seq', type: 'long' },
+      { name: 'unchangedToast', type: ['null', { type: 'array', items: 'string' }], default: null },
+    ],
+  };
+  const schema: AvroRecord = {
+    type: 'record',
+    name: 'Envelope',
+    namespace: qualifiedNamespace(namespace, shape),
+    fields: [
+      {
+        name: 'before',
+        type: ['null', { type: 'record', name: 'Value', fields: valueFields }],
+        default: null,
+      },
+      { name: 'after', type: ['null', 'Value'], default: null },
+      { name: 'op', type: 'string' },
+      { name: 'source', type: source },
+      { name: 'ts_ms', type: 'long' },
+    ],
+  };
+  return { schema, columns };
+}
+
+function adapter(columns: readonly ColumnPlan[]): ((row: Row) => Row) | undefined {
+  if (columns.every((c) => c.field === c.name && c.convert === undefined)) return undefined;
+  return (row) => {
+    // Null prototype: a column named __proto__ must stay a field, as in the source's own rows.
+    const out = Object.create(null) as Row;
+    for (const c of columns) {
+      // Absent (unchanged TOAST, a key-only before image) stays absent: avsc writes the field's default, null.
+      const v = row[c.name];
+      if (v === undefined) continue;
+      out[c.field] = v === null || c.convert === undefined ? v : c.convert(v);
+    }
+    return out;
+  };
+}
+
+/** 4xx other than timeouts and throttling means the registry refused this schema: retrying cannot help. */
+function registryFailed(what: string, details: Record<string, unknown>, e: unknown): ReplicatorError {
+  const status = (e as { status?: unknown } | null)?.status;
+  const refused =
+    typeof status === 'number' && status >= 400 && status < 500 && status !== 408 && status !== 429;
+  const why = e instanceof Error ? e.message : String(e);
+  return new ReplicatorError(ErrorCodes.SCHEMA_REGISTRY_FAILED, `${what}: ${why}`, {
+    cause: e,
+    retryable: !refused,
+    details: { ...details, ...(typeof status === 'number' ? { status } : {}) },
+  });
+}
+
+/** Fresh per call: avsc keeps its registry of named types in the options object, so sharing one would clash. */
+const avscOptions = () => ({ wrapUnions: false });
+
+export class AvroEncoder implements EventEncoder {
+  readonly #client: Client;
+  readonly #namespace: string;
+  /** Hot-path lookup: the shape objects the source passes to prepare and then to encode. */
+  readonly #byShape = new WeakMap<TableShape, Prepared>();
+  /** By topic and schema text: a re-announced relation (reconnect) with the same shape registers nothing new. */
+  readonly #bySchema = new Map<string, Promise<Prepared>>();
+  readonly #ready = new Map<string, Prepared>();
+  /** Reused for every body, then copied out once at its exact size. */
+  #scratch = Buffer.allocUnsafe(64 * 1024);
+
+  constructor(options: AvroEncoderOptions) {
+    this.#client = options.client;
+    this.#namespace = options.namespace ?? 'replicator';
+  }
+
+  async prepare(shape: TableShape): Promise<void> {
+    if (this.#byShape.has(shape)) return;
+    const { schema, columns } = avroSchemaFor(shape, this.#namespace);
+    const text = JSON.stringify(schema);
+    const key = `${shape.topic}\n${text}`;
+    let pending = this.#bySchema.get(key);
+    if (pending === undefined) {
+      pending = this.#register(shape.topic, schema, text, columns);
+      this.#bySchema.set(key, pending);
+      // A failed registration must be retried by the next prepare, not remembered.
+      pending.catch(() => this.#bySchema.delete(key));
+    }
+    const prepared = await pending;
+    this.#ready.set(key, prepared);
+    this.#byShape.set(shape, prepared);
+  }
+
+  encode(shape: TableShape, event: ChangeEvent): Buffer {
+    const p = this.#byShape.get(shape) ?? this.#unprepared(shape);
+    const record =
+      p.adapt === undefined
+        ? event
+        : {
+            before: event.before === null ? null : p.adapt(event.before),
+            after: event.after === null ? null : p.adapt(event.after),
+            op: event.op,
+            source: event.source,
+            ts_ms: event.ts_ms,
+          };
+    let end: number;
+    try {
+      end = p.type.encode(record, this.#scratch, 5);
+      if (end < 0) {
+        // encode returns minus the bytes missing; grow with headroom so large rows do not resize every time.
+        this.#scratch = Buffer.allocUnsafe((this.#scratch.length - end) * 2);
+        end = p.type.encode(record, this.#scratch, 5);
+      }
+    } catch (e) {
+      throw encodeFailed(shape, p, record, e);
+    }
+    const out = Buffer.allocUnsafe(end);
+    p.header.copy(out, 0);
+    this.#scratch.copy(out, 5, 5, end);
+    return out;
+  }
+
+  async #register(topic: string, schema: AvroRecord, text: string, columns: ColumnPlan[]): Promise<Prepared> {
+    const subject = `${topic}-value`;
+    let type: Type;
+    try {
+      // Compiled before registering: a schema avsc rejects must not reach the registry.
+      type = avro.Type.forSchema(schema, avscOptions());
+    } catch (e) {
+      throw new ReplicatorError(ErrorCodes.SCHEMA_REGISTRY_FAILED, `invalid Avro schema for ${subject}`, {
+        cause: e,
+        retryable: false,
+        details: { subject },
+      });
+    }
+    let id: number;
+    try {
+      id = await this.#client.register(subject, { schemaType: 'AVRO', schema: text }, false);
+    } catch (e) {
+      throw registryFailed(`cannot register the Avro schema for subject ${subject}`, { subject }, e);
+    }
+    const header = Buffer.alloc(5);
+    header.writeInt32BE(id, 1);
+    return { subject, id, type, header, columns, adapt: adapter(columns) };
+  }
+
+  /** A shape equal to a prepared one but another object (a caller that rebuilt it): found once, then remembered. */
+  #unprepared(shape: TableShape): Prepared {
+    const p = this.#ready.get(
+      `${shape.topic}\n${JSON.stringify(avroSchemaFor(shape, this.#namespace).schema)}`,
+    );
+    if (p === undefined) {
+      throw new ReplicatorError(
+        ErrorCodes.SCHEMA_REGISTRY_FAILED,
+        `encode before prepare for ${shape.schema}.${shape.table}`,
+        { retryable: false, details: { topic: shape.topic } },
+      );
+    }
+    this.#byShape.set(shape, p);
+    return p;
+  }
+}
+
+/** Names the column whose value does not fit; the value itself stays out of the message (it may be personal data). */
+function encodeFailed(shape: TableShape, p: Prepared, record: unknown, cause: unknown): ReplicatorError {
+  let path: string[] = [];
+  p.type.isValid(record, {
+    errorHook: (at) => {
+      if (path.length === 0) path = at;
+    },
+  });
+  const field = path[0] === 'before' || path[0] === 'after' ? path[1] : undefined;
+  const column = p.columns.find((c) => c.field === field)?.name;
+  const where = column === undefined ? path.join('.') || 'the envelope' : `column ${JSON.stringify(column)}`;
+  return new ReplicatorError(
+    ErrorCodes.VALUE_DECODE_FAILED,
+    `cannot encode ${shape.schema}.${shape.table} as Avro (${p.subject}): ${where} does not fit its schema` +
+      ' (multi-dimensional arrays are not supported)',
+    { cause, retryable: false, details: { subject: p.subject, path } },
+  );
+}
+
+const readers = new WeakMap<Client, Map<number, Promise<Type>>>();
+
+function readerFor(client: Client, id: number): Promise<Type> {
+  let byId = readers.get(client);
+  if (byId === undefined) {
+    byId = new Map();
+    readers.set(client, byId);
+  }
+  let reader = byId.get(id);
+  if (reader === undefined) {
+    reader = client.getBySubjectAndId('', id).then(
+      (info) => {
+        try {
+          if (info.schemaType !== undefined && info.schemaType !== 'AVRO') {
+            throw new Error(`it is ${info.schemaType}`);
+          }
+          return avro.Type.forSchema(JSON.parse(info.schema) as AvscSchema, avscOptions());
+        } catch (e) {
+          throw new ReplicatorError(ErrorCodes.SCHEMA_REGISTRY_FAILED, `schema id ${id} is not usable Avro`, {
+            cause: e,
+            retryable: false,
+            details: { schemaId: id },
+          });
+        }
+      },
+      (e: unknown) => {
+        throw registryFailed(`cannot read Avro schema id ${id}`, { schemaId: id }, e);
+      },
+    );
+    const cache = byId;
+    cache.set(id, reader);
+    reader.catch(() => cache.delete(id));
+  }
+  return reader;
+}
+
+/** Decodes one Confluent-framed Avro value with its writer schema (fetched once per id and client). */
+export async function decodeAvroValue(client: Client, buffer: Buffer): Promise<DecodedAvroEvent> {
+  if (buffer.length < 5 || buffer[0] !== 0) {
+    throw new ReplicatorError(ErrorCodes.SCHEMA_REGISTRY_FAILED, 'not a Confluent wire-format value', {
+      retryable: false,
+    });
+  }
+  const reader = await readerFor(client, buffer.readInt32BE(1));
+  return reader.fromBuffer(buffer.subarray(5)) as DecodedAvroEvent;
+}

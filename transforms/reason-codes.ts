@@ -1,0 +1,33 @@
+import { TransformRejection, type TransformResult } from '../src/transform/types.js';
+
+/**
+ * Why a legacy change was dead-lettered. Stable: DLQ headers, metrics and `dlq replay` filters carry these, so a
+ * code is never renamed or reused for another meaning.
+ */
+export const ReasonCodes = {
+  /** The module was given a table it does not handle (a routing bug in the stage). */
+  UNKNOWN_TABLE: 'UNKNOWN_TABLE',
+  /** A truncate: it has no row, and removing a whole table's V2 rows is the stage's and the sink's job. */
+  TRUNCATE_UNSUPPORTED: 'TRUNCATE_UNSUPPORTED',
+  /** A create/update/read event without an `after` image. */
+  MISSING_ROW: 'MISSING_ROW',
+  /** The row does not have the legacy schema's column types (e.g. a timestamp 'infinity', a non-object jsonb). */
+  LEGACY_ROW_INVALID: 'LEGACY_ROW_INVALID',
+  BOOKING_INVALID_EMAIL: 'BOOKING_INVALID_EMAIL',
+  BOOKING_UNKNOWN_STATUS: 'BOOKING_UNKNOWN_STATUS',
+  BOOKING_NEGATIVE_AMOUNT: 'BOOKING_NEGATIVE_AMOUNT',
+  PROFILE_INVALID_EMAIL: 'PROFILE_INVALID_EMAIL',
+  PROFILE_MISSING_CUSTOMER_ID: 'PROFILE_MISSING_CUSTOMER_ID',
+  /** `products` (or `bundledProductIds`) is not a list of products with a string product id. */
+  BUNDLE_INVALID_PRODUCTS: 'BUNDLE_INVALID_PRODUCTS',
+  /** A product quantity that is not an integer from 1 to 2^31-1 (the V2 column is an integer). */
+  BUNDLE_INVALID_QUANTITY: 'BUNDLE_INVALID_QUANTITY',
+} as const;
+
+export type ReasonCode = (typeof ReasonCodes)[keyof typeof ReasonCodes];
+
+export const REASON_CODES: readonly ReasonCode[] = Object.freeze(Object.values(ReasonCodes));
+
+export function reject(reason: ReasonCode, message: string): TransformResult {
+  return { ok: false, rejection: new TransformRejection(reason, message) };
+}

@@ -1,0 +1,35 @@
+import { z } from 'zod';
+import type { JsonRow, JsonValue } from '../src/transform/types.js';
+
+/**
+ * Column-level zod schemas shared by the legacy and the V2 row schemas. Values are in the change events' JSON form:
+ * numerics as exact decimal strings, timestamptz as ISO strings, jsonb as parsed JSON.
+ */
+
+/** Any JSON value; typed as the transform API's JsonValue so rows built from it are JsonRows. */
+export const jsonValueSchema: z.ZodType<JsonValue> = z.lazy(() =>
+  z.union([z.null(), z.boolean(), z.number(), z.string(), z.array(jsonValueSchema), jsonObjectSchema]),
+);
+
+export const jsonObjectSchema: z.ZodType<JsonRow> = z.record(z.string(), jsonValueSchema);
+
+/**
+ * An ISO 8601 timestamp with 'Z' or an offset, at most microsecond precision (PostgreSQL would round more digits,
+ * and then two values that compare different here would be equal in the database). The source's 'infinity' and
+ * expanded/BC years are not accepted: no V2 column could hold them as the same text.
+ */
+export const isoTimestampSchema = z.iso
+  .datetime({ offset: true })
+  .refine((s) => !/\.\d{7,}/.test(s), 'at most microsecond precision');
+
+/** A finite decimal number as text ('12.50', '-3'); NaN and infinities are not accepted. */
+export const decimalSchema = z.string().regex(/^-?\d+(?:\.\d+)?$/, 'a decimal number');
+
+/** A value of numeric(precision, scale): at most precision - scale integer digits and scale fractional digits. */
+export function numericSchema(precision: number, scale: number, options: { nonNegative?: boolean } = {}) {
+  const sign = options.nonNegative ? '' : '-?';
+  const fraction = scale > 0 ? `(?:\\.\\d{1,${scale}})?` : '';
+  return z
+    .string()
+    .regex(new RegExp(`^${sign}\\d{1,${precision - scale}}${fraction}$`), `a numeric(${precision},${scale})`);
+}
