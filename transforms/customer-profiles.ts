@@ -3,8 +3,8 @@ import { normalizeEmail } from './email.js';
 import { legacyCustomerKvSchema, legacyCustomerProfileValueSchema } from './legacy-schema.js';
 import { readLegacyRow } from './read-legacy-row.js';
 import { ReasonCodes, reject } from './reason-codes.js';
-import type { CustomerProfile } from './v2-schema.js';
 import { recomputeUsersOp, upsertOp } from './v2-ops.js';
+import type { CustomerProfile } from './v2-schema.js';
 
 const TABLE = 'public.customers_kv';
 /** Keys of profiles; the store's other keys (e.g. 'email_to_customer_<hash>' indexes) are skipped. */
@@ -31,11 +31,14 @@ function customerIdOf(value: JsonValue | undefined): string | null {
 /** A 'customer_<id>' row → [upsert customer_profiles, recompute users [email]]. */
 function transformCustomerKv(change: LegacyChange): TransformResult {
   if (change.table !== TABLE) {
-    return reject(ReasonCodes.UNKNOWN_TABLE, `customer-profiles: not a table of this module: ${change.table}`);
+    return reject(
+      ReasonCodes.UNKNOWN_TABLE,
+      `customer-profiles: not a table of this module: ${change.table}`,
+    );
   }
   // Other keys are not profiles: skipped before any validation, so they are never dead-lettered.
   const key = change.after?.key;
-  if (change.op !== 't' && typeof key === 'string' && !key.startsWith(PROFILE_KEY_PREFIX)) {
+  if (typeof key === 'string' && !key.startsWith(PROFILE_KEY_PREFIX)) {
     return { ok: true, ops: [] };
   }
   const read = readLegacyRow(change, legacyCustomerKvSchema);
@@ -45,13 +48,18 @@ function transformCustomerKv(change: LegacyChange): TransformResult {
 
   const parsed = legacyCustomerProfileValueSchema.safeParse(row.value);
   if (!parsed.success) {
-    const issues = parsed.error.issues.map((i) => `${['value', ...i.path].map(String).join('.')}: ${i.message}`);
+    const issues = parsed.error.issues.map(
+      (i) => `${['value', ...i.path].map(String).join('.')}: ${i.message}`,
+    );
     return reject(ReasonCodes.LEGACY_ROW_INVALID, `${TABLE} ${row.key}: not a profile: ${issues.join('; ')}`);
   }
   const value = parsed.data;
   const email = normalizeEmail(value.email);
   if (email === null) {
-    return reject(ReasonCodes.PROFILE_INVALID_EMAIL, `${TABLE} ${row.key}: email is missing or not a valid email`);
+    return reject(
+      ReasonCodes.PROFILE_INVALID_EMAIL,
+      `${TABLE} ${row.key}: email is missing or not a valid email`,
+    );
   }
   const customerId = customerIdOf(value.customerId);
   if (customerId === null) {

@@ -10,6 +10,11 @@ import { type EventValue, RawJson, TypeCatalog } from '../pgoutput-source/value-
  * field, with every value the same text or number the JSON path writes; `prepare` registers it under
  * `<topic>-value` and `encode` writes the Confluent wire format (magic 0, big-endian schema id, Avro body) with
  * a compiled avsc type, never touching the registry on the hot path.
+ *
+ * Subject compatibility is left to the registry (its default is BACKWARD): every value field is optional with
+ * default null, so adding or dropping a column passes BACKWARD, FORWARD and FULL alike, while a changed column
+ * type is refused (409, not retried). That refusal is a decision for an operator (a new topic, or NONE for the
+ * subject), which forcing a level from here would take away.
  */
 
 type AvscSchema = Parameters<typeof avro.Type.forSchema>[0];
@@ -115,7 +120,7 @@ export function sanitizeAvroName(name: string): string {
   return /^[0-9]/.test(replaced) || replaced === '' ? `_${replaced}` : replaced;
 }
 
-/** JSON text of a value whose type the encoder does not know (a domain, an array of an enum): exact, like the JSON path. */
+/** JSON text of a value of a type unknown here (a domain, an enum array): exact, as the JSON path writes it. */
 function jsonText(v: EventValue): string {
   if (v === null) return 'null';
   if (typeof v === 'string') return JSON.stringify(v);
@@ -127,7 +132,7 @@ function jsonText(v: EventValue): string {
 
 const rawJsonText: Convert = (v) => (v instanceof RawJson ? v.text : v);
 
-/** Unknown types are strings in the schema; a domain over int4 or an enum array still decodes to non-strings. */
+/** Unknown types are strings in the schema, but a domain over int4 or an enum array decodes to non-strings. */
 const anyAsText: Convert = (v) => {
   if (typeof v === 'string') return v;
   if (typeof v === 'number' || typeof v === 'boolean') return String(v);
@@ -173,7 +178,7 @@ function nullable(branches: AvroBranch[]): AvroField['type'] {
   return ['null', ...branches];
 }
 
-/** Field names in column order; a clash after sanitizing gets _2, _3… so appended columns never rename old ones. */
+/** Named in column order; a clash after sanitizing gets _2, _3…, so appended columns never rename old ones. */
 function fieldNames(columns: TableShape['columns']): string[] {
   const taken = new Set<string>();
   return columns.map((c) => {
@@ -247,19 +252,21 @@ export function avroSchemaFor(
   return { schema, columns };
 }
 
+/**
+ * Row → Value record for shapes that rename or convert. Generated code, as avsc generates its own writers: an
+ * object literal with fixed keys is several times faster than filling an object in a loop. Names enter only as
+ * JSON.stringify'd literals; computed keys keep a column named __proto__ an own property. An absent column
+ * stays undefined, which avsc writes as the field's default, null (unchanged TOAST, a key-only before image).
+ */
 function adapter(columns: readonly ColumnPlan[]): ((row: Row) => Row) | undefined {
   if (columns.every((c) => c.field === c.name && c.convert === undefined)) return undefined;
-  return (row) => {
-    // Null prototype: a column named __proto__ must stay a field, as in the source's own rows.
-    const out = Object.create(null) as Row;
-    for (const c of columns) {
-      // Absent (unchanged TOAST, a key-only before image) stays absent: avsc writes the field's default, null.
-      const v = row[c.name];
-      if (v === undefined) continue;
-      out[c.field] = v === null || c.convert === undefined ? v : c.convert(v);
-    }
-    return out;
-  };
+  const props = columns.map((c, i) => {
+    const read = `r[${JSON.stringify(c.name)}]`;
+    const value = c.convert === undefined ? read : `(v = ${read}) == null ? v : c[${i}](v)`;
+    return `[${JSON.stringify(c.field)}]: ${value}`;
+  });
+  const make = new Function('c', `return (r) => { let v; return { ${props.join(', ')} }; };`);
+  return make(columns.map((c) => c.convert)) as (row: Row) => Row;
 }
 
 /** 4xx other than timeouts and throttling means the registry refused this schema: retrying cannot help. */
@@ -364,7 +371,7 @@ export class AvroEncoder implements EventEncoder {
     return { subject, id, type, header, columns, adapt: adapter(columns) };
   }
 
-  /** A shape equal to a prepared one but another object (a caller that rebuilt it): found once, then remembered. */
+  /** A shape equal to a prepared one but another object (a caller rebuilt it): found once, then remembered. */
   #unprepared(shape: TableShape): Prepared {
     const p = this.#ready.get(
       `${shape.topic}\n${JSON.stringify(avroSchemaFor(shape, this.#namespace).schema)}`,
@@ -381,7 +388,7 @@ export class AvroEncoder implements EventEncoder {
   }
 }
 
-/** Names the column whose value does not fit; the value itself stays out of the message (it may be personal data). */
+/** Names the column whose value does not fit; the value stays out of the message (it may be personal data). */
 function encodeFailed(shape: TableShape, p: Prepared, record: unknown, cause: unknown): ReplicatorError {
   let path: string[] = [];
   p.type.isValid(record, {
@@ -392,10 +399,11 @@ function encodeFailed(shape: TableShape, p: Prepared, record: unknown, cause: un
   const field = path[0] === 'before' || path[0] === 'after' ? path[1] : undefined;
   const column = p.columns.find((c) => c.field === field)?.name;
   const where = column === undefined ? path.join('.') || 'the envelope' : `column ${JSON.stringify(column)}`;
+  // The schema is one-dimensional per PostgreSQL array type; pgoutput cannot tell us a column holds more.
+  const hint = path.length > 2 ? ' (a multi-dimensional array: only one dimension maps to Avro)' : '';
   return new ReplicatorError(
     ErrorCodes.VALUE_DECODE_FAILED,
-    `cannot encode ${shape.schema}.${shape.table} as Avro (${p.subject}): ${where} does not fit its schema` +
-      ' (multi-dimensional arrays are not supported)',
+    `cannot encode ${shape.schema}.${shape.table} as Avro (${p.subject}): ${where} does not fit${hint}`,
     { cause, retryable: false, details: { subject: p.subject, path } },
   );
 }
@@ -443,6 +451,14 @@ export async function decodeAvroValue(client: Client, buffer: Buffer): Promise<D
       retryable: false,
     });
   }
-  const reader = await readerFor(client, buffer.readInt32BE(1));
-  return reader.fromBuffer(buffer.subarray(5)) as DecodedAvroEvent;
+  const id = buffer.readInt32BE(1);
+  const reader = await readerFor(client, id);
+  try {
+    return reader.fromBuffer(buffer.subarray(5)) as DecodedAvroEvent;
+  } catch (e) {
+    throw new ReplicatorError(ErrorCodes.VALUE_DECODE_FAILED, `value does not decode with schema id ${id}`, {
+      cause: e,
+      details: { schemaId: id },
+    });
+  }
 }

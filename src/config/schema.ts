@@ -105,11 +105,51 @@ export const kafkaSchema = z
   })
   .strict();
 
+export const transformSchema = z
+  .object({
+    topicPrefix: z
+      .string()
+      .regex(/^[A-Za-z0-9._-]+$/)
+      .default('v2')
+      .meta({ description: 'V2 topics are `<transform.topicPrefix>.<entity>`.' }),
+    groupId: z
+      .string()
+      .default('replicator-transform')
+      .meta({ description: 'Consumer group of the transform stage.' }),
+    instanceId: z
+      .string()
+      .regex(/^[A-Za-z0-9._-]+$/)
+      .default('0')
+      .meta({
+        description:
+          'Stable per instance: the Kafka transactional id is `<groupId>-<instanceId>`, which fences a restarted instance’s zombie.',
+      }),
+    sessionTimeoutMs: z
+      .int()
+      .min(6_000)
+      .default(10_000)
+      .meta({ description: 'How long a dead instance holds its partitions before the group moves them.' }),
+  })
+  .strict();
+
+export const sinkSchema = z
+  .object({
+    groupId: z.string().default('replicator-sink').meta({ description: 'Consumer group of the sink stage.' }),
+    sessionTimeoutMs: z
+      .int()
+      .min(6_000)
+      .default(10_000)
+      .meta({ description: 'How long a dead instance holds its partitions before the group moves them.' }),
+  })
+  .strict();
+
 export const configSchema = z
   .object({
     source: sourceSchema,
     // A function default: each parse gets its own object (parseConfig freezes what it returns).
     kafka: kafkaSchema.default(() => kafkaSchema.parse({})),
+    transform: transformSchema.default(() => transformSchema.parse({})),
+    sink: sinkSchema.default(() => sinkSchema.parse({})),
     schemaRegistry: z.object({ url: z.url() }).strict().optional().meta({
       description: 'Confluent Schema Registry; values become Avro. Env: REPLICATOR_SCHEMA_REGISTRY_URL.',
     }),

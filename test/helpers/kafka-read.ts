@@ -7,6 +7,7 @@ export interface ReadMessage {
   offset: number;
   key: string | null;
   value: string | null;
+  headers: Record<string, string>;
 }
 
 /**
@@ -42,6 +43,12 @@ export async function readTopics(
                 offset: Number(m.offset),
                 key: m.key?.toString() ?? null,
                 value: m.value?.toString() ?? null,
+                headers: Object.fromEntries(
+                  Object.entries(m.headers ?? {}).map(([k, v]) => [
+                    k,
+                    Array.isArray(v) ? String(v[0]) : String(v),
+                  ]),
+                ),
               });
             }
             if (until(messages)) {

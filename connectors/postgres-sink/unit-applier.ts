@@ -1,0 +1,267 @@
+import type pg from 'pg';
+import { parseLsn } from '../../src/lsn.js';
+import type { JsonRow, JsonValue, V2Entity, V2Op } from '../../src/transform/types.js';
+import type { V2Unit } from '../../src/transform/v2-unit.js';
+import { quoteIdent } from '../../src/util/sql.js';
+import { ensureUser, lockUsers, recomputeUser } from './user-recompute.js';
+
+/** Children before parents: the order in which a legacy row's former V2 rows are deleted. */
+const DELETE_ORDER: readonly V2Entity[] = [
+  'payments',
+  'bundle_components',
+  'bundle_discounts',
+  'bookings',
+  'customer_profiles',
+  'bundles',
+  'users',
+];
+
+interface Lineage {
+  commitLsn: bigint;
+  seq: number;
+  outputs: [V2Entity, JsonRow][];
+  emails: string[];
+}
+
+/** Column types of the V2 tables, read once from the target: jsonb values are bound as JSON text. */
+export type ColumnTypes = Map<string, Map<string, string>>;
+
+export async function readColumnTypes(client: pg.ClientBase, schema = 'public'): Promise<ColumnTypes> {
+  const { rows } = await client.query<{ table_name: string; column_name: string; data_type: string }>(
+    'SELECT table_name, column_name, data_type FROM information_schema.columns WHERE table_schema = $1',
+    [schema],
+  );
+  const types: ColumnTypes = new Map();
+  for (const r of rows) {
+    let t = types.get(r.table_name);
+    if (!t) {
+      t = new Map();
+      types.set(r.table_name, t);
+    }
+    t.set(r.column_name, r.data_type);
+  }
+  return types;
+}
+
+const lineageKey = (table: string, key: JsonRow) => `${table}\u0000${JSON.stringify(key)}`;
+const outputId = (entity: string, key: JsonRow) => `${entity}\u0000${JSON.stringify(key)}`;
+
+/** (commitLsn, seq) ordering of source positions. */
+function newer(a: { commitLsn: bigint; seq: number }, b: { commitLsn: bigint; seq: number }): boolean {
+  return a.commitLsn > b.commitLsn || (a.commitLsn === b.commitLsn && a.seq > b.seq);
+}
+
+function emailsOf(ops: readonly V2Op[]): string[] {
+  const out: string[] = [];
+  for (const op of ops) if (op.kind === 'recompute-derived') out.push(...op.keys);
+  return out;
+}
+
+function outputsOf(ops: readonly V2Op[]): [V2Entity, JsonRow][] {
+  const out: [V2Entity, JsonRow][] = [];
+  for (const op of ops) if (op.kind === 'upsert') out.push([op.entity, op.key]);
+  return out;
+}
+
+/**
+ * Applies V2 units inside the caller's transaction. Per unit: skip it when the legacy row's lineage already has a
+ * newer position; otherwise delete what the row produced before and no longer produces, apply its operations, and
+ * record the new lineage. Users touched (now or before) are recomputed once, at the end, under their locks.
+ */
+export class UnitApplier {
+  private readonly upsertSql = new Map<string, string>();
+
+  constructor(private readonly columnTypes: ColumnTypes) {}
+
+  /** Every email the units touch, now or (via lineage) before — lock these before `apply`. */
+  async prepare(client: pg.ClientBase, units: readonly V2Unit[]): Promise<Map<string, Lineage>> {
+    const tables: string[] = [];
+    const keys: string[] = [];
+    for (const u of units) {
+      if (u.truncate) continue;
+      tables.push(u.source.table);
+      keys.push(JSON.stringify(u.source.key));
+    }
+    const lineage = new Map<string, Lineage>();
+    if (tables.length > 0) {
+      const { rows } = await client.query<{
+        source_table: string;
+        source_key: string;
+        commit_lsn: string;
+        seq: number;
+        outputs: [V2Entity, JsonRow][];
+        emails: string[];
+      }>(
+        `SELECT l.source_table, l.source_key, l.commit_lsn::text, l.seq, l.outputs, l.emails
+           FROM replicator.lineage l
+           JOIN unnest($1::text[], $2::text[]) AS k(t, key) ON l.source_table = k.t AND l.source_key = k.key
+          ORDER BY l.source_table, l.source_key
+            FOR UPDATE OF l`,
+        [tables, keys],
+      );
+      for (const r of rows) {
+        lineage.set(`${r.source_table}\u0000${r.source_key}`, {
+          commitLsn: parseLsn(r.commit_lsn),
+          seq: r.seq,
+          outputs: r.outputs,
+          emails: r.emails,
+        });
+      }
+    }
+    return lineage;
+  }
+
+  emailsToLock(units: readonly V2Unit[], lineage: Map<string, Lineage>): Set<string> {
+    const emails = new Set<string>();
+    for (const u of units) {
+      for (const e of emailsOf(u.ops)) emails.add(e);
+      const l = lineage.get(lineageKey(u.source.table, u.source.key));
+      if (l) for (const e of l.emails) emails.add(e);
+    }
+    return emails;
+  }
+
+  async lock(client: pg.ClientBase, emails: Iterable<string>): Promise<void> {
+    await lockUsers(client, emails);
+  }
+
+  /**
+   * Applies one unit; returns the emails whose users must be recomputed (empty when the unit was stale).
+   * Throws the database's error for a row the target rejects (the caller isolates it with a savepoint).
+   */
+  async apply(client: pg.ClientBase, unit: V2Unit, lineage: Map<string, Lineage>): Promise<string[]> {
+    const position = { commitLsn: parseLsn(unit.source.commitLsn), seq: unit.source.seq };
+    if (unit.truncate) return this.truncate(client, unit, position);
+    const lk = lineage.get(lineageKey(unit.source.table, unit.source.key));
+    if (lk && !newer(position, lk)) return [];
+
+    const outputs = outputsOf(unit.ops);
+    const keep = new Set(outputs.map(([e, k]) => outputId(e, k)));
+    if (lk) {
+      const gone = lk.outputs.filter(([e, k]) => !keep.has(outputId(e, k)));
+      gone.sort((a, b) => DELETE_ORDER.indexOf(a[0]) - DELETE_ORDER.indexOf(b[0]));
+      for (const [entity, key] of gone) await this.deleteRow(client, entity, key);
+    }
+    const emails = emailsOf(unit.ops);
+    // Parents first: a booking may arrive before its user exists (ids are deterministic; recompute fills it).
+    for (const email of emails)
+      await ensureUser(client, email, unit.source.commitTs ?? new Date().toISOString());
+    for (const op of unit.ops) await this.applyOp(client, op);
+
+    const next: Lineage = { ...position, outputs, emails };
+    await client.query(
+      `INSERT INTO replicator.lineage (source_table, source_key, commit_lsn, seq, outputs, emails)
+       VALUES ($1, $2, $3, $4, $5, $6)
+       ON CONFLICT (source_table, source_key) DO UPDATE SET commit_lsn = EXCLUDED.commit_lsn, seq = EXCLUDED.seq,
+         outputs = EXCLUDED.outputs, emails = EXCLUDED.emails, applied_at = now()`,
+      [
+        unit.source.table,
+        JSON.stringify(unit.source.key),
+        unit.source.commitLsn,
+        unit.source.seq,
+        JSON.stringify(outputs),
+        emails,
+      ],
+    );
+    lineage.set(lineageKey(unit.source.table, unit.source.key), next);
+    return [...new Set([...emails, ...(lk?.emails ?? [])])];
+  }
+
+  async recompute(client: pg.ClientBase, email: string): Promise<void> {
+    await recomputeUser(client, email);
+  }
+
+  /** Every row of the truncated legacy table is now absent: remove what each produced before the truncate. */
+  private async truncate(
+    client: pg.ClientBase,
+    unit: V2Unit,
+    position: { commitLsn: bigint; seq: number },
+  ): Promise<string[]> {
+    const { rows } = await client.query<{
+      source_key: string;
+      outputs: [V2Entity, JsonRow][];
+      emails: string[];
+    }>(
+      `SELECT source_key, outputs, emails FROM replicator.lineage
+        WHERE source_table = $1 AND (commit_lsn, seq) < ($2::pg_lsn, $3) ORDER BY source_key FOR UPDATE`,
+      [unit.source.table, unit.source.commitLsn, position.seq],
+    );
+    const emails = new Set<string>();
+    for (const r of rows) {
+      const gone = [...r.outputs].sort((a, b) => DELETE_ORDER.indexOf(a[0]) - DELETE_ORDER.indexOf(b[0]));
+      for (const [entity, key] of gone) await this.deleteRow(client, entity, key);
+      for (const e of r.emails) emails.add(e);
+    }
+    await client.query(
+      `UPDATE replicator.lineage SET commit_lsn = $2, seq = $3, outputs = '[]', emails = '{}', applied_at = now()
+        WHERE source_table = $1 AND (commit_lsn, seq) < ($2::pg_lsn, $3)`,
+      [unit.source.table, unit.source.commitLsn, position.seq],
+    );
+    return [...emails];
+  }
+
+  private async applyOp(client: pg.ClientBase, op: V2Op): Promise<void> {
+    switch (op.kind) {
+      case 'upsert':
+        await this.upsert(client, op.entity, Object.keys(op.key), op.row);
+        return;
+      case 'delete':
+        await this.deleteRow(client, op.entity, op.key);
+        return;
+      case 'replace-children': {
+        for (const row of op.rows) await this.upsert(client, op.entity, op.childKey, row);
+        const parentCols = Object.keys(op.parentKey);
+        const own = op.childKey.filter((c) => !parentCols.includes(c));
+        const params: unknown[] = parentCols.map((c) => this.bind(op.entity, c, op.parentKey[c]!));
+        const where = parentCols.map((c, i) => `${quoteIdent(c)} = $${i + 1}`);
+        if (op.rows.length > 0 && own.length > 0) {
+          const keep = op.rows.map(
+            (r) => `(${own.map((c) => `$${params.push(this.bind(op.entity, c, r[c]!))}`).join(', ')})`,
+          );
+          where.push(`(${own.map(quoteIdent).join(', ')}) NOT IN (${keep.join(', ')})`);
+        }
+        await client.query(`DELETE FROM ${quoteIdent(op.entity)} WHERE ${where.join(' AND ')}`, params);
+        return;
+      }
+      case 'recompute-derived':
+        return; // done once per email at the end of the batch
+    }
+  }
+
+  private async upsert(client: pg.ClientBase, entity: string, keyColumns: readonly string[], row: JsonRow) {
+    const columns = Object.keys(row);
+    const cacheKey = `${entity}\u0000${keyColumns.join(',')}\u0000${columns.join(',')}`;
+    let sql = this.upsertSql.get(cacheKey);
+    if (!sql) {
+      const nonKey = columns.filter((c) => !keyColumns.includes(c));
+      sql =
+        `INSERT INTO ${quoteIdent(entity)} (${columns.map(quoteIdent).join(', ')}) ` +
+        `VALUES (${columns.map((_, i) => `$${i + 1}`).join(', ')}) ` +
+        `ON CONFLICT (${keyColumns.map(quoteIdent).join(', ')}) DO ` +
+        (nonKey.length > 0
+          ? `UPDATE SET ${nonKey.map((c) => `${quoteIdent(c)} = EXCLUDED.${quoteIdent(c)}`).join(', ')}`
+          : 'NOTHING');
+      this.upsertSql.set(cacheKey, sql);
+    }
+    await client.query(
+      sql,
+      columns.map((c) => this.bind(entity, c, row[c]!)),
+    );
+  }
+
+  private async deleteRow(client: pg.ClientBase, entity: string, key: JsonRow) {
+    const cols = Object.keys(key);
+    await client.query(
+      `DELETE FROM ${quoteIdent(entity)} WHERE ${cols.map((c, i) => `${quoteIdent(c)} = $${i + 1}`).join(' AND ')}`,
+      cols.map((c) => this.bind(entity, c, key[c]!)),
+    );
+  }
+
+  /** jsonb/json values go as JSON text (pg would turn a JS array into a PostgreSQL array literal). */
+  private bind(entity: string, column: string, value: JsonValue): unknown {
+    if (value === null) return null;
+    const type = this.columnTypes.get(entity)?.get(column);
+    if (type === 'jsonb' || type === 'json') return JSON.stringify(value);
+    return value;
+  }
+}

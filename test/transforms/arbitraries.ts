@@ -1,0 +1,152 @@
+import fc from 'fast-check';
+import type { JsonRow } from '../../src/transform/types.js';
+import { BOOKING_STATUSES } from '../../transforms/v2-schema.js';
+
+/** fast-check generators of legacy rows in the source's JSON forms, valid unless said otherwise. */
+
+const MS_2020 = Date.UTC(2020, 0, 1);
+const MS_2026 = Date.UTC(2026, 0, 1);
+
+/** A source-style timestamptz: UTC, six fractional digits. Few distinct values, so ties happen. */
+export const timestampArb: fc.Arbitrary<string> = fc
+  .tuple(fc.integer({ min: 0, max: 40 }), fc.constantFrom(0, 1, 999_999))
+  .map(([day, micros]) => {
+    const iso = new Date(MS_2020 + day * 86_400_000 + (day % 7) * 3_600_000).toISOString();
+    return `${iso.slice(0, 19)}.${String(micros).padStart(6, '0')}Z`;
+  });
+
+export const anyTimestampArb: fc.Arbitrary<string> = fc
+  .tuple(fc.integer({ min: MS_2020, max: MS_2026 }), fc.integer({ min: 0, max: 999 }))
+  .map(([ms, micros]) => `${new Date(ms).toISOString().slice(0, 23)}${String(micros).padStart(3, '0')}Z`);
+
+/** numeric(12,2) ≥ 0 as the source sends it: always two fractional digits. */
+export const amountArb: fc.Arbitrary<string> = fc
+  .oneof(fc.bigInt({ min: 0n, max: 10_000n }), fc.bigInt({ min: 0n, max: 10n ** 12n - 1n }))
+  .map((cents) => {
+    const s = cents.toString().padStart(3, '0');
+    return `${s.slice(0, -2)}.${s.slice(-2)}`;
+  });
+
+const EMAILS = ['ada@example.com', 'bob@example.org', 'carol.k@shop.io', 'dave+x@mail.co.uk'] as const;
+
+/** One of a few emails, with random case and surrounding white space: variants share a user. */
+export const emailVariantArb: fc.Arbitrary<string> = fc
+  .tuple(
+    fc.constantFrom(...EMAILS),
+    fc.array(fc.boolean(), { minLength: 20, maxLength: 20 }),
+    fc.constantFrom('', ' ', '\t', '  '),
+    fc.constantFrom('', ' ', '\n'),
+  )
+  .map(([email, upper, before, after]) => {
+    const cased = [...email].map((c, i) => (upper[i] ? c.toUpperCase() : c)).join('');
+    return `${before}${cased}${after}`;
+  });
+
+const nameArb = fc.option(fc.constantFrom('', 'Ada', 'Bob', 'Grace Hopper', 'Zoë'), { nil: null });
+
+export const legacyBookingArb = (id: fc.Arbitrary<string> = fc.uuid()): fc.Arbitrary<JsonRow> =>
+  fc
+    .record({
+      id,
+      contactDetails: fc.record(
+        {
+          email: emailVariantArb,
+          firstName: nameArb,
+          lastName: nameArb,
+          phone: fc.option(fc.constantFrom('', '+1 555 0100', '+44 20 7946 0000'), { nil: null }),
+          company: fc.option(fc.constantFrom('', 'Acme', 'Initech'), { nil: null }),
+          notes: fc.string({ maxLength: 50 }),
+        },
+        { requiredKeys: ['email'] },
+      ),
+      status: fc.constantFrom(...BOOKING_STATUSES),
+      finalAmount: amountArb,
+      paymentDate: fc.option(timestampArb, { nil: null }),
+      paymentMethod: fc.option(fc.constantFrom('card', 'paypal', 'bank'), { nil: null }),
+      createdAt: timestampArb,
+      updatedAt: timestampArb,
+    })
+    // A unique reference per id, so independent bookings never collide on the UNIQUE column.
+    .map((row) => ({ ...row, bookingReference: `BK-${row.id}` }));
+
+/** A customers_kv row: mostly 'customer_<n>' profiles (customerId n), sometimes an index key. */
+export const legacyKvArb = (n: fc.Arbitrary<number> = fc.nat({ max: 50 })): fc.Arbitrary<JsonRow> =>
+  fc
+    .tuple(
+      n,
+      fc.boolean(),
+      emailVariantArb,
+      fc.option(fc.constantFrom('', 'Ada', 'Ada Lovelace', '  Grace   Brewster Hopper '), { nil: null }),
+      fc.option(fc.constantFrom('', 'Acme'), { nil: null }),
+      fc.option(fc.constantFrom('free', 'pro'), { nil: null }),
+      fc.option(timestampArb, { nil: null }),
+      timestampArb,
+    )
+    .map(([id, isIndex, email, name, companyName, plan, createdAt, updatedAt]) =>
+      isIndex && id % 5 === 0
+        ? { key: `email_to_customer_${id}`, value: String(id), updated_at: updatedAt }
+        : {
+            key: `customer_${id}`,
+            value: { customerId: String(id), email, name, companyName, plan, status: 'active', createdAt },
+            updated_at: updatedAt,
+          },
+    );
+
+const productIdArb = fc.constantFrom('gid://shopify/Product/1', 'gid://shopify/Product/2', 'p-3', '');
+
+export const legacyManualBundleArb = (
+  id: fc.Arbitrary<number> = fc.nat({ max: 1000 }),
+): fc.Arbitrary<JsonRow> =>
+  fc.record({
+    id,
+    bundleId: fc.string({ maxLength: 20 }),
+    bundleName: fc.oneof(fc.string({ maxLength: 20 }), fc.constantFrom('Summer Sale', '--Kit & Co--')),
+    discountId: fc.option(fc.constantFrom('gid://shopify/DiscountAutomaticNode/1', 'd-2'), { nil: null }),
+    shop: fc.constantFrom('a.myshopify.com', 'b.myshopify.com'),
+    products: fc.array(
+      fc.record(
+        {
+          productId: productIdArb,
+          variantId: fc.option(fc.constantFrom('v-1', 'v-2'), { nil: null }),
+          quantity: fc.option(fc.integer({ min: 1, max: 2_147_483_647 }), { nil: null }),
+        },
+        { requiredKeys: ['productId'] },
+      ),
+      { maxLength: 5 },
+    ),
+    discountPercent: fc.integer({ min: 0, max: 99_999 }).map((n) => (n / 100).toFixed(2)),
+    createdAt: anyTimestampArb,
+  });
+
+export const legacyAiBundleArb = (id: fc.Arbitrary<number> = fc.nat({ max: 1000 })): fc.Arbitrary<JsonRow> =>
+  fc.record({
+    id,
+    shop: fc.constantFrom('a.myshopify.com', 'b.myshopify.com'),
+    productId: productIdArb,
+    bundledProductIds: fc.array(productIdArb, { maxLength: 4 }),
+    bundleMetaobjectId: fc.option(fc.string({ maxLength: 10 }), { nil: null }),
+    discountId: fc.option(fc.constantFrom('d-1', 'd-2'), { nil: null }),
+    confidenceScore: fc.oneof(fc.double({ noNaN: true, noDefaultInfinity: true }), fc.constant('NaN')),
+    support: fc.double({ min: 0, max: 1, noNaN: true }),
+    lift: fc.double({ min: 0, max: 10, noNaN: true }),
+    isActive: fc.boolean(),
+    createdAt: anyTimestampArb,
+  });
+
+/** Rows that break one rule each (or the column types), to show rejections are deterministic too. */
+export const invalidLegacyBookingArb = (id: fc.Arbitrary<string> = fc.uuid()): fc.Arbitrary<JsonRow> =>
+  fc.tuple(legacyBookingArb(id), fc.integer({ min: 0, max: 4 })).map(([row, which]) => {
+    const contact = row.contactDetails as JsonRow;
+    switch (which) {
+      case 0:
+        return { ...row, contactDetails: { ...contact, email: 'not-an-email' } };
+      case 1:
+        return { ...row, status: 'LOST' };
+      case 2:
+        return { ...row, finalAmount: '-1.00' };
+      case 3:
+        return { ...row, createdAt: 'infinity' };
+      default:
+        return { ...row, contactDetails: { ...contact, email: null } };
+    }
+  });
