@@ -30,6 +30,8 @@ export interface PgoutputSourceOptions {
   maxBackoffMs?: number;
   /** Value encoding (default: JSON; Avro with a Schema Registry). */
   encoder?: EventEncoder;
+  /** Called for every streamed change event published, with its table (schema.table) and op (metrics). */
+  onEvent?: (table: string, op: string) => void;
 }
 
 export interface SourceProgress {
@@ -371,6 +373,8 @@ export class PgoutputSource {
         const { msg } = m;
         if (msg.tag === 'relation') await onRelation(msg.relation);
         const r = builder.build(msg, m.walStart);
+        if (this.o.onEvent)
+          for (const [table, op] of changesOf(msg, r.messages.length)) this.o.onEvent(table, op);
         for (const out of r.messages) {
           this.events++;
           if (!publisher.publish(out)) await publisher.drained();
@@ -408,6 +412,28 @@ async function createSlot(
     if (snapshot === 'export') await whileExported(row.snapshot_name!, parseLsn(row.consistent_point));
   } finally {
     await repl.end().catch(() => {});
+  }
+}
+
+/** The (table, op) of each change event one decoded message became (a key-changing update is a d and a c). */
+function changesOf(msg: DecodedMessage, produced: number): [string, string][] {
+  const name = (r: Relation) => `${r.schema}.${r.name}`;
+  switch (msg.tag) {
+    case 'insert':
+      return [[name(msg.relation), 'c']];
+    case 'update':
+      return produced === 2
+        ? [
+            [name(msg.relation), 'd'],
+            [name(msg.relation), 'c'],
+          ]
+        : [[name(msg.relation), 'u']];
+    case 'delete':
+      return [[name(msg.relation), 'd']];
+    case 'truncate':
+      return msg.relations.map((r) => [name(r), 't']);
+    default:
+      return [];
   }
 }
 

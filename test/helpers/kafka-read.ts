@@ -19,6 +19,8 @@ export async function readTopics(
   topics: string[],
   until: (messages: ReadMessage[]) => boolean,
   maxWaitMs = 30_000,
+  /** After `until` holds, keep reading this long (to see anything after it, e.g. duplicates). */
+  settleMs = 0,
 ): Promise<ReadMessage[]> {
   await waitForTopics(kafka, topics, maxWaitMs);
   const consumer = kafka.consumer({
@@ -53,7 +55,8 @@ export async function readTopics(
             }
             if (until(messages)) {
               clearTimeout(timer);
-              resolve();
+              if (settleMs > 0) setTimeout(resolve, settleMs);
+              else resolve();
             }
           },
         })

@@ -1,0 +1,166 @@
+import { Counter, collectDefaultMetrics, Gauge, Histogram, type Registry } from 'prom-client';
+
+/**
+ * The replicator's Prometheus metrics, registered on the registry the caller passes (never a global one). Stages
+ * record through hooks the pipeline builder wires to these; the sampler (`metrics-sampler.ts`) sets the gauges it
+ * reads from PostgreSQL and Kafka. Names follow Prometheus conventions: `replicator_` prefix, base units
+ * (seconds, bytes), `_total` for counters.
+ */
+export interface Metrics {
+  readonly registry: Registry;
+  /** pg_current_wal_lsn() − confirmed_flush_lsn of the slot. */
+  readonly sourceLagBytes: Gauge<'slot'>;
+  /** pg_current_wal_lsn() − restart_lsn of the slot: WAL the server keeps for us. */
+  readonly sourceRetainedWalBytes: Gauge<'slot'>;
+  readonly sourceEvents: Counter<'table' | 'op'>;
+  /** now − commit time of the newest change applied at the target; computed at each scrape. */
+  readonly replicationLagSeconds: Gauge<'group'>;
+  readonly endToEndSeconds: Histogram;
+  readonly kafkaConsumerLag: Gauge<'group' | 'topic' | 'partition'>;
+  readonly transformUnits: Counter<'table'>;
+  readonly sinkBatchSeconds: Histogram;
+  readonly sinkMessages: Counter;
+  readonly dlqMessages: Counter<'stage' | 'reason'>;
+  readonly snapshotRows: Counter<'table'>;
+  readonly snapshotProgress: Gauge<'table'>;
+  /** Set by `cutover`: 0 when no cutover is under way. */
+  readonly cutoverPhase: Gauge;
+  /** 1 while this process holds the source leader lock of the slot, 0 while it stands by. */
+  readonly leader: Gauge<'slot'>;
+
+  /** A source in this process: `isLeader` is read at each scrape. */
+  trackLeader(slot: string, isLeader: () => boolean): void;
+  /** The sink applied changes committed at `commitTs` (ISO time): end-to-end latency and lag. */
+  observeApplied(group: string, commitTs: string, now?: number): void;
+  /** The newest commit time already applied (read from the target at start), without a latency sample. */
+  seedApplied(group: string, commitTs: string): void;
+}
+
+const END_TO_END_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600];
+const BATCH_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+
+export interface CreateMetricsOptions {
+  /** Also register Node's process metrics (CPU, memory, event loop). */
+  defaultMetrics?: boolean;
+}
+
+export function createMetrics(registry: Registry, options: CreateMetricsOptions = {}): Metrics {
+  const registers = [registry];
+  if (options.defaultMetrics) collectDefaultMetrics({ register: registry });
+  const leaderProbes = new Map<string, () => boolean>();
+  const newestApplied = new Map<string, number>();
+
+  const leader = new Gauge({
+    name: 'replicator_leader',
+    help: '1 when this process holds the source leader lock of the slot, 0 when it stands by.',
+    labelNames: ['slot'] as const,
+    registers,
+    collect() {
+      for (const [slot, isLeader] of leaderProbes) this.set({ slot }, isLeader() ? 1 : 0);
+    },
+  });
+  const replicationLagSeconds = new Gauge({
+    name: 'replicator_replication_lag_seconds',
+    help: 'Seconds between now and the commit time of the newest change (or heartbeat) applied at the target.',
+    labelNames: ['group'] as const,
+    registers,
+    collect() {
+      const now = Date.now();
+      for (const [group, ts] of newestApplied) this.set({ group }, Math.max(0, (now - ts) / 1000));
+    },
+  });
+  const endToEndSeconds = new Histogram({
+    name: 'replicator_end_to_end_seconds',
+    help: 'Seconds from the legacy commit to its application at the target (one sample per applied batch, its newest change).',
+    buckets: END_TO_END_BUCKETS,
+    registers,
+  });
+
+  const remember = (group: string, commitTs: string): number | undefined => {
+    const ts = Date.parse(commitTs);
+    if (Number.isNaN(ts)) return undefined;
+    if (ts > (newestApplied.get(group) ?? Number.NEGATIVE_INFINITY)) newestApplied.set(group, ts);
+    return ts;
+  };
+
+  return {
+    registry,
+    sourceLagBytes: new Gauge({
+      name: 'replicator_source_lag_bytes',
+      help: 'WAL bytes between the server’s current position and the slot’s confirmed flush position.',
+      labelNames: ['slot'] as const,
+      registers,
+    }),
+    sourceRetainedWalBytes: new Gauge({
+      name: 'replicator_source_retained_wal_bytes',
+      help: 'WAL bytes the server retains for the slot (current position − restart_lsn).',
+      labelNames: ['slot'] as const,
+      registers,
+    }),
+    sourceEvents: new Counter({
+      name: 'replicator_source_events_total',
+      help: 'Change events the source published, by legacy table and operation (c, u, d, t).',
+      labelNames: ['table', 'op'] as const,
+      registers,
+    }),
+    replicationLagSeconds,
+    endToEndSeconds,
+    kafkaConsumerLag: new Gauge({
+      name: 'replicator_kafka_consumer_lag',
+      help: 'Messages between a partition’s end and the consumer group’s committed offset.',
+      labelNames: ['group', 'topic', 'partition'] as const,
+      registers,
+    }),
+    transformUnits: new Counter({
+      name: 'replicator_transform_units_total',
+      help: 'V2 units the transform stage produced, by legacy table.',
+      labelNames: ['table'] as const,
+      registers,
+    }),
+    sinkBatchSeconds: new Histogram({
+      name: 'replicator_sink_batch_seconds',
+      help: 'Seconds to apply one partition batch at the target (one transaction).',
+      buckets: BATCH_BUCKETS,
+      registers,
+    }),
+    sinkMessages: new Counter({
+      name: 'replicator_sink_messages_total',
+      help: 'Messages (units and heartbeats) in the batches the sink applied.',
+      registers,
+    }),
+    dlqMessages: new Counter({
+      name: 'replicator_dlq_messages_total',
+      help: 'Messages sent to the dead-letter topic, by stage and reason.',
+      labelNames: ['stage', 'reason'] as const,
+      registers,
+    }),
+    snapshotRows: new Counter({
+      name: 'replicator_snapshot_rows_total',
+      help: 'Rows the initial snapshot copied, by legacy table.',
+      labelNames: ['table'] as const,
+      registers,
+    }),
+    snapshotProgress: new Gauge({
+      name: 'replicator_snapshot_progress_ratio',
+      help: 'Initial snapshot progress per table, 0 to 1 (rows copied over the planner’s row estimate; 1 when done).',
+      labelNames: ['table'] as const,
+      registers,
+    }),
+    cutoverPhase: new Gauge({
+      name: 'replicator_cutover_phase',
+      help: 'Cutover phase set by `replicator cutover`; 0 when no cutover is under way.',
+      registers,
+    }),
+    leader,
+    trackLeader(slot, isLeader) {
+      leaderProbes.set(slot, isLeader);
+    },
+    observeApplied(group, commitTs, now = Date.now()) {
+      const ts = remember(group, commitTs);
+      if (ts !== undefined) endToEndSeconds.observe(Math.max(0, (now - ts) / 1000));
+    },
+    seedApplied(group, commitTs) {
+      remember(group, commitTs);
+    },
+  };
+}
