@@ -9,11 +9,15 @@ const LEVELS: Record<number, 'error' | 'warn' | 'info' | 'debug'> = {
   [logLevel.DEBUG]: 'debug',
 };
 
-/** A kafkajs client for the configured brokers, logging through our logger (kafkajs's own INFO chatter is debug). */
+/**
+ * A kafkajs client for the configured brokers, logging through our logger (kafkajs's own INFO chatter is debug).
+ * `overrides` tunes connection behaviour (timeouts, retries) for short-lived callers such as `status`.
+ */
 export function createKafka(
   config: ReplicatorConfig['kafka'],
   logger: Logger,
   clientId = config.clientId,
+  overrides: Pick<KafkaConfig, 'connectionTimeout' | 'requestTimeout' | 'retry'> = {},
 ): Kafka {
   const kafkaConfig: KafkaConfig = {
     clientId,
@@ -28,6 +32,7 @@ export function createKafka(
       },
     ...(config.ssl !== undefined ? { ssl: config.ssl } : {}),
     ...(config.sasl ? { sasl: config.sasl as SASLOptions } : {}),
+    ...overrides,
   };
   return new Kafka(kafkaConfig);
 }

@@ -1,4 +1,5 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { posix } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
@@ -204,6 +205,49 @@ describe('docker-compose.yml', () => {
     expect(provisioning.datasources).toContainEqual(
       expect.objectContaining({ type: 'prometheus', url: 'http://prometheus:9090' }),
     );
+  });
+
+  it('provisions the replicator dashboard into Grafana from the mounted dashboards folder', () => {
+    const provider = z
+      .looseObject({
+        providers: z.array(z.looseObject({ type: z.string(), options: z.looseObject({ path: z.string() }) })),
+      })
+      .parse(parseYaml(read('observability/grafana/provisioning/dashboards/replicator.yml')));
+    const volumes = (service('grafana').volumes ?? []).map((v) =>
+      typeof v === 'string' ? { source: v.split(':')[0]!, target: v.split(':')[1]! } : v,
+    );
+    for (const p of provider.providers) {
+      expect(p.type).toBe('file');
+      const mount = volumes.find((v) => v.target === p.options.path);
+      expect(mount, `a volume mounted at ${p.options.path}`).toBeDefined();
+      const folder = new URL(`../${mount!.source.replace(/^\.\//, '')}/`, import.meta.url);
+      const dashboards = readdirSync(folder).filter((f) => f.endsWith('.json'));
+      expect(dashboards).toContain('replicator.json');
+      for (const f of dashboards) {
+        const dashboard = z
+          .looseObject({ uid: z.string(), title: z.string(), panels: z.array(z.looseObject({})).min(1) })
+          .parse(JSON.parse(readFileSync(new URL(f, folder), 'utf8')));
+        expect(dashboard.uid.length).toBeGreaterThan(0);
+      }
+    }
+  });
+
+  it('mounts every rule file prometheus.yml loads, where it looks for it', () => {
+    const config = z
+      .looseObject({ rule_files: z.array(z.string()).min(1) })
+      .parse(parseYaml(read('observability/prometheus/prometheus.yml')));
+    const volumes = (service('prometheus').volumes ?? []).map((v) =>
+      typeof v === 'string' ? { source: v.split(':')[0]!, target: v.split(':')[1]! } : v,
+    );
+    const configMount = volumes.find((v) => v.source === './observability/prometheus/prometheus.yml');
+    expect(configMount).toBeDefined();
+    expect(config.rule_files).toContain('alerts.yml');
+    for (const file of config.rule_files) {
+      const target = posix.resolve(posix.dirname(configMount!.target), file);
+      const mount = volumes.find((v) => v.target === target);
+      expect(mount, `a volume mounted at ${target}`).toBeDefined();
+      expect(existsSync(new URL(`../${mount!.source.replace(/^\.\//, '')}`, import.meta.url))).toBe(true);
+    }
   });
 
   it('mounts the replicator config where the image looks for it', () => {

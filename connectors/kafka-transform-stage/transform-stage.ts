@@ -10,7 +10,12 @@ import {
 } from '../../src/transform/types.js';
 import { dlqTopic, unitKey, type V2Unit, v2Topic } from '../../src/transform/v2-unit.js';
 import { ensureTopics } from '../kafka-publisher/topics.js';
-import { changeTopic, heartbeatPrefix } from '../pgoutput-source/change-builder.js';
+import {
+  changeTopic,
+  type FenceMarker,
+  heartbeatPrefix,
+  isFenceMarker,
+} from '../pgoutput-source/change-builder.js';
 
 export interface TransformStageOptions {
   config: Pick<ReplicatorConfig, 'source' | 'kafka' | 'transform'>;
@@ -62,6 +67,8 @@ export class TransformStage {
   private readonly byTable = new Map<string, TransformModule>();
   private units = 0;
   private deadLetters = 0;
+  /** Partition counts of the V2 unit topics (fence markers go to each partition). */
+  private v2Partitions = new Map<string, number>();
 
   constructor(private readonly o: TransformStageOptions) {
     for (const m of o.modules) for (const t of m.tables) this.byTable.set(t, m);
@@ -81,7 +88,7 @@ export class TransformStage {
     const admin = this.o.kafka.admin();
     await admin.connect();
     try {
-      await ensureTopics(admin, [
+      const counts = await ensureTopics(admin, [
         ...rawTopics.map((topic) => ({
           topic,
           partitions: kafka.partitions,
@@ -100,6 +107,10 @@ export class TransformStage {
         },
         { topic: dlqTopic(kafka.topicPrefix), partitions: 1, replicationFactor: kafka.replicationFactor },
       ]);
+      for (const e of v2Entities) {
+        const topic = v2Topic(transform.topicPrefix, e);
+        this.v2Partitions.set(topic, counts.get(topic) ?? kafka.partitions);
+      }
     } finally {
       await admin.disconnect();
     }
@@ -214,6 +225,17 @@ export class TransformStage {
       };
       return [{ topic: dlqTopic(this.o.config.kafka.topicPrefix), message: { key, value, headers } }];
     };
+    if (isFenceMarker(decoded)) {
+      // Forward to every partition of every V2 topic, saying where it came from: the sink's drain is complete
+      // when each V2 partition has seen the marker from each raw partition.
+      const copy: FenceMarker = { ...decoded, origin: { topic, partition } };
+      const value = JSON.stringify(copy);
+      const out: Output[] = [];
+      for (const [v2, n] of this.v2Partitions) {
+        for (let p = 0; p < n; p++) out.push({ topic: v2, message: { key: null, value, partition: p } });
+      }
+      return out;
+    }
     let event: RawEnvelope;
     let rowKey: JsonRow;
     try {

@@ -20,7 +20,19 @@ export interface ChangeBuilderOptions {
   /** Partition count of a change topic (truncates go to every partition so they stay ordered with each key). */
   partitionsOf: (topic: string) => number;
   encoder?: EventEncoder;
+  /** Every change topic: a fence marker goes to each partition of each (see `fencePrefix`). */
+  markerTopics?: readonly string[];
   now?: () => number;
+}
+
+/** A cutover's fence marker as it travels through every partition of the raw and V2 topics. */
+export interface FenceMarker {
+  marker: 'fence';
+  cutoverId: string;
+  /** The marker's own WAL position (its transaction is the fence's). */
+  lsn: string;
+  /** Where this copy came from, added by the transform stage: the drain needs every origin on every partition. */
+  origin?: { topic: string; partition: number };
 }
 
 interface RelationPlan {
@@ -47,7 +59,12 @@ export function isoFromMicros(us: bigint): string {
   return `${new Date(ms).toISOString().slice(0, 19)}.${String(micros).padStart(6, '0')}Z`;
 }
 
+export function isFenceMarker(v: unknown): v is FenceMarker {
+  return typeof v === 'object' && v !== null && (v as { marker?: unknown }).marker === 'fence';
+}
+
 export const heartbeatPrefix = (topicPrefix: string) => `${topicPrefix}.heartbeat`;
+export const fencePrefix = (topicPrefix: string) => `${topicPrefix}.fence`;
 export const changeTopic = (topicPrefix: string, schema: string, table: string) =>
   `${topicPrefix}.${schema}.${table}`;
 
@@ -156,6 +173,21 @@ export class ChangeBuilder {
         return { messages };
       }
       case 'message': {
+        if (msg.prefix === fencePrefix(this.o.topicPrefix)) {
+          // The fence marker: ordered after every write committed before the fence, on every partition.
+          const marker: FenceMarker = {
+            marker: 'fence',
+            cutoverId: msg.content.toString('utf8'),
+            lsn: formatLsn(msg.messageLsn),
+          };
+          const value = JSON.stringify(marker);
+          const messages: OutMessage[] = [];
+          for (const topic of this.o.markerTopics ?? []) {
+            for (let p = 0; p < this.o.partitionsOf(topic); p++)
+              messages.push({ topic, key: null, value, partition: p });
+          }
+          return msg.transactional || this.tx ? { messages } : { messages, mark: msg.messageLsn };
+        }
         if (msg.prefix !== heartbeatPrefix(this.o.topicPrefix)) return { messages: [] };
         const value = JSON.stringify({
           lsn: formatLsn(msg.messageLsn),

@@ -305,6 +305,7 @@ export class PgoutputSource {
       catalog,
       partitionsOf: (topic) => partitions.get(topic) ?? kafka.partitions,
       encoder: this.o.encoder ?? jsonEncoder,
+      markerTopics: source.tables.map((t) => changeTopic(kafka.topicPrefix, t.schema, t.table)),
     });
     const primaryKeys = new Map(tables.map((t) => [`${t.table.schema}.${t.table.table}`, t.primaryKey]));
 

@@ -7,6 +7,7 @@ import type { TransformModule } from '../../src/transform/types.js';
 import { dlqTopic, type V2Unit, v2Topic } from '../../src/transform/v2-unit.js';
 import { textTypes } from '../../src/util/pg-text-types.js';
 import { describePgUrl } from '../../src/util/redact.js';
+import { type FenceMarker, isFenceMarker } from '../pgoutput-source/change-builder.js';
 import { ensureReplicatorSchema } from './target-schema.js';
 import { readColumnTypes, UnitApplier } from './unit-applier.js';
 
@@ -25,6 +26,7 @@ interface Entry {
   offset: string;
   unit?: V2Unit;
   heartbeatTs?: string;
+  marker?: FenceMarker;
   raw: KafkaMessage;
 }
 
@@ -143,13 +145,26 @@ export class PostgresSink {
             .catch(() => {});
         },
       });
+      let flipTimer: NodeJS.Timeout | undefined;
       await Promise.race([
         crashed,
         new Promise<void>((resolve) => {
           if (signal.aborted) resolve();
           signal.addEventListener('abort', () => resolve(), { once: true });
+          // After a full cutover's flip, V2 belongs to the application: stop applying.
+          flipTimer = setInterval(() => {
+            pool
+              .query("SELECT id FROM replicator.cutovers WHERE phase = 'flipped' AND shop IS NULL LIMIT 1")
+              .then((r) => {
+                if (r.rowCount) {
+                  log.info({ cutover: r.rows[0].id }, 'cutover flipped: the sink stops consuming');
+                  resolve();
+                }
+              })
+              .catch(() => {});
+          }, 2_000);
         }),
-      ]);
+      ]).finally(() => clearInterval(flipTimer));
     } finally {
       await consumer.disconnect().catch(() => {});
       await dlq.disconnect().catch(() => {});
@@ -163,6 +178,7 @@ export class PostgresSink {
     try {
       const parsed = JSON.parse(value) as V2Unit | { sentAt?: string };
       if ('kind' in parsed && parsed.kind === 'change') return { offset: m.offset, unit: parsed, raw: m };
+      if (isFenceMarker(parsed)) return { offset: m.offset, marker: parsed, raw: m };
       if ('sentAt' in parsed && typeof parsed.sentAt === 'string')
         return { offset: m.offset, heartbeatTs: parsed.sentAt, raw: m };
     } catch {
@@ -283,6 +299,22 @@ export class PostgresSink {
       for (const entry of fresh) {
         const ts = entry.unit?.source.commitTs ?? entry.heartbeatTs;
         if (ts && (!newestTs || ts > newestTs)) newestTs = ts;
+        if (entry.marker?.origin) {
+          // Everything before this marker on this partition is applied in this same transaction.
+          await client.query(
+            `INSERT INTO replicator.fence_markers (cutover_id, group_id, topic, partition, origin_topic, origin_partition)
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING`,
+            [
+              entry.marker.cutoverId,
+              groupId,
+              topic,
+              partition,
+              entry.marker.origin.topic,
+              entry.marker.origin.partition,
+            ],
+          );
+          continue;
+        }
         if (!entry.unit) {
           if (entry.heartbeatTs === undefined && rejected) {
             rejected.push({

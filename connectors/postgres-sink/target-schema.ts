@@ -7,6 +7,9 @@ import type pg from 'pg';
  * - lineage: per legacy row, the position of the change last applied and what it produced (V2 rows, user emails),
  *   so a replayed or out-of-date change is skipped and what a row no longer produces is removed.
  * - applied: the newest source commit time applied per group (lag), heartbeats included.
+ * - fence_markers: which partition has applied a cutover's fence marker from which origin (the exact drain).
+ * - cutovers: the cutover state machine, persisted so a crashed cutover resumes or rolls back.
+ * - verify_runs / reverify_queue: verify's outcomes (cutover's go/no-go reads the last) and the keys to re-check.
  */
 export const REPLICATOR_SCHEMA_DDL = `
 CREATE SCHEMA IF NOT EXISTS replicator;
@@ -22,6 +25,20 @@ CREATE TABLE IF NOT EXISTS replicator.lineage (
   PRIMARY KEY (source_table, source_key));
 CREATE TABLE IF NOT EXISTS replicator.applied (
   group_id text PRIMARY KEY, commit_ts timestamptz, commit_lsn pg_lsn, updated_at timestamptz NOT NULL DEFAULT now());
+CREATE TABLE IF NOT EXISTS replicator.fence_markers (
+  cutover_id text NOT NULL, group_id text NOT NULL, topic text NOT NULL, partition integer NOT NULL,
+  origin_topic text NOT NULL, origin_partition integer NOT NULL, applied_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (cutover_id, group_id, topic, partition, origin_topic, origin_partition));
+CREATE TABLE IF NOT EXISTS replicator.cutovers (
+  id text PRIMARY KEY, shop text, phase text NOT NULL, dry_run boolean NOT NULL DEFAULT false,
+  started_at timestamptz NOT NULL DEFAULT now(), fence_committed_at timestamptz, fence_lsn pg_lsn,
+  drained_at timestamptz, verified_at timestamptz, flip_committed_at timestamptz, finished_at timestamptz,
+  rolled_back_at timestamptz, write_blocked_ms double precision, error text, details jsonb NOT NULL DEFAULT '{}');
+CREATE TABLE IF NOT EXISTS replicator.verify_runs (
+  id text PRIMARY KEY, started_at timestamptz NOT NULL DEFAULT now(), finished_at timestamptz,
+  snapshot_lsn pg_lsn, clean boolean, summary jsonb NOT NULL DEFAULT '{}');
+CREATE TABLE IF NOT EXISTS replicator.reverify_queue (
+  run_id text NOT NULL, entity text NOT NULL, key text NOT NULL, PRIMARY KEY (run_id, entity, key));
 `;
 
 export async function ensureReplicatorSchema(client: pg.ClientBase): Promise<void> {

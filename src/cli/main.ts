@@ -1,15 +1,32 @@
-import { Command, Option } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { pino } from 'pino';
+import { Registry } from 'prom-client';
 import { loadConfig } from '../config/load-config.js';
 import { exitCodeFor, isReplicatorError } from '../errors.js';
 import { createLogger } from '../logger.js';
+import { createHttpServer } from '../observability/http-server.js';
+import { createMetrics } from '../observability/metrics.js';
 import { buildPipeline, type Role } from '../pipeline/pipeline-builder.js';
+import { readStatus } from '../status/read-status.js';
+import { renderStatus } from '../status/render-status.js';
+import { registerCutoverCommands } from './cutover-command.js';
+
+/** How long a graceful stop (flush, acknowledge, commit) may take before the process gives up and exits 1. */
+export const SHUTDOWN_GRACE_MS = 30_000;
 
 /** Thin CLI: parse arguments, call the library, print, exit. */
 const program = new Command('replicator').description('legacy PostgreSQL → Kafka → V2 PostgreSQL replicator');
+let exitCode = 0;
+
+const positiveNumber = (v: string): number => {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('must be a positive number');
+  return n;
+};
 
 program
   .command('start')
-  .description('run the replicator daemon')
+  .description('run the replicator daemon (with /metrics, /healthz and /readyz on metrics.host:metrics.port)')
   .addOption(
     new Option('--role <role>', 'which stages to run')
       .choices(['source', 'transform', 'sink', 'all'])
@@ -19,7 +36,16 @@ program
   .action(async (opts: { role: Role; config: string }) => {
     const logger = createLogger();
     const config = await loadConfig(opts.config);
-    const pipeline = buildPipeline(config, { role: opts.role, logger });
+    const registry = new Registry();
+    const metrics = createMetrics(registry, { defaultMetrics: true });
+    const pipeline = buildPipeline(config, { role: opts.role, logger, metrics });
+    const server = createHttpServer({
+      host: config.metrics.host,
+      port: config.metrics.port,
+      registry,
+      readiness: () => pipeline.readiness(),
+      logger,
+    });
     const controller = new AbortController();
     let signals = 0;
     const onSignal = (sig: NodeJS.Signals) => {
@@ -32,18 +58,55 @@ program
       controller.abort();
       // Bounded shutdown: never hang past the grace period.
       setTimeout(() => {
-        logger.error('shutdown took longer than 30 s; exiting');
+        logger.error({ graceMs: SHUTDOWN_GRACE_MS }, 'shutdown took longer than the grace period; exiting');
         process.exit(1);
-      }, 30_000).unref();
+      }, SHUTDOWN_GRACE_MS).unref();
     };
     process.on('SIGTERM', onSignal);
     process.on('SIGINT', onSignal);
-    await pipeline.run(controller.signal);
+    const bound = await server.listen();
+    logger.info({ host: bound.host, port: bound.port, role: opts.role }, 'http server listening');
+    try {
+      await pipeline.run(controller.signal);
+    } finally {
+      await server.close();
+    }
     logger.info('stopped');
   });
 
+program
+  .command('status')
+  .description(
+    'one screen: slot and LSNs, lag, consumer groups, DLQ, snapshot, cutover, preflight; exit 1 when unhealthy',
+  )
+  .option('--config <file>', 'config file (.json, .yaml, .ts)', 'replicator.config.yaml')
+  .option('--json', 'print the report as JSON')
+  .option(
+    '--max-lag-seconds <seconds>',
+    'replication lag above which the replicator is unhealthy',
+    positiveNumber,
+    300,
+  )
+  .action(async (opts: { config: string; json?: boolean; maxLagSeconds: number }) => {
+    const config = await loadConfig(opts.config);
+    // stdout is the report; diagnostics (kafkajs's, at most errors unless asked) go to stderr.
+    const logger = createLogger({
+      level: process.env.REPLICATOR_LOG_LEVEL ?? 'error',
+      destination: pino.destination(2),
+    });
+    const report = await readStatus(config, { maxLagSeconds: opts.maxLagSeconds }, logger);
+    process.stdout.write(
+      opts.json
+        ? `${JSON.stringify(report, null, 2)}\n`
+        : renderStatus(report, { tty: process.stdout.isTTY === true }),
+    );
+    exitCode = report.healthy ? 0 : 1;
+  });
+
+registerCutoverCommands(program);
+
 program.parseAsync(process.argv).then(
-  () => process.exit(0),
+  () => process.exit(exitCode),
   (e: unknown) => {
     const code = isReplicatorError(e) ? e.code : 'UNEXPECTED';
     console.error(JSON.stringify({ level: 'error', code, msg: e instanceof Error ? e.message : String(e) }));

@@ -143,6 +143,76 @@ export const sinkSchema = z
   })
   .strict();
 
+export const metricsSchema = z
+  .object({
+    host: z
+      .string()
+      .default('127.0.0.1')
+      .meta({ description: 'Bind address of /metrics, /healthz and /readyz. Env: REPLICATOR_METRICS_HOST.' }),
+    port: z
+      .int()
+      .min(0)
+      .max(65535)
+      .default(9464)
+      .meta({ description: 'Port of the HTTP endpoints (0: any free port). Env: REPLICATOR_METRICS_PORT.' }),
+    sampleIntervalMs: z.int().min(100).default(5_000).meta({
+      description:
+        'How often the daemon samples slot lag, retained WAL, consumer-group lag and the applied position.',
+    }),
+  })
+  .strict();
+
+const flipAction = z.union([
+  z
+    .object({
+      on: z.enum(['legacy', 'target']).meta({ description: 'Which database runs the SQL.' }),
+      sql: z.string().meta({ description: 'SQL to run; with --shop, $1 is the shop.' }),
+    })
+    .strict(),
+  z
+    .object({ shell: z.string().meta({ description: 'A shell command (env CUTOVER_ID, CUTOVER_SHOP).' }) })
+    .strict(),
+]);
+
+export const cutoverSchema = z
+  .object({
+    adminUrl: pgUrl.optional().meta({
+      description: 'Legacy connection allowed to create triggers (table owner); default source.url.',
+    }),
+    postponeFile: z
+      .string()
+      .optional()
+      .meta({ description: 'While this file exists, cutover waits before the fence.' }),
+    lockTimeoutMs: z
+      .int()
+      .min(10)
+      .default(2_000)
+      .meta({ description: 'lock_timeout of the fence transaction.' }),
+    lockRetries: z.int().min(0).default(10).meta({ description: 'Fence attempts after a lock timeout.' }),
+    maxLagSeconds: z
+      .number()
+      .min(0)
+      .default(5)
+      .meta({ description: 'Go/no-go: replication lag must be under this.' }),
+    budgetSeconds: z
+      .number()
+      .min(0)
+      .default(30)
+      .meta({ description: 'Go/no-go: predicted drain time must be under this.' }),
+    drainTimeoutSeconds: z
+      .number()
+      .min(1)
+      .default(300)
+      .meta({ description: 'Give up (and unfence) after this.' }),
+    sequences: z
+      .array(z.object({ legacy: z.string(), target: z.string(), gap: z.int().min(0).default(1000) }).strict())
+      .default([])
+      .meta({ description: 'Target sequences set to at least the legacy value + gap at the flip.' }),
+    flip: z.array(flipAction).default([]).meta({ description: 'Actions of the flip (e.g. a feature flag).' }),
+    flipBack: z.array(flipAction).default([]).meta({ description: 'Actions of `replicator rollback`.' }),
+  })
+  .strict();
+
 export const configSchema = z
   .object({
     source: sourceSchema,
@@ -150,6 +220,7 @@ export const configSchema = z
     kafka: kafkaSchema.default(() => kafkaSchema.parse({})),
     transform: transformSchema.default(() => transformSchema.parse({})),
     sink: sinkSchema.default(() => sinkSchema.parse({})),
+    cutover: cutoverSchema.default(() => cutoverSchema.parse({})),
     schemaRegistry: z.object({ url: z.url() }).strict().optional().meta({
       description: 'Confluent Schema Registry; values become Avro. Env: REPLICATOR_SCHEMA_REGISTRY_URL.',
     }),
@@ -157,16 +228,7 @@ export const configSchema = z
       .object({ url: pgUrl.meta({ description: 'V2 database. Env: REPLICATOR_TARGET_URL.' }) })
       .strict()
       .optional(),
-    metrics: z
-      .object({
-        host: z
-          .string()
-          .default('127.0.0.1')
-          .meta({ description: 'Bind address. Env: REPLICATOR_METRICS_HOST.' }),
-        port: z.int().min(0).max(65535).default(9464).meta({ description: 'Env: REPLICATOR_METRICS_PORT.' }),
-      })
-      .strict()
-      .default({ host: '127.0.0.1', port: 9464 }),
+    metrics: metricsSchema.default(() => metricsSchema.parse({})),
   })
   .strict();
 

@@ -87,7 +87,8 @@ export class MetricsSampler {
       if (this.failing.delete(part)) this.o.logger.info({ part }, 'metrics sampling recovered');
     } catch (e) {
       const why = e instanceof Error ? e.message : String(e);
-      if (!this.failing.has(part)) this.o.logger.warn({ part, err: why }, 'metrics sampling failed; retrying');
+      if (!this.failing.has(part))
+        this.o.logger.warn({ part, err: why }, 'metrics sampling failed; retrying');
       else this.o.logger.debug({ part, err: why }, 'metrics sampling still failing');
       this.failing.add(part);
       await this.reset(part);
@@ -147,6 +148,11 @@ export class MetricsSampler {
     if (progress.role !== 'leader' && !streaming) return;
     for (const t of source.tables) {
       const table = `${t.schema}.${t.table}`;
+      // A zero series from the start, so that increase() sees the first rows too.
+      if (!this.snapshotCounted.has(table)) {
+        metrics.snapshotRows.inc({ table }, 0);
+        this.snapshotCounted.set(table, 0);
+      }
       if (streaming) {
         // The stream starts only once the snapshot is complete (or when there is none to take).
         metrics.snapshotProgress.set({ table }, 1);

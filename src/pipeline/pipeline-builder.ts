@@ -1,4 +1,5 @@
 import { SchemaRegistryClient } from '@confluentinc/schemaregistry';
+import type { Kafka } from 'kafkajs';
 import { TransformStage } from '../../connectors/kafka-transform-stage/transform-stage.js';
 import { PgoutputSource } from '../../connectors/pgoutput-source/pgoutput-source.js';
 import { PostgresSink } from '../../connectors/postgres-sink/postgres-sink.js';
@@ -7,64 +8,183 @@ import { transformModules } from '../../transforms/index.js';
 import type { ReplicatorConfig } from '../config/load-config.js';
 import { createKafka } from '../kafka-client.js';
 import type { Logger } from '../logger.js';
+import type { Readiness } from '../observability/http-server.js';
+import type { Metrics } from '../observability/metrics.js';
+import { MetricsSampler } from '../observability/metrics-sampler.js';
+import { type GroupTopics, stageTopics } from './stage-topics.js';
 
 export type Role = 'source' | 'transform' | 'sink' | 'all';
 
 export interface Pipeline {
   /** Runs the configured stages until `signal` aborts (graceful: flush, acknowledge, commit). */
   run(signal: AbortSignal): Promise<void>;
+  /** Whether every configured stage is connected (for `/readyz`). */
+  readiness(): Readiness;
   source?: PgoutputSource;
   transform?: TransformStage;
   sink?: PostgresSink;
 }
 
+export interface PipelineOptions {
+  role: Role;
+  logger: Logger;
+  /** Where the stages record; without it nothing is measured (and nothing is sampled). */
+  metrics?: Metrics;
+}
+
+/**
+ * A consumer stage counts as connected from the moment its consumer joins its group until it disconnects or
+ * crashes. The stages create their consumers themselves, so the Kafka client they get reports that here.
+ */
+function trackConsumers(kafka: Kafka, state: { connected: boolean }): Kafka {
+  return {
+    producer: (cfg?: Parameters<Kafka['producer']>[0]) => kafka.producer(cfg),
+    admin: (cfg?: Parameters<Kafka['admin']>[0]) => kafka.admin(cfg),
+    logger: () => kafka.logger(),
+    consumer: (cfg: Parameters<Kafka['consumer']>[0]) => {
+      const consumer = kafka.consumer(cfg);
+      consumer.on(consumer.events.GROUP_JOIN, () => {
+        state.connected = true;
+      });
+      for (const event of [
+        consumer.events.DISCONNECT,
+        consumer.events.STOP,
+        consumer.events.CRASH,
+      ] as const) {
+        consumer.on(event as typeof consumer.events.DISCONNECT, () => {
+          state.connected = false;
+        });
+      }
+      return consumer;
+    },
+  } as Kafka;
+}
+
 /** The one place that turns configuration into stage implementations. */
-export function buildPipeline(config: ReplicatorConfig, options: { role: Role; logger: Logger }): Pipeline {
-  const { role, logger } = options;
+export function buildPipeline(config: ReplicatorConfig, options: PipelineOptions): Pipeline {
+  const { role, logger, metrics } = options;
   const stages: { name: string; run: (signal: AbortSignal) => Promise<void> }[] = [];
+  const consumerStates: Record<string, { connected: boolean }> = {};
   let source: PgoutputSource | undefined;
   let transform: TransformStage | undefined;
   let sink: PostgresSink | undefined;
   const registry = config.schemaRegistry
     ? new SchemaRegistryClient({ baseURLs: [config.schemaRegistry.url] })
     : undefined;
+  const topics = stageTopics(config, transformModules);
+  const lagGroups: GroupTopics[] = [];
   if (role === 'source' || role === 'all') {
     source = new PgoutputSource({
       config,
       kafka: createKafka(config.kafka, logger.child({ stage: 'source' }), `${config.kafka.clientId}-source`),
       logger: logger.child({ stage: 'source' }),
       ...(registry ? { encoder: new AvroEncoder({ client: registry }) } : {}),
+      ...(metrics ? { onEvent: (table: string, op: string) => metrics.sourceEvents.inc({ table, op }) } : {}),
     });
     const s = source;
+    metrics?.trackLeader(config.source.slot, () => s.progress().role === 'leader');
     stages.push({ name: 'source', run: (signal) => s.run(signal) });
   }
   if (role === 'transform' || role === 'all') {
     const stageLogger = logger.child({ stage: 'transform' });
+    const state = { connected: false };
+    consumerStates.transform = state;
     transform = new TransformStage({
       config,
-      kafka: createKafka(config.kafka, stageLogger, `${config.kafka.clientId}-transform`),
+      kafka: trackConsumers(
+        createKafka(config.kafka, stageLogger, `${config.kafka.clientId}-transform`),
+        state,
+      ),
       modules: transformModules,
       logger: stageLogger,
       ...(registry ? { decodeValue: (buf: Buffer) => decodeAvroValue(registry, buf) } : {}),
+      ...(metrics
+        ? {
+            onDeadLetter: (reason: string) => metrics.dlqMessages.inc({ stage: 'transform', reason }),
+            onUnit: (table: string) => metrics.transformUnits.inc({ table }),
+          }
+        : {}),
     });
     const t = transform;
+    lagGroups.push(topics.transform);
     stages.push({ name: 'transform', run: (signal) => t.run(signal) });
   }
   if (role === 'sink' || role === 'all') {
     const stageLogger = logger.child({ stage: 'sink' });
+    const state = { connected: false };
+    consumerStates.sink = state;
+    const group = config.sink.groupId;
     sink = new PostgresSink({
       config,
-      kafka: createKafka(config.kafka, stageLogger, `${config.kafka.clientId}-sink`),
+      kafka: trackConsumers(createKafka(config.kafka, stageLogger, `${config.kafka.clientId}-sink`), state),
       modules: transformModules,
       logger: stageLogger,
+      ...(metrics
+        ? {
+            onBatch: (seconds: number, units: number) => {
+              metrics.sinkBatchSeconds.observe(seconds);
+              metrics.sinkMessages.inc(units);
+            },
+            onDeadLetter: (reason: string) => metrics.dlqMessages.inc({ stage: 'sink', reason }),
+            onApplied: (commitTs: string) => metrics.observeApplied(group, commitTs),
+          }
+        : {}),
     });
     const k = sink;
+    lagGroups.push(topics.sink);
     stages.push({ name: 'sink', run: (signal) => k.run(signal) });
+  }
+  if (metrics) {
+    const sampler = new MetricsSampler({
+      metrics,
+      logger: logger.child({ stage: 'metrics' }),
+      intervalMs: config.metrics.sampleIntervalMs,
+      ...(source
+        ? {
+            source: {
+              url: config.source.url,
+              slot: config.source.slot,
+              tables: config.source.tables,
+              progress: () => source.progress(),
+            },
+          }
+        : {}),
+      ...(sink && config.target ? { sink: { url: config.target.url, groupId: config.sink.groupId } } : {}),
+      ...(lagGroups.length > 0
+        ? {
+            kafka: {
+              kafka: createKafka(
+                config.kafka,
+                logger.child({ stage: 'metrics' }),
+                `${config.kafka.clientId}-metrics`,
+              ),
+              groups: lagGroups,
+            },
+          }
+        : {}),
+    });
+    stages.push({ name: 'metrics', run: (signal) => sampler.run(signal) });
   }
   return {
     ...(source ? { source } : {}),
     ...(transform ? { transform } : {}),
     ...(sink ? { sink } : {}),
+    readiness: () => {
+      const states: Record<string, string> = {};
+      let ready = true;
+      let sourceRole: string | undefined;
+      if (source) {
+        sourceRole = source.progress().role;
+        states.source = sourceRole;
+        // Ready as leader or as a standby that knows it is one; not while starting or after stopping.
+        if (sourceRole !== 'leader' && sourceRole !== 'standby') ready = false;
+      }
+      for (const [name, state] of Object.entries(consumerStates)) {
+        states[name] = state.connected ? 'connected' : 'connecting';
+        if (!state.connected) ready = false;
+      }
+      return { ready, ...(sourceRole ? { role: sourceRole } : {}), stages: states };
+    },
     run: async (signal) => {
       // One stage failing stops the others: a half-running replicator is worse than a stopped one.
       const inner = new AbortController();

@@ -1,14 +1,14 @@
 import { exitCodeFor } from '../errors.js';
 import { stackDown, stackSettings, stackStatus, stackUp } from './stack.js';
 
-/** `npm run stack -- up | down | status [--json]` */
+/** `npm run stack -- up [--no-prometheus] | down | status [--json]` */
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   const log = (line: string) => console.log(line);
   const settings = stackSettings();
   switch (command) {
     case 'up': {
-      const result = await stackUp(settings, log);
+      const result = await stackUp(settings, log, { prometheus: !rest.includes('--no-prometheus') });
       log(result.changed ? 'stack: up' : 'stack: already up, nothing to do');
       return 0;
     }
@@ -35,11 +35,14 @@ async function main(argv: string[]): Promise<number> {
         log(
           `kafka     ${k.answering ? 'up  ' : 'DOWN'}  ${k.brokers}${k.answering ? ` cluster ${k.clusterId}` : ''}${pid}  log ${k.log}`,
         );
+        const p = status.prometheus;
+        const ppid = p.pid ? ` pid ${p.pid}${p.pidAlive ? '' : ' (dead)'}` : ' (not started by stack up)';
+        log(`prometheus ${p.answering ? 'up  ' : 'DOWN'} ${p.url}${ppid}  log ${p.log}`);
       }
       return status.postgres.reachable && status.kafka.answering ? 0 : 1;
     }
     default:
-      console.error('usage: npm run stack -- up | down | status [--json]');
+      console.error('usage: npm run stack -- up [--no-prometheus] | down | status [--json]');
       return 2;
   }
 }

@@ -1,6 +1,7 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { ErrorCodes, isReplicatorError } from '../errors.js';
 import {
   ensureKafka,
   type KafkaStatus,
@@ -15,6 +16,13 @@ import {
   postgresStatus,
   stopLocalCluster,
 } from './local-postgres.js';
+import {
+  ensurePrometheus,
+  type LocalPrometheusOptions,
+  type PrometheusStatus,
+  prometheusStatus,
+  stopPrometheus,
+} from './local-prometheus.js';
 
 const projectRoot = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -22,6 +30,8 @@ export interface StackSettings {
   /** An admin connection to the PostgreSQL server that holds the legacy and V2 databases. */
   pgUrl: string;
   kafka: LocalKafkaOptions;
+  /** Started by `npm run stack -- up` (not by the test setup): scrapes the daemon's metrics port. */
+  prometheus: LocalPrometheusOptions;
 }
 
 /** Stack settings from the environment, defaulting to this machine's services. */
@@ -35,6 +45,14 @@ export function stackSettings(env: NodeJS.ProcessEnv = process.env): StackSettin
       port: Number(env.REPLICATOR_STACK_KAFKA_PORT ?? 9092),
       controllerPort: Number(env.REPLICATOR_STACK_KAFKA_CONTROLLER_PORT ?? 9093),
       pom: join(projectRoot, 'stack', 'kafka', 'pom.xml'),
+    },
+    prometheus: {
+      dir: join(dir, 'prometheus'),
+      host: env.REPLICATOR_STACK_PROMETHEUS_HOST ?? '127.0.0.1',
+      port: Number(env.REPLICATOR_STACK_PROMETHEUS_PORT ?? 9090),
+      targets: (env.REPLICATOR_STACK_PROMETHEUS_TARGETS ?? '127.0.0.1:9464').split(',').map((t) => t.trim()),
+      scrapeIntervalSeconds: 5,
+      ruleFiles: [join(projectRoot, 'observability', 'prometheus', 'alerts.yml')],
     },
   };
 }
@@ -61,19 +79,42 @@ export interface UpResult {
   /** True when this call started something; false when everything already ran (a no-op). */
   changed: boolean;
   kafkaPid?: number;
+  prometheusPid?: number;
 }
 
-/** Idempotent: brings PostgreSQL (logical decoding) and a Kafka broker up, reusing what already runs. */
-export async function stackUp(s: StackSettings, log: (line: string) => void): Promise<UpResult> {
+/**
+ * Idempotent: brings PostgreSQL (logical decoding) and a Kafka broker up, reusing what already runs; with
+ * `prometheus`, also a Prometheus scraping the daemon's metrics port (with the project's alert rules).
+ */
+export async function stackUp(
+  s: StackSettings,
+  log: (line: string) => void,
+  options: { prometheus?: boolean } = {},
+): Promise<UpResult> {
   const pgResult = await ensurePostgres(s.pgUrl, log);
   if (pgResult.startedCluster) writeState(s, { ...readState(s), startedCluster: pgResult.startedCluster });
   const kafkaResult = await ensureKafka(s.kafka, log);
-  const changed = Boolean(pgResult.startedCluster || kafkaResult.startedPid);
-  return { changed, ...(kafkaResult.startedPid ? { kafkaPid: kafkaResult.startedPid } : {}) };
+  let promResult: { startedPid?: number } = {};
+  if (options.prometheus) {
+    try {
+      promResult = await ensurePrometheus(s.prometheus, log);
+    } catch (e) {
+      // Optional: PostgreSQL and Kafka are what the replicator needs; Prometheus only watches it.
+      if (!isReplicatorError(e, ErrorCodes.STACK_TOOL_MISSING)) throw e;
+      log(`prometheus: skipped (${e.message})`);
+    }
+  }
+  const changed = Boolean(pgResult.startedCluster || kafkaResult.startedPid || promResult.startedPid);
+  return {
+    changed,
+    ...(kafkaResult.startedPid ? { kafkaPid: kafkaResult.startedPid } : {}),
+    ...(promResult.startedPid ? { prometheusPid: promResult.startedPid } : {}),
+  };
 }
 
-/** Stops only what `up` started: its broker (by PID file) and a local cluster it had to start. */
+/** Stops only what `up` started: Prometheus and the broker (by PID file), and a local cluster it had to start. */
 export async function stackDown(s: StackSettings, log: (line: string) => void): Promise<void> {
+  if (!(await stopPrometheus(s.prometheus, log))) log('prometheus: none started by `stack up` is running');
   if (!(await stopKafka(s.kafka, log))) log('kafka: no broker started by `stack up` is running');
   const state = readState(s);
   if (state.startedCluster) {
@@ -87,9 +128,14 @@ export async function stackDown(s: StackSettings, log: (line: string) => void): 
 export interface StackStatus {
   postgres: PostgresStatus;
   kafka: KafkaStatus;
+  prometheus: PrometheusStatus;
 }
 
 export async function stackStatus(s: StackSettings): Promise<StackStatus> {
-  const [postgres, kafka] = await Promise.all([postgresStatus(s.pgUrl), kafkaStatus(s.kafka)]);
-  return { postgres, kafka };
+  const [postgres, kafka, prometheus] = await Promise.all([
+    postgresStatus(s.pgUrl),
+    kafkaStatus(s.kafka),
+    prometheusStatus(s.prometheus),
+  ]);
+  return { postgres, kafka, prometheus };
 }

@@ -1,0 +1,221 @@
+import { readFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import type { ReplicatorConfig } from '../../src/config/load-config.js';
+import {
+  ensurePrometheus,
+  type LocalPrometheusOptions,
+  prometheusUrl,
+  stopPrometheus,
+} from '../../src/stack/local-prometheus.js';
+import { isClean } from '../../src/verify/diff-states.js';
+import { applyWrites, LegacyWorkload } from '../../src/workload/legacy-workload.js';
+import { ChildReplicator } from '../helpers/child-source.js';
+import { ANY_PORT, daemonUrl, freePort, getJson, runCli, waitFor, waitReady } from '../helpers/daemon.js';
+import { freshPipeline, summary, waitForConvergence } from '../helpers/pipeline-harness.js';
+import { dropSlot, withClient } from '../helpers/resources.js';
+
+/**
+ * The daemon and a real Prometheus (Debian's): every query of the Grafana dashboard and every alert rule is
+ * evaluated through Prometheus's HTTP API against what the daemon exports under a small workload, and each must
+ * return series. The queries are read from the files, so a new panel or rule is covered without touching this test.
+ */
+
+const root = (path: string) => fileURLToPath(new URL(`../../${path}`, import.meta.url));
+const DASHBOARD = root('observability/grafana/dashboards/replicator.json');
+const ALERTS = root('observability/prometheus/alerts.yml');
+
+interface Panel {
+  title?: string;
+  targets?: { expr?: string }[];
+  panels?: Panel[];
+}
+
+/** Every PromQL expression of the dashboard, rows' nested panels included. */
+function dashboardQueries(): { panel: string; expr: string }[] {
+  const dashboard = JSON.parse(readFileSync(DASHBOARD, 'utf8')) as { panels: Panel[] };
+  const out: { panel: string; expr: string }[] = [];
+  const walk = (panels: Panel[]) => {
+    for (const p of panels) {
+      for (const t of p.targets ?? []) if (t.expr) out.push({ panel: p.title ?? '?', expr: t.expr });
+      walk(p.panels ?? []);
+    }
+  };
+  walk(dashboard.panels);
+  return out;
+}
+
+const alertsSchema = z.object({
+  groups: z.array(
+    z.object({ name: z.string(), rules: z.array(z.looseObject({ alert: z.string(), expr: z.string() })) }),
+  ),
+});
+
+function alertRules() {
+  return alertsSchema.parse(parseYaml(readFileSync(ALERTS, 'utf8'))).groups.flatMap((g) => g.rules);
+}
+
+/**
+ * alerts.yml's convention: `<query> <comparison> <number>`. An alert that is not firing returns nothing, so the
+ * test evaluates the query with the comparison as a `bool` one, which keeps every series the query returns.
+ */
+const ALERT_FORM = /^([\s\S]*\S)\s*(>=|<=|==|!=|>|<)\s*(-?\d+(?:\.\d+)?(?:e[+-]?\d+)?)$/i;
+
+type PromResult = { status: string; error?: string; data?: { resultType: string; result: unknown[] } };
+
+let prom: LocalPrometheusOptions;
+let env: Awaited<ReturnType<typeof freshPipeline>>;
+let child: ChildReplicator;
+let base: string;
+
+async function query(expr: string): Promise<PromResult> {
+  const url = `${prometheusUrl(prom)}/api/v1/query?query=${encodeURIComponent(expr)}`;
+  return (await (await fetch(url)).json()) as PromResult;
+}
+
+/** Waits until `expr` returns at least one series (scrapes and rate windows need a few samples). */
+async function series(expr: string): Promise<unknown[]> {
+  let last: PromResult | undefined;
+  try {
+    return await waitFor(
+      `series for ${expr}`,
+      async () => {
+        last = await query(expr);
+        if (last.status !== 'success') throw new Error(`${last.status}: ${last.error}`);
+        return last.data!.result.length > 0 ? last.data!.result : undefined;
+      },
+      60_000,
+      500,
+    );
+  } catch (e) {
+    throw new Error(`${String(e)}; last answer ${JSON.stringify(last)}`);
+  }
+}
+
+beforeAll(async () => {
+  env = await freshPipeline('prom');
+  const workload = new LegacyWorkload({
+    seed: 7,
+    customers: 20,
+    shops: 2,
+    invalidShare: 0.1,
+    bigNotesBytes: 5000,
+  });
+  // Rows before the start arrive through the snapshot; some are invalid (dead letters).
+  await withClient(env.legacyUrl, (c) => applyWrites(c, workload.seed(60)));
+  const config: ReplicatorConfig = {
+    ...env.config,
+    metrics: { ...env.config.metrics, sampleIntervalMs: 500 },
+  };
+  child = new ChildReplicator(config, 'all', ANY_PORT);
+  child.start();
+  base = await daemonUrl(child);
+  await waitReady(base, 'leader');
+  await withClient(env.legacyUrl, async (c) => {
+    for (let i = 0; i < 80; i++) await applyWrites(c, [workload.next()]);
+  });
+  const diff = await waitForConvergence(env.legacyUrl, env.targetUrl);
+  expect(isClean(diff), summary(diff)).toBe(true);
+
+  const dir = await mkdtemp(join(tmpdir(), 'replicator-prometheus-'));
+  prom = {
+    dir,
+    host: '127.0.0.1',
+    port: await freePort(),
+    targets: [new URL(base).host],
+    scrapeIntervalSeconds: 1,
+    ruleFiles: [ALERTS],
+  };
+  await ensurePrometheus(prom, () => {});
+}, 240_000);
+
+afterAll(async () => {
+  if (prom) {
+    await stopPrometheus(prom, () => {});
+    await rm(prom.dir, { recursive: true, force: true });
+  }
+  if (child) expect(await child.stop()).toBe(0);
+  if (env) await dropSlot(env.legacyUrl, env.config.source.slot);
+});
+
+describe('metrics in a real Prometheus', () => {
+  it('scrapes the daemon', async () => {
+    // Several scrapes, so that rate() and increase() have samples to work with.
+    await series('count_over_time(up{job="replicator"}[5m]) >= 3');
+    const up = (await query('up{job="replicator"}')).data?.result as { value: [number, string] }[];
+    expect(up.map((s) => s.value[1])).toEqual(['1']);
+  });
+
+  it('every dashboard query returns series', async () => {
+    const queries = dashboardQueries();
+    expect(queries.length).toBeGreaterThan(10);
+    for (const { panel, expr } of queries) {
+      expect(expr, `panel ${panel} uses a template variable Prometheus cannot evaluate`).not.toContain('$');
+      expect((await series(expr)).length, `panel ${panel}: ${expr}`).toBeGreaterThan(0);
+    }
+  });
+
+  it('every alert expression is valid, and its query returns series', async () => {
+    const rules = alertRules();
+    expect(rules.length).toBeGreaterThanOrEqual(7);
+    for (const rule of rules) {
+      const m = ALERT_FORM.exec(rule.expr.trim());
+      expect(m, `${rule.alert}: expr must be "<query> <comparison> <number>"`).not.toBeNull();
+      const [, lhs, op, threshold] = m!;
+      const whole = await query(rule.expr);
+      expect(whole.status, `${rule.alert}: ${whole.error}`).toBe('success');
+      expect((await series(`(${lhs}) ${op} bool ${threshold}`)).length, rule.alert).toBeGreaterThan(0);
+    }
+  });
+
+  it('loads every rule, evaluates it without errors, and fires the DLQ alert for the dead letters', async () => {
+    const names = alertRules().map((r) => r.alert);
+    const rules = await waitFor('every rule to be evaluated', async () => {
+      const body = (await getJson(`${prometheusUrl(prom)}/api/v1/rules?type=alert`)).body as {
+        data: { groups: { rules: { name: string; health: string; lastError?: string }[] }[] };
+      };
+      const all = body.data.groups.flatMap((g) => g.rules);
+      return all.length === names.length && all.every((r) => r.health !== 'unknown') ? all : undefined;
+    });
+    expect(rules.map((r) => r.name).sort()).toEqual([...names].sort());
+    for (const r of rules) expect(r.health, `${r.name}: ${r.lastError}`).toBe('ok');
+    // The workload dead-lettered rows just now: the DLQ alert fires; nothing says the source is down.
+    const firing = await waitFor('the DLQ alert to fire', async () => {
+      const body = (await getJson(`${prometheusUrl(prom)}/api/v1/alerts`)).body as {
+        data: { alerts: { labels: { alertname: string }; state: string }[] };
+      };
+      const names = body.data.alerts.filter((a) => a.state === 'firing').map((a) => a.labels.alertname);
+      return names.includes('ReplicatorDlqGrowing') ? names : undefined;
+    });
+    expect(firing).not.toContain('ReplicatorNoSourceLeader');
+    expect(firing).not.toContain('ReplicatorDown');
+  });
+
+  it('`status --json` reports the running replicator as healthy', async () => {
+    const { code, stdout } = await runCli(['status', '--json', '--config', child.configFile]);
+    const report = JSON.parse(stdout) as {
+      healthy: boolean;
+      problems: string[];
+      source: { leaderPid?: number; slot: { exists: boolean } };
+      kafka: { groups: { group: string; members: number }[]; dlq: { messages: number } };
+      snapshot: { state: string };
+      cutover: { state: string };
+    };
+    expect(report.problems).toEqual([]);
+    expect(code).toBe(0);
+    expect(report.healthy).toBe(true);
+    expect(report.source.slot.exists).toBe(true);
+    expect(report.source.leaderPid).toBeGreaterThan(0);
+    expect(report.snapshot.state).toBe('complete');
+    expect(report.kafka.dlq.messages).toBeGreaterThan(0);
+    expect(report.kafka.groups.map((g) => g.group).sort()).toEqual(
+      [env.config.transform.groupId, env.config.sink.groupId].sort(),
+    );
+    for (const g of report.kafka.groups) expect(g.members, g.group).toBe(1);
+  });
+});
