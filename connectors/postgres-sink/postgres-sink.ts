@@ -3,6 +3,7 @@ import pg from 'pg';
 import type { ReplicatorConfig } from '../../src/config/load-config.js';
 import { ErrorCodes, isTransient, ReplicatorError } from '../../src/errors.js';
 import type { Logger } from '../../src/logger.js';
+import { formatLsn, parseLsn } from '../../src/lsn.js';
 import type { TransformModule } from '../../src/transform/types.js';
 import { dlqTopic, type V2Unit, v2Topic } from '../../src/transform/v2-unit.js';
 import { textTypes } from '../../src/util/pg-text-types.js';
@@ -26,6 +27,8 @@ interface Entry {
   offset: string;
   unit?: V2Unit;
   heartbeatTs?: string;
+  /** The heartbeat's WAL position (the newest applied source position, for verify). */
+  heartbeatLsn?: string;
   marker?: FenceMarker;
   raw: KafkaMessage;
 }
@@ -176,11 +179,16 @@ export class PostgresSink {
     const value = m.value?.toString('utf8');
     if (!value) return { offset: m.offset, raw: m };
     try {
-      const parsed = JSON.parse(value) as V2Unit | { sentAt?: string };
+      const parsed = JSON.parse(value) as V2Unit | { sentAt?: string; lsn?: string };
       if ('kind' in parsed && parsed.kind === 'change') return { offset: m.offset, unit: parsed, raw: m };
       if (isFenceMarker(parsed)) return { offset: m.offset, marker: parsed, raw: m };
       if ('sentAt' in parsed && typeof parsed.sentAt === 'string')
-        return { offset: m.offset, heartbeatTs: parsed.sentAt, raw: m };
+        return {
+          offset: m.offset,
+          heartbeatTs: parsed.sentAt,
+          ...('lsn' in parsed && typeof parsed.lsn === 'string' ? { heartbeatLsn: parsed.lsn } : {}),
+          raw: m,
+        };
     } catch {
       // falls through: an unparseable message is dead-lettered by applyBatch
     }
@@ -296,9 +304,20 @@ export class PostgresSink {
       await applier.lock(client, applier.emailsToLock(units, lineage));
       const recompute = new Set<string>();
       let newestTs: string | undefined;
+      let newestLsn: bigint | undefined;
       for (const entry of fresh) {
         const ts = entry.unit?.source.commitTs ?? entry.heartbeatTs;
         if (ts && (!newestTs || ts > newestTs)) newestTs = ts;
+        // Stream positions only: snapshot reads (and verify's repairs) carry a position that is not the stream's.
+        const lsn = entry.unit
+          ? entry.unit.source.snapshot
+            ? undefined
+            : entry.unit.source.commitLsn
+          : entry.heartbeatLsn;
+        if (lsn) {
+          const l = parseLsn(lsn);
+          if (newestLsn === undefined || l > newestLsn) newestLsn = l;
+        }
         if (entry.marker?.origin) {
           // Everything before this marker on this partition is applied in this same transaction.
           await client.query(
@@ -350,11 +369,12 @@ export class PostgresSink {
         'UPDATE replicator.sink_offsets SET next_offset = $4, updated_at = now() WHERE group_id = $1 AND topic = $2 AND partition = $3',
         [groupId, topic, partition, (BigInt(last.offset) + 1n).toString()],
       );
-      if (newestTs) {
+      if (newestTs || newestLsn !== undefined) {
         await client.query(
-          `INSERT INTO replicator.applied (group_id, commit_ts) VALUES ($1, $2)
-           ON CONFLICT (group_id) DO UPDATE SET commit_ts = greatest(replicator.applied.commit_ts, EXCLUDED.commit_ts), updated_at = now()`,
-          [groupId, newestTs],
+          `INSERT INTO replicator.applied (group_id, commit_ts, commit_lsn) VALUES ($1, $2, $3)
+           ON CONFLICT (group_id) DO UPDATE SET commit_ts = greatest(replicator.applied.commit_ts, EXCLUDED.commit_ts),
+             commit_lsn = greatest(replicator.applied.commit_lsn, EXCLUDED.commit_lsn), updated_at = now()`,
+          [groupId, newestTs ?? null, newestLsn === undefined ? null : formatLsn(newestLsn)],
         );
       }
       await beforeCommit?.();

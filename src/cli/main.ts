@@ -10,6 +10,8 @@ import { buildPipeline, type Role } from '../pipeline/pipeline-builder.js';
 import { readStatus } from '../status/read-status.js';
 import { renderStatus } from '../status/render-status.js';
 import { registerCutoverCommands } from './cutover-command.js';
+import { registerDlqCommands } from './dlq-command.js';
+import { registerTargetCommands } from './target-command.js';
 
 /** How long a graceful stop (flush, acknowledge, commit) may take before the process gives up and exits 1. */
 export const SHUTDOWN_GRACE_MS = 30_000;
@@ -104,6 +106,8 @@ program
   });
 
 registerCutoverCommands(program);
+registerDlqCommands(program);
+registerTargetCommands(program);
 
 program.parseAsync(process.argv).then(
   () => process.exit(exitCode),

@@ -63,7 +63,12 @@ export async function finishRun(
         `INSERT INTO replicator.reverify_queue (run_id, entity, key, status)
          SELECT $1, e, k, s FROM unnest($2::text[], $3::jsonb[], $4::text[]) AS q(e, k, s)
          ON CONFLICT DO NOTHING`,
-        [run.id, part.map((q) => q.entity), part.map((q) => JSON.stringify(q.key)), part.map((q) => q.status)],
+        [
+          run.id,
+          part.map((q) => q.entity),
+          part.map((q) => JSON.stringify(q.key)),
+          part.map((q) => q.status),
+        ],
       );
     }
     await client.query(
@@ -80,8 +85,11 @@ export async function finishRun(
 /** The newest finished run and its queue (what cutover reads). */
 export async function lastVerifyRun(
   client: pg.ClientBase,
-): Promise<{ id: string; clean: boolean; snapshotLsn: string; finishedAt: string; queue: QueuedKey[] } | undefined> {
-  const exists = (await client.query("SELECT to_regclass('replicator.verify_runs') IS NOT NULL AS ok")).rows[0]?.ok;
+): Promise<
+  { id: string; clean: boolean; snapshotLsn: string; finishedAt: string; queue: QueuedKey[] } | undefined
+> {
+  const exists = (await client.query("SELECT to_regclass('replicator.verify_runs') IS NOT NULL AS ok"))
+    .rows[0]?.ok;
   if (!exists) return undefined;
   const run = (
     await client.query<{ id: string; clean: boolean; snapshot_lsn: string; finished_at: string }>(
@@ -94,5 +102,11 @@ export async function lastVerifyRun(
     'SELECT entity, key, status FROM replicator.reverify_queue WHERE run_id = $1 ORDER BY entity, key',
     [run.id],
   );
-  return { id: run.id, clean: run.clean, snapshotLsn: run.snapshot_lsn, finishedAt: run.finished_at, queue: rows };
+  return {
+    id: run.id,
+    clean: run.clean,
+    snapshotLsn: run.snapshot_lsn,
+    finishedAt: run.finished_at,
+    queue: rows,
+  };
 }

@@ -1,0 +1,48 @@
+import type { Command } from 'commander';
+import { loadConfig } from '../config/load-config.js';
+import { listDeadLetters, replayDeadLetters } from '../dlq/dead-letters.js';
+import { createKafka } from '../kafka-client.js';
+import { createLogger } from '../logger.js';
+import { dlqTopic } from '../transform/v2-unit.js';
+
+export function registerDlqCommands(program: Command): void {
+  const dlq = program.command('dlq').description('the dead-letter queue');
+  dlq
+    .command('list')
+    .description('list dead letters with their stage, error code and origin')
+    .option('--config <file>', 'config file', 'replicator.config.yaml')
+    .option('--json', 'one JSON object per line')
+    .action(async (opts: { config: string; json?: boolean }) => {
+      const config = await loadConfig(opts.config);
+      const kafka = createKafka(
+        config.kafka,
+        createLogger({ level: 'error' }),
+        `${config.kafka.clientId}-dlq`,
+      );
+      const letters = await listDeadLetters(kafka, dlqTopic(config.kafka.topicPrefix));
+      for (const d of letters) {
+        const { value, ...rest } = d;
+        if (opts.json) console.log(JSON.stringify({ ...rest, value: value?.toString('utf8') ?? null }));
+        else
+          console.log(
+            `${d.id}  ${d.stage}/${d.transform}  ${d.code}  ${d.sourceTopic}[${d.sourcePartition}]@${d.sourceOffset}  ${d.message}`,
+          );
+      }
+      if (!opts.json) console.log(`${letters.length} dead letter(s)`);
+    });
+  dlq
+    .command('replay')
+    .description('re-publish dead letters to the topic they came from (after a fix)')
+    .option('--config <file>', 'config file', 'replicator.config.yaml')
+    .option('--id <id...>', 'only these (partition:offset, as `dlq list` shows)')
+    .action(async (opts: { config: string; id?: string[] }) => {
+      const config = await loadConfig(opts.config);
+      const kafka = createKafka(
+        config.kafka,
+        createLogger({ level: 'error' }),
+        `${config.kafka.clientId}-dlq`,
+      );
+      const replayed = await replayDeadLetters(kafka, dlqTopic(config.kafka.topicPrefix), opts.id);
+      console.log(`replayed ${replayed.length} dead letter(s)`);
+    });
+}

@@ -1,0 +1,45 @@
+import type { Command } from 'commander';
+import pg from 'pg';
+import { ensureReplicatorSchema } from '../../connectors/postgres-sink/target-schema.js';
+import { LEGACY_DDL } from '../../transforms/legacy-schema.js';
+import { V2_DDL } from '../../transforms/v2-schema.js';
+import { loadConfig } from '../config/load-config.js';
+import { ErrorCodes, ReplicatorError } from '../errors.js';
+import { describePgUrl } from '../util/redact.js';
+
+/** Creates the V2 tables (the shipped DDL) and the replicator's bookkeeping schema in the target. Idempotent. */
+export async function initTarget(url: string): Promise<void> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    await client.query(V2_DDL);
+    await ensureReplicatorSchema(client);
+  } finally {
+    await client.end();
+  }
+}
+
+/** Creates the legacy schema (for the demo, tests and benchmarks; a real legacy database has its own). */
+export async function initLegacy(url: string): Promise<void> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    await client.query(LEGACY_DDL);
+  } finally {
+    await client.end();
+  }
+}
+
+export function registerTargetCommands(program: Command): void {
+  program
+    .command('init-target')
+    .description('create the V2 tables and the replicator schema in the target (idempotent)')
+    .option('--config <file>', 'config file', 'replicator.config.yaml')
+    .action(async (opts: { config: string }) => {
+      const config = await loadConfig(opts.config);
+      if (!config.target)
+        throw new ReplicatorError(ErrorCodes.CONFIG_INVALID, 'target.url is not configured');
+      await initTarget(config.target.url);
+      console.log(`target ${describePgUrl(config.target.url)}: V2 tables and replicator schema ready`);
+    });
+}
