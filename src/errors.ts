@@ -19,6 +19,8 @@ export const ErrorCodes = {
   ABORTED: 'ABORTED',
   CUTOVER_REFUSED: 'CUTOVER_REFUSED',
   CUTOVER_FAILED: 'CUTOVER_FAILED',
+  /** `verify` found V2 rows that differ from what the legacy rows produce (after the re-checks). */
+  VERIFY_DRIFT: 'VERIFY_DRIFT',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
@@ -73,6 +75,7 @@ const EXIT_CODES: Record<ErrorCode, number> = {
   ABORTED: 130,
   CUTOVER_REFUSED: 11,
   CUTOVER_FAILED: 12,
+  VERIFY_DRIFT: 13,
 };
 
 export function exitCodeFor(e: unknown): number {

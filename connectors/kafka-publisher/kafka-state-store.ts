@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { Kafka } from 'kafkajs';
+import { type Kafka, Partitioners } from 'kafkajs';
 
 /**
  * Small durable key → JSON state in a compacted single-partition topic. The source keeps its snapshot marker here,
@@ -53,7 +53,7 @@ export class KafkaStateStore {
   }
 
   async put(key: string, value: unknown): Promise<void> {
-    const producer = this.kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
+    const producer = this.kafka.producer({ idempotent: true, maxInFlightRequests: 1, createPartitioner: Partitioners.DefaultPartitioner });
     await producer.connect();
     try {
       await producer.send({

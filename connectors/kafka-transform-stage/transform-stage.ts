@@ -1,4 +1,4 @@
-import type { IHeaders, Kafka, Message } from 'kafkajs';
+import { type IHeaders, type Kafka, type Message, Partitioners } from 'kafkajs';
 import type { ReplicatorConfig } from '../../src/config/load-config.js';
 import type { Logger } from '../../src/logger.js';
 import {
@@ -120,6 +120,7 @@ export class TransformStage {
       idempotent: true,
       maxInFlightRequests: 1,
       allowAutoTopicCreation: false,
+      createPartitioner: Partitioners.DefaultPartitioner,
     });
     const consumer = this.o.kafka.consumer({
       groupId: transform.groupId,

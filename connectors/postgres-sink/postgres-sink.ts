@@ -1,4 +1,4 @@
-import type { Kafka, KafkaMessage, Producer } from 'kafkajs';
+import { type Kafka, type KafkaMessage, Partitioners, type Producer } from 'kafkajs';
 import pg from 'pg';
 import type { ReplicatorConfig } from '../../src/config/load-config.js';
 import { ErrorCodes, isTransient, ReplicatorError } from '../../src/errors.js';
@@ -9,6 +9,7 @@ import { dlqTopic, type V2Unit, v2Topic } from '../../src/transform/v2-unit.js';
 import { textTypes } from '../../src/util/pg-text-types.js';
 import { describePgUrl } from '../../src/util/redact.js';
 import { type FenceMarker, isFenceMarker } from '../pgoutput-source/change-builder.js';
+import { ensureTopics } from '../kafka-publisher/topics.js';
 import { ensureReplicatorSchema } from './target-schema.js';
 import { readColumnTypes, UnitApplier } from './unit-applier.js';
 
@@ -86,10 +87,30 @@ export class PostgresSink {
     }
     log.info({ target: describePgUrl(target.url), topics }, 'sink starting');
 
+    // The sink may start before the transform stage has created the V2 topics.
+    const admin = this.o.kafka.admin();
+    await admin.connect();
+    try {
+      await ensureTopics(admin, [
+        ...topics.map((topic) => ({
+          topic,
+          partitions: topic.endsWith('.heartbeat') ? 1 : this.o.config.kafka.partitions,
+          replicationFactor: this.o.config.kafka.replicationFactor,
+        })),
+        {
+          topic: dlqTopic(this.o.config.kafka.topicPrefix),
+          partitions: 1,
+          replicationFactor: this.o.config.kafka.replicationFactor,
+        },
+      ]);
+    } finally {
+      await admin.disconnect();
+    }
     const dlq = this.o.kafka.producer({
       idempotent: true,
       maxInFlightRequests: 1,
       allowAutoTopicCreation: false,
+      createPartitioner: Partitioners.DefaultPartitioner,
     });
     const consumer = this.o.kafka.consumer({
       groupId: sink.groupId,

@@ -150,10 +150,10 @@ export class UnitApplier {
 
     const next: Lineage = { ...position, outputs, emails };
     await client.query(
-      `INSERT INTO replicator.lineage (source_table, source_key, commit_lsn, seq, outputs, emails)
-       VALUES ($1, $2, $3, $4, $5, $6)
+      `INSERT INTO replicator.lineage (source_table, source_key, commit_lsn, seq, outputs, emails, applied_at)
+       VALUES ($1, $2, $3, $4, $5, $6, clock_timestamp())
        ON CONFLICT (source_table, source_key) DO UPDATE SET commit_lsn = EXCLUDED.commit_lsn, seq = EXCLUDED.seq,
-         outputs = EXCLUDED.outputs, emails = EXCLUDED.emails, applied_at = now()`,
+         outputs = EXCLUDED.outputs, emails = EXCLUDED.emails, applied_at = clock_timestamp()`,
       [
         unit.source.table,
         JSON.stringify(unit.source.key),

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { IHeaders, Kafka } from 'kafkajs';
+import { type IHeaders, type Kafka, Partitioners } from 'kafkajs';
 
 export interface DeadLetter {
   /** `<partition>:<offset>` in the DLQ topic. */
@@ -93,7 +93,7 @@ export async function replayDeadLetters(
 ): Promise<DeadLetter[]> {
   const all = await listDeadLetters(kafka, topic);
   const chosen = ids && ids.length > 0 ? all.filter((d) => ids.includes(d.id)) : all;
-  const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
+  const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, createPartitioner: Partitioners.DefaultPartitioner });
   await producer.connect();
   try {
     for (const d of chosen) {

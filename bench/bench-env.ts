@@ -1,0 +1,119 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import { initLegacy, initTarget } from '../src/cli/target-command.js';
+import { quoteIdent } from '../src/util/sql.js';
+import { kafkaBrokers, stackSettings, stackUp } from '../src/stack/stack.js';
+
+/** Shared set-up for the pipeline benchmarks: the stack, fresh databases, a config file and the daemon as a child. */
+
+export const settings = stackSettings();
+
+export async function benchStack(): Promise<{ admin: pg.Client; pgVersion: string }> {
+  await stackUp(settings, () => {});
+  const admin = new pg.Client({ connectionString: settings.pgUrl });
+  await admin.connect();
+  const pgVersion = (await admin.query<{ v: string }>("SELECT current_setting('server_version') AS v")).rows[0]!.v;
+  return { admin, pgVersion };
+}
+
+export function dbUrl(name: string): string {
+  const u = new URL(settings.pgUrl);
+  u.pathname = `/${name}`;
+  return u.toString();
+}
+
+export interface BenchEnv {
+  legacyUrl: string;
+  targetUrl: string;
+  configFile: string;
+  config: Record<string, unknown>;
+  drop: () => Promise<void>;
+}
+
+export async function freshBenchEnv(admin: pg.Client, label: string, extra: Record<string, unknown> = {}): Promise<BenchEnv> {
+  const tag = `${label}_${process.pid}_${Date.now() % 100000}`;
+  const legacy = `bench_${tag}_legacy`;
+  const target = `bench_${tag}_v2`;
+  await admin.query(`CREATE DATABASE ${quoteIdent(legacy)}`);
+  await admin.query(`CREATE DATABASE ${quoteIdent(target)}`);
+  const legacyUrl = dbUrl(legacy);
+  const targetUrl = dbUrl(target);
+  await initLegacy(legacyUrl);
+  await initTarget(targetUrl);
+  const config = {
+    source: {
+      url: legacyUrl,
+      tables: ['public.bookings', 'public.customers_kv', 'public.bundle_discount_id', 'public.ai_fbt_bundles'],
+      slot: `s_${tag}`,
+      publication: `p_${tag}`,
+      statusIntervalMs: 100,
+      heartbeatIntervalMs: 1000,
+    },
+    target: { url: targetUrl },
+    kafka: { brokers: [kafkaBrokers(settings)], topicPrefix: `raw${tag}`, partitions: 6 },
+    transform: { topicPrefix: `v2${tag}`, groupId: `t${tag}`, sessionTimeoutMs: 6000 },
+    sink: { groupId: `k${tag}`, sessionTimeoutMs: 6000 },
+    metrics: { port: 0 },
+    ...extra,
+  };
+  const dir = mkdtempSync(join(tmpdir(), 'bench-'));
+  const configFile = join(dir, 'config.json');
+  writeFileSync(configFile, JSON.stringify(config));
+  return {
+    legacyUrl,
+    targetUrl,
+    configFile,
+    config,
+    drop: async () => {
+      for (const db of [legacy, target]) await admin.query(`DROP DATABASE IF EXISTS ${quoteIdent(db)} WITH (FORCE)`);
+      await admin.query('SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active', [
+        `s_${tag}`,
+      ]);
+    },
+  };
+}
+
+/** `replicator start` as a child, with the heap cap the README recommends. */
+export class Daemon {
+  private child: ChildProcess | undefined;
+  private exited: Promise<void> = Promise.resolve();
+  readonly log: string;
+
+  constructor(private readonly configFile: string, private readonly role = 'all') {
+    this.log = `${configFile}.${role}.log`;
+  }
+
+  start(): void {
+    const out = openSync(this.log, 'a');
+    const bin = new URL('../bin/replicator.js', import.meta.url).pathname;
+    this.child = spawn(process.execPath, ['--max-old-space-size=256', bin, 'start', '--role', this.role, '--config', this.configFile], {
+      stdio: ['ignore', out, out],
+      env: { ...process.env, REPLICATOR_LOG_LEVEL: 'warn' },
+    });
+    const child = this.child;
+    this.exited = new Promise((r) => child.on('exit', () => r()));
+  }
+
+  async stop(): Promise<void> {
+    this.child?.kill('SIGTERM');
+    await this.exited;
+  }
+
+  tail(): string {
+    try {
+      return readFileSync(this.log, 'utf8').slice(-2000);
+    } catch {
+      return '';
+    }
+  }
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}

@@ -1,0 +1,195 @@
+import pg from 'pg';
+import { LegacyWorkload } from '../src/workload/legacy-workload.js';
+import { fmt, report, stats } from './bench-report.js';
+import { benchStack, Daemon, freshBenchEnv, percentile, sleep } from './bench-env.js';
+
+/**
+ * `npm run bench:e2e`: legacy commit → V2 applied, through source, Kafka, transform and sink.
+ * - maximum sustained rate: a backlog of N booking inserts written while the daemon is stopped (its slot exists),
+ *   then drained: changes/s until every one is applied, beside the capture rate (slot → Kafka) of the same run;
+ * - latency at fixed offered loads (open loop: each insert is issued on schedule whatever earlier ones took):
+ *   commit (as the client saw it) → applied (the sink's clock_timestamp in replicator.lineage), p50 and p99.
+ */
+const args = process.argv.slice(2);
+const arg = (name: string, dflt: number) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? Number(args[i + 1]) : dflt;
+};
+const BACKLOG = arg('backlog', 20_000);
+const RUNS = arg('runs', 3);
+const SECONDS = arg('seconds', 10);
+const LOADS = [1000, 2000, 5000];
+
+const { admin, pgVersion } = await benchStack();
+
+async function count(url: string): Promise<number> {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  try {
+    return Number(
+      (await c.query<{ n: string }>("SELECT count(*)::text AS n FROM replicator.lineage WHERE source_table = 'public.bookings'")).rows[0]!.n,
+    );
+  } finally {
+    await c.end();
+  }
+}
+
+async function waitFor(cond: () => Promise<boolean>, maxMs: number, what: string) {
+  const deadline = Date.now() + maxMs;
+  while (!(await cond())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(50);
+  }
+}
+
+async function slotConfirmed(legacyUrl: string, slot: string): Promise<string | null> {
+  const c = new pg.Client({ connectionString: legacyUrl });
+  await c.connect();
+  try {
+    return (await c.query<{ l: string | null }>('SELECT confirmed_flush_lsn::text AS l FROM pg_replication_slots WHERE slot_name = $1', [slot])).rows[0]?.l ?? null;
+  } finally {
+    await c.end();
+  }
+}
+
+const lsnNum = (l: string) => {
+  const [h, lo] = l.split('/') as [string, string];
+  return (BigInt(`0x${h}`) << 32n) | BigInt(`0x${lo}`);
+};
+
+async function maxRateRun(i: number) {
+  const env = await freshBenchEnv(admin, `e2emax${i}`);
+  const slot = (env.config.source as { slot: string }).slot;
+  const daemon = new Daemon(env.configFile);
+  try {
+    daemon.start();
+    // The daemon creates its slot and topics, then goes idle; stop it to build a backlog behind the slot.
+    await waitFor(async () => (await slotConfirmed(env.legacyUrl, slot)) !== null, 60_000, 'the slot');
+    await sleep(3000);
+    await daemon.stop();
+    const w = new LegacyWorkload({ seed: i, customers: 2000, shops: 3, invalidShare: 0, bigNotesBytes: 0 });
+    const c = new pg.Client({ connectionString: env.legacyUrl });
+    await c.connect();
+    for (let n = 0; n < BACKLOG; n += 500) {
+      const batch = Array.from({ length: Math.min(500, BACKLOG - n) }, () => w.insertBooking());
+      await c.query('BEGIN');
+      for (const b of batch) await c.query(b.sql, b.params);
+      await c.query('COMMIT');
+    }
+    const end = (await c.query<{ l: string }>('SELECT pg_current_wal_lsn()::text AS l')).rows[0]!.l;
+    await c.end();
+    const t0 = Date.now();
+    daemon.start();
+    let captured: number | undefined;
+    await waitFor(
+      async () => {
+        if (captured === undefined) {
+          const l = await slotConfirmed(env.legacyUrl, slot);
+          if (l && lsnNum(l) >= lsnNum(end)) captured = Date.now();
+        }
+        return (await count(env.targetUrl)) >= BACKLOG;
+      },
+      600_000,
+      'the backlog to be applied',
+    );
+    const applied = Date.now();
+    return { e2eRate: BACKLOG / ((applied - t0) / 1000), captureRate: BACKLOG / (((captured ?? applied) - t0) / 1000) };
+  } finally {
+    await daemon.stop();
+    await env.drop();
+  }
+}
+
+async function latencyRun(load: number, i: number) {
+  const env = await freshBenchEnv(admin, `e2elat${load}_${i}`);
+  const slot = (env.config.source as { slot: string }).slot;
+  const daemon = new Daemon(env.configFile);
+  const pool = new pg.Pool({ connectionString: env.legacyUrl, max: 24 });
+  try {
+    daemon.start();
+    await waitFor(async () => (await slotConfirmed(env.legacyUrl, slot)) !== null, 60_000, 'the slot');
+    await sleep(3000);
+    const w = new LegacyWorkload({ seed: load + i, customers: 2000, shops: 3, invalidShare: 0, bigNotesBytes: 0 });
+    const committed = new Map<string, number>();
+    const pending: Promise<unknown>[] = [];
+    let late = 0;
+    const start = Date.now();
+    const total = load * SECONDS;
+    for (let n = 0; n < total; n++) {
+      const due = start + (n * 1000) / load;
+      const now = Date.now();
+      if (due > now) await sleep(due - now);
+      else if (now - due > 100) late++;
+      const write = w.insertBooking();
+      const id = write.params[0] as string;
+      pending.push(pool.query(write.sql, write.params).then(() => committed.set(id, Date.now())));
+    }
+    await Promise.all(pending);
+    const offered = total / ((Date.now() - start) / 1000);
+    await waitFor(async () => (await count(env.targetUrl)) >= total, 600_000, 'all writes applied');
+    const c = new pg.Client({ connectionString: env.targetUrl });
+    await c.connect();
+    const { rows } = await c.query<{ key: string; at: string }>(
+      "SELECT source_key AS key, (extract(epoch FROM applied_at) * 1000)::float8::text AS at FROM replicator.lineage WHERE source_table = 'public.bookings'",
+    );
+    await c.end();
+    const lat = rows
+      .map((r) => Number(r.at) - (committed.get((JSON.parse(r.key) as { id: string }).id) ?? Number.NaN))
+      .filter((x) => Number.isFinite(x))
+      .sort((a, b) => a - b);
+    return { p50: percentile(lat, 50), p99: percentile(lat, 99), offered, late };
+  } finally {
+    await pool.end();
+    await daemon.stop();
+    await env.drop();
+  }
+}
+
+const maxRuns = [];
+for (let i = 0; i < RUNS; i++) {
+  const r = await maxRateRun(i);
+  console.log(`max-rate run ${i + 1}/${RUNS}: end-to-end ${fmt(r.e2eRate)} changes/s, capture ${fmt(r.captureRate)} changes/s`);
+  maxRuns.push(r);
+}
+const latency = new Map<number, { p50: number; p99: number; offered: number; late: number }[]>();
+for (const load of LOADS) {
+  const runs = [];
+  for (let i = 0; i < RUNS; i++) {
+    const r = await latencyRun(load, i);
+    console.log(`${load}/s run ${i + 1}/${RUNS}: offered ${fmt(r.offered)}/s, p50 ${fmt(r.p50)} ms, p99 ${fmt(r.p99)} ms`);
+    runs.push(r);
+  }
+  latency.set(load, runs);
+}
+await admin.end();
+
+const e2e = stats(maxRuns.map((r) => r.e2eRate));
+const cap = stats(maxRuns.map((r) => r.captureRate));
+const span = (s: { min: number; max: number }, d = 0) => `${fmt(s.min, d)}–${fmt(s.max, d)}`;
+const table = [
+  ['figure', 'median', 'spread (min–max)'],
+  [`max sustained end-to-end rate, changes/s (backlog of ${fmt(BACKLOG)} inserts; target ≥ 20,000)`, fmt(e2e.median), span(e2e)],
+  ['capture rate in the same runs, changes/s (slot → Kafka)', fmt(cap.median), span(cap)],
+];
+const json: Record<string, number> = { e2eMaxRate: Math.round(e2e.median), captureRate: Math.round(cap.median) };
+for (const [load, runs] of latency) {
+  const p50 = stats(runs.map((r) => r.p50));
+  const p99 = stats(runs.map((r) => r.p99));
+  const offered = stats(runs.map((r) => r.offered));
+  table.push([`commit → applied p50 at ${fmt(load)}/s offered (achieved ${fmt(offered.median)}/s), ms`, fmt(p50.median), span(p50)]);
+  table.push([`commit → applied p99 at ${fmt(load)}/s offered, ms${load === 2000 ? ' (target < 250)' : ''}`, fmt(p99.median), span(p99)]);
+  json[`p50At${load}`] = Math.round(p50.median);
+  json[`p99At${load}`] = Math.round(p99.median);
+}
+report({
+  title: `End to end: legacy commit → V2 applied (${RUNS} runs each)`,
+  command: `npm run bench:e2e -- --backlog ${BACKLOG} --runs ${RUNS} --seconds ${SECONDS}`,
+  pgVersion,
+  table,
+  notes: [
+    'The daemon runs as one process (`replicator start --role all`, --max-old-space-size=256) beside PostgreSQL and the broker on the same 2 cores; the load generator is a fourth process.',
+    'Each change is a booking insert: one raw event → one V2 unit (booking + payment + user recompute) → one sink transaction share.',
+    `Latency runs offer the load for ${SECONDS} s from 24 connections, open loop; "achieved" is what the generator managed to issue.`,
+  ],
+});
+console.log(JSON.stringify(json));
