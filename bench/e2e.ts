@@ -78,22 +78,30 @@ async function maxRateRun(i: number) {
     }
     const end = (await c.query<{ l: string }>('SELECT pg_current_wal_lsn()::text AS l')).rows[0]!.l;
     await c.end();
-    const t0 = Date.now();
+    const startLsn = lsnNum((await slotConfirmed(env.legacyUrl, slot))!);
     daemon.start();
+    // Clocks start at the first sign of work (the slot moving; the first row applied), not at process start.
+    let captureStart: number | undefined;
     let captured: number | undefined;
+    let applyStart: { at: number; n: number } | undefined;
     await waitFor(
       async () => {
-        if (captured === undefined) {
-          const l = await slotConfirmed(env.legacyUrl, slot);
-          if (l && lsnNum(l) >= lsnNum(end)) captured = Date.now();
-        }
-        return (await count(env.targetUrl)) >= BACKLOG;
+        const l = await slotConfirmed(env.legacyUrl, slot);
+        if (captureStart === undefined && l && lsnNum(l) > startLsn) captureStart = Date.now();
+        if (captured === undefined && l && lsnNum(l) >= lsnNum(end)) captured = Date.now();
+        const n = await count(env.targetUrl);
+        if (applyStart === undefined && n > 0) applyStart = { at: Date.now(), n };
+        return n >= BACKLOG;
       },
       600_000,
       'the backlog to be applied',
     );
     const applied = Date.now();
-    return { e2eRate: BACKLOG / ((applied - t0) / 1000), captureRate: BACKLOG / (((captured ?? applied) - t0) / 1000) };
+    const a = applyStart!;
+    return {
+      e2eRate: (BACKLOG - a.n) / Math.max(0.001, (applied - a.at) / 1000),
+      captureRate: BACKLOG / Math.max(0.001, ((captured ?? applied) - (captureStart ?? applied)) / 1000),
+    };
   } finally {
     await daemon.stop();
     await env.drop();

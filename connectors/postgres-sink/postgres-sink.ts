@@ -11,6 +11,7 @@ import { describePgUrl } from '../../src/util/redact.js';
 import { type FenceMarker, isFenceMarker } from '../pgoutput-source/change-builder.js';
 import { ensureTopics } from '../kafka-publisher/topics.js';
 import { ensureReplicatorSchema } from './target-schema.js';
+import { applyBatch } from './batch-applier.js';
 import { readColumnTypes, UnitApplier } from './unit-applier.js';
 
 export interface PostgresSinkOptions {
@@ -326,9 +327,17 @@ export class PostgresSink {
       const recompute = new Set<string>();
       let newestTs: string | undefined;
       let newestLsn: bigint | undefined;
+      const fastPath = !rejected && !units.some((u) => u.truncate);
       for (const entry of fresh) {
         const ts = entry.unit?.source.commitTs ?? entry.heartbeatTs;
         if (ts && (!newestTs || ts > newestTs)) newestTs = ts;
+      }
+      if (fastPath) {
+        const outcome = await applyBatch(client, applier.columnTypes, units, lineage);
+        for (const e of outcome.emails) recompute.add(e);
+        this.applied += units.length;
+      }
+      for (const entry of fresh) {
         // Stream positions only: snapshot reads (and verify's repairs) carry a position that is not the stream's.
         const lsn = entry.unit
           ? entry.unit.source.snapshot
@@ -366,6 +375,7 @@ export class PostgresSink {
           }
           continue;
         }
+        if (fastPath) continue;
         if (!rejected) {
           for (const e of await applier.apply(client, entry.unit, lineage)) recompute.add(e);
           this.applied++;
@@ -384,7 +394,7 @@ export class PostgresSink {
           rejected.push({ entry, error: e });
         }
       }
-      for (const email of [...recompute].sort()) await applier.recompute(client, email);
+      await applier.recompute(client, [...recompute].sort());
       const last = fresh[fresh.length - 1]!;
       await client.query(
         'UPDATE replicator.sink_offsets SET next_offset = $4, updated_at = now() WHERE group_id = $1 AND topic = $2 AND partition = $3',

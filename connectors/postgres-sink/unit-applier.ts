@@ -3,7 +3,7 @@ import { parseLsn } from '../../src/lsn.js';
 import type { JsonRow, JsonValue, V2Entity, V2Op } from '../../src/transform/types.js';
 import type { V2Unit } from '../../src/transform/v2-unit.js';
 import { quoteIdent } from '../../src/util/sql.js';
-import { ensureUser, lockUsers, recomputeUser } from './user-recompute.js';
+import { ensureUser, lockUsers, recomputeUsers } from './user-recompute.js';
 
 /** Children before parents: the order in which a legacy row's former V2 rows are deleted. */
 const DELETE_ORDER: readonly V2Entity[] = [
@@ -16,7 +16,7 @@ const DELETE_ORDER: readonly V2Entity[] = [
   'users',
 ];
 
-interface Lineage {
+export interface Lineage {
   commitLsn: bigint;
   seq: number;
   outputs: [V2Entity, JsonRow][];
@@ -71,7 +71,7 @@ function outputsOf(ops: readonly V2Op[]): [V2Entity, JsonRow][] {
 export class UnitApplier {
   private readonly upsertSql = new Map<string, string>();
 
-  constructor(private readonly columnTypes: ColumnTypes) {}
+  constructor(readonly columnTypes: ColumnTypes) {}
 
   /** Every email the units touch, now or (via lineage) before — lock these before `apply`. */
   async prepare(client: pg.ClientBase, units: readonly V2Unit[]): Promise<Map<string, Lineage>> {
@@ -167,8 +167,9 @@ export class UnitApplier {
     return [...new Set([...emails, ...(lk?.emails ?? [])])];
   }
 
-  async recompute(client: pg.ClientBase, email: string): Promise<void> {
-    await recomputeUser(client, email);
+  /** Recomputes (or deletes) the users of these emails, in one statement. */
+  async recompute(client: pg.ClientBase, emails: readonly string[]): Promise<void> {
+    await recomputeUsers(client, emails);
   }
 
   /** Every row of the truncated legacy table is now absent: remove what each produced before the truncate. */

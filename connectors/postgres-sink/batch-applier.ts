@@ -1,0 +1,200 @@
+import type pg from 'pg';
+import { parseLsn } from '../../src/lsn.js';
+import type { JsonRow, V2Entity } from '../../src/transform/types.js';
+import type { V2Unit } from '../../src/transform/v2-unit.js';
+import { quoteIdent } from '../../src/util/sql.js';
+import type { ColumnTypes } from './unit-applier.js';
+import { ensureUsers } from './user-recompute.js';
+
+/** Children before parents. */
+const DELETE_ORDER: readonly V2Entity[] = [
+  'payments',
+  'bundle_components',
+  'bundle_discounts',
+  'bookings',
+  'customer_profiles',
+  'bundles',
+  'users',
+];
+/** Parents before children. */
+const UPSERT_ORDER: readonly V2Entity[] = [
+  'users',
+  'customer_profiles',
+  'bundles',
+  'bookings',
+  'payments',
+  'bundle_components',
+  'bundle_discounts',
+];
+
+export interface LineageEntry {
+  commitLsn: bigint;
+  seq: number;
+  outputs: [V2Entity, JsonRow][];
+  emails: string[];
+}
+
+const lineageKey = (table: string, key: JsonRow) => `${table}\u0000${JSON.stringify(key)}`;
+const outputId = (entity: string, key: JsonRow) => `${entity}\u0000${JSON.stringify(key)}`;
+
+/** SQL type of a V2 column for jsonb_to_recordset (information_schema's data_type names are valid SQL types). */
+function sqlType(types: ColumnTypes, entity: string, column: string): string {
+  const t = types.get(entity)?.get(column);
+  if (!t || t === 'USER-DEFINED' || t === 'ARRAY') return 'text';
+  return t;
+}
+
+const recordDef = (types: ColumnTypes, entity: string, columns: readonly string[]) =>
+  columns.map((c) => `${quoteIdent(c)} ${sqlType(types, entity, c)}`).join(', ');
+
+/**
+ * The sink's fast path: a whole batch of units in a handful of set-based statements. Within a batch only each
+ * legacy row's newest unit matters (V2 is a function of the current legacy rows), so earlier ones are dropped;
+ * the rest is a diff against each row's lineage (deletes of what it no longer produces, children first), user
+ * placeholders, upserts per table (parents first), stale children, and the new lineage. Returns the emails whose
+ * users must be recomputed. Any row error aborts the statement — the caller then isolates rows one by one.
+ */
+export async function applyBatch(
+  client: pg.ClientBase,
+  types: ColumnTypes,
+  units: readonly V2Unit[],
+  lineage: Map<string, LineageEntry>,
+): Promise<{ emails: Set<string>; applied: number }> {
+  const newest = new Map<string, V2Unit>();
+  for (const u of units) newest.set(lineageKey(u.source.table, u.source.key), u);
+  const deletes = new Map<V2Entity, Map<string, JsonRow>>();
+  const upserts = new Map<string, { entity: V2Entity; keyColumns: string[]; columns: string[]; rows: Map<string, JsonRow> }>();
+  const childSets = new Map<string, { entity: V2Entity; parentCols: string[]; childCols: string[]; parents: Map<string, JsonRow>; keep: JsonRow[] }>();
+  const lineageRows: Record<string, unknown>[] = [];
+  const emails = new Set<string>();
+  const placeholders = new Set<string>();
+  let applied = 0;
+  let newestTs = '1970-01-01T00:00:00Z';
+
+  for (const [lk, unit] of newest) {
+    const before = lineage.get(lk);
+    const position = { commitLsn: parseLsn(unit.source.commitLsn), seq: unit.source.seq };
+    if (before && !(position.commitLsn > before.commitLsn || (position.commitLsn === before.commitLsn && position.seq > before.seq))) {
+      continue;
+    }
+    applied++;
+    if (unit.source.commitTs && unit.source.commitTs > newestTs) newestTs = unit.source.commitTs;
+    const outputs: [V2Entity, JsonRow][] = [];
+    const unitEmails: string[] = [];
+    for (const op of unit.ops) {
+      if (op.kind === 'upsert') {
+        outputs.push([op.entity, op.key]);
+        const keyColumns = Object.keys(op.key);
+        const columns = Object.keys(op.row);
+        const sig = `${op.entity}\u0000${columns.join(',')}`;
+        let group = upserts.get(sig);
+        if (!group) {
+          group = { entity: op.entity, keyColumns, columns, rows: new Map() };
+          upserts.set(sig, group);
+        }
+        group.rows.set(JSON.stringify(op.key), op.row);
+      } else if (op.kind === 'replace-children') {
+        const parentCols = Object.keys(op.parentKey);
+        const sig = `${op.entity}\u0000${parentCols.join(',')}\u0000${op.childKey.join(',')}`;
+        let set = childSets.get(sig);
+        if (!set) {
+          set = { entity: op.entity, parentCols, childCols: op.childKey, parents: new Map(), keep: [] };
+          childSets.set(sig, set);
+        }
+        set.parents.set(JSON.stringify(op.parentKey), op.parentKey);
+        for (const row of op.rows) {
+          const key = Object.fromEntries(op.childKey.map((c) => [c, row[c] ?? null]));
+          set.keep.push(key);
+          const columns = Object.keys(row);
+          const usig = `${op.entity}\u0000${columns.join(',')}`;
+          let group = upserts.get(usig);
+          if (!group) {
+            group = { entity: op.entity, keyColumns: op.childKey, columns, rows: new Map() };
+            upserts.set(usig, group);
+          }
+          group.rows.set(JSON.stringify(key), row);
+        }
+      } else if (op.kind === 'delete') {
+        let m = deletes.get(op.entity);
+        if (!m) {
+          m = new Map();
+          deletes.set(op.entity, m);
+        }
+        m.set(JSON.stringify(op.key), op.key);
+      } else {
+        unitEmails.push(...op.keys);
+      }
+    }
+    const keep = new Set(outputs.map(([e, k]) => outputId(e, k)));
+    for (const [entity, key] of before?.outputs ?? []) {
+      if (keep.has(outputId(entity, key))) continue;
+      let m = deletes.get(entity);
+      if (!m) {
+        m = new Map();
+        deletes.set(entity, m);
+      }
+      m.set(JSON.stringify(key), key);
+    }
+    for (const e of unitEmails) {
+      emails.add(e);
+      placeholders.add(e);
+    }
+    for (const e of before?.emails ?? []) emails.add(e);
+    lineageRows.push({
+      source_table: unit.source.table,
+      source_key: JSON.stringify(unit.source.key),
+      commit_lsn: unit.source.commitLsn,
+      seq: unit.source.seq,
+      outputs,
+      emails: unitEmails,
+    });
+    lineage.set(lk, { ...position, outputs, emails: unitEmails });
+  }
+  if (applied === 0) return { emails, applied };
+
+  for (const entity of DELETE_ORDER) {
+    const keys = deletes.get(entity);
+    if (!keys || keys.size === 0) continue;
+    const cols = Object.keys(keys.values().next().value as JsonRow);
+    await client.query(
+      `DELETE FROM ${quoteIdent(entity)} t USING jsonb_to_recordset($1::jsonb) AS d(${recordDef(types, entity, cols)})
+        WHERE ${cols.map((c) => `t.${quoteIdent(c)} = d.${quoteIdent(c)}`).join(' AND ')}`,
+      [JSON.stringify([...keys.values()])],
+    );
+  }
+  // Parents first: a booking may arrive before its user exists (ids are deterministic; the recompute fills it).
+  await ensureUsers(client, [...placeholders].sort(), newestTs);
+  const groups = [...upserts.values()].sort((a, b) => UPSERT_ORDER.indexOf(a.entity) - UPSERT_ORDER.indexOf(b.entity));
+  for (const g of groups) {
+    const nonKey = g.columns.filter((c) => !g.keyColumns.includes(c));
+    const cols = g.columns.map(quoteIdent).join(', ');
+    await client.query(
+      `INSERT INTO ${quoteIdent(g.entity)} (${cols})
+       SELECT ${cols} FROM jsonb_to_recordset($1::jsonb) AS x(${recordDef(types, g.entity, g.columns)})
+       ON CONFLICT (${g.keyColumns.map(quoteIdent).join(', ')}) DO ${
+         nonKey.length > 0 ? `UPDATE SET ${nonKey.map((c) => `${quoteIdent(c)} = EXCLUDED.${quoteIdent(c)}`).join(', ')}` : 'NOTHING'
+       }`,
+      [JSON.stringify([...g.rows.values()])],
+    );
+  }
+  for (const set of childSets.values()) {
+    const own = set.childCols.filter((c) => !set.parentCols.includes(c));
+    await client.query(
+      `DELETE FROM ${quoteIdent(set.entity)} t
+        USING jsonb_to_recordset($1::jsonb) AS p(${recordDef(types, set.entity, set.parentCols)})
+        WHERE ${set.parentCols.map((c) => `t.${quoteIdent(c)} = p.${quoteIdent(c)}`).join(' AND ')}
+          AND NOT EXISTS (SELECT 1 FROM jsonb_to_recordset($2::jsonb) AS k(${recordDef(types, set.entity, set.childCols)})
+                           WHERE ${set.childCols.map((c) => `t.${quoteIdent(c)} = k.${quoteIdent(c)}`).join(' AND ')})`,
+      [JSON.stringify([...set.parents.values()]), JSON.stringify(set.keep.map((k) => Object.fromEntries([...set.parentCols, ...own].map((c) => [c, k[c] ?? null]))))],
+    );
+  }
+  await client.query(
+    `INSERT INTO replicator.lineage (source_table, source_key, commit_lsn, seq, outputs, emails, applied_at)
+     SELECT source_table, source_key, commit_lsn, seq, outputs, ARRAY(SELECT jsonb_array_elements_text(emails)), clock_timestamp()
+       FROM jsonb_to_recordset($1::jsonb) AS x(source_table text, source_key text, commit_lsn pg_lsn, seq int, outputs jsonb, emails jsonb)
+     ON CONFLICT (source_table, source_key) DO UPDATE SET commit_lsn = EXCLUDED.commit_lsn, seq = EXCLUDED.seq,
+       outputs = EXCLUDED.outputs, emails = EXCLUDED.emails, applied_at = EXCLUDED.applied_at`,
+    [JSON.stringify(lineageRows)],
+  );
+  return { emails, applied };
+}
