@@ -115,13 +115,18 @@ export class TransformStage {
       await admin.disconnect();
     }
 
-    const producer = this.o.kafka.producer({
-      transactionalId: `${transform.groupId}-${transform.instanceId}`,
-      idempotent: true,
-      maxInFlightRequests: 1,
-      allowAutoTopicCreation: false,
-      createPartitioner: Partitioners.DefaultPartitioner,
-    });
+    // One transactional producer per concurrently processed partition (a producer has one open transaction at a
+    // time). Ids are stable per instance and slot, so a restarted instance fences its zombie's transactions.
+    const producers = Array.from({ length: transform.concurrency }, (_, slot) =>
+      this.o.kafka.producer({
+        transactionalId: `${transform.groupId}-${transform.instanceId}-${slot}`,
+        idempotent: true,
+        maxInFlightRequests: 1,
+        allowAutoTopicCreation: false,
+        createPartitioner: Partitioners.DefaultPartitioner,
+      }),
+    );
+    const free = [...producers];
     const consumer = this.o.kafka.consumer({
       groupId: transform.groupId,
       readUncommitted: false,
@@ -129,7 +134,7 @@ export class TransformStage {
       heartbeatInterval: Math.floor(transform.sessionTimeoutMs / 5),
       allowAutoTopicCreation: false,
     });
-    await producer.connect();
+    for (const p of producers) await p.connect();
     await consumer.connect();
     const crashed = new Promise<never>((_, reject) => {
       consumer.on(consumer.events.CRASH, ({ payload }) => {
@@ -141,6 +146,7 @@ export class TransformStage {
       await consumer.subscribe({ topics: [...rawTopics, rawHeartbeat], fromBeginning: true });
       await consumer.run({
         autoCommit: false,
+        partitionsConsumedConcurrently: transform.concurrency,
         eachBatch: async ({ batch }) => {
           if (batch.messages.length === 0) return;
           const outputs: Output[] = [];
@@ -150,7 +156,11 @@ export class TransformStage {
               ...this.process(batch.topic, batch.partition, m.offset, m.key, m.value, decoded, rawHeartbeat),
             );
           }
-          const tx = await producer.transaction();
+          const producer = free.pop()!;
+          const tx = await producer.transaction().catch((e: unknown) => {
+            free.push(producer);
+            throw e;
+          });
           try {
             for (const chunk of chunks(outputs)) await tx.sendBatch({ topicMessages: chunk, acks: -1 });
             await tx.sendOffsets({
@@ -168,6 +178,8 @@ export class TransformStage {
           } catch (e) {
             await tx.abort().catch(() => {});
             throw e;
+          } finally {
+            free.push(producer);
           }
         },
       });
@@ -182,7 +194,7 @@ export class TransformStage {
     } finally {
       // A stop between batches: the current batch's transaction either committed or will be aborted by the broker.
       await consumer.disconnect().catch(() => {});
-      await producer.disconnect().catch(() => {});
+      for (const p of producers) await p.disconnect().catch(() => {});
     }
   }
 

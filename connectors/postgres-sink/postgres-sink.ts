@@ -66,7 +66,7 @@ export class PostgresSink {
     const log = this.o.logger;
     const pool = new pg.Pool({
       connectionString: target.url,
-      max: 4,
+      max: sink.concurrency + 1,
       types: textTypes,
       options: '-c TimeZone=UTC -c DateStyle=ISO,YMD',
     });
@@ -149,6 +149,7 @@ export class PostgresSink {
       await consumer.subscribe({ topics, fromBeginning: true });
       await consumer.run({
         autoCommit: false,
+        partitionsConsumedConcurrently: sink.concurrency,
         eachBatch: async ({ batch, isRunning, isStale }) => {
           if (batch.messages.length === 0) return;
           const entries: Entry[] = batch.messages.map((m) => this.parse(m));

@@ -316,14 +316,16 @@ export async function runCutover(o: CutoverOptions, entities: readonly string[])
   const legacy = new pg.Client({ connectionString: legacyAdminUrl(config) });
   await target.connect();
   await legacy.connect();
+  let fenceClock: number | undefined;
   const setPhase = async (id: string, phase: CutoverPhase, extra: Record<string, unknown> = {}) => {
+    if (phase === 'fenced') fenceClock = Date.now();
     const cols = Object.keys(extra);
     await target.query(
       `UPDATE replicator.cutovers SET phase = $2${cols.map((c, i) => `, ${quoteIdent(c)} = $${i + 3}`).join('')} WHERE id = $1`,
       [id, phase, ...cols.map((c) => extra[c])],
     );
     o.onPhase?.(phase);
-    print(`[cutover ${id.slice(0, 8)}] ${phase}`);
+    print(`[cutover ${id.slice(0, 8)}] ${phase}${fenceClock !== undefined ? ` (+${Date.now() - fenceClock} ms since the fence)` : ''}`);
     if (o.pauseAfter === phase) await new Promise(() => {});
   };
   try {

@@ -1,0 +1,151 @@
+import { randomUUID } from 'node:crypto';
+import pg from 'pg';
+import { transformModules } from '../transforms/index.js';
+import { V2_KEYS } from '../transforms/v2-schema.js';
+import { fullVerify } from '../src/cli/cutover-command.js';
+import { parseConfig } from '../src/config/load-config.js';
+import { rollbackCutover, runCutover } from '../src/cutover/cutover.js';
+import { FENCE_ERROR_PREFIX } from '../src/cutover/fence.js';
+import { createKafka } from '../src/kafka-client.js';
+import { silentLogger } from '../src/logger.js';
+import { LegacyWorkload } from '../src/workload/legacy-workload.js';
+import { fmt, report, stats } from './bench-report.js';
+import { benchStack, Daemon, freshBenchEnv, percentile, sleep } from './bench-env.js';
+
+/**
+ * `npm run bench:cutover [-- --runs 20 --rate 1000]`: the write-blocked window (fence committed → flip committed)
+ * of cutovers under a live legacy load, each followed by a rollback and a fresh sink for the next run.
+ */
+const args = process.argv.slice(2);
+const arg = (name: string, dflt: number) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? Number(args[i + 1]) : dflt;
+};
+const RUNS = arg('runs', 20);
+const RATE = arg('rate', 1000);
+const BOOKINGS = arg('bookings', 500);
+
+const { admin, pgVersion } = await benchStack();
+const env = await freshBenchEnv(admin, 'cutover', {
+  cutover: { maxLagSeconds: 10, budgetSeconds: 30, lockTimeoutMs: 2000, lockRetries: 20 },
+});
+const config = parseConfig(env.config, {});
+const entities = [...new Set(transformModules.flatMap((m) => m.tables.map((t) => m.topicFor(t))))];
+const kafka = createKafka(config.kafka, silentLogger(), 'bench-cutover');
+const workload = new LegacyWorkload({ seed: 5, customers: 300, shops: 3, invalidShare: 0, bigNotesBytes: 0 });
+const legacy = new pg.Client({ connectionString: env.legacyUrl });
+await legacy.connect();
+for (const w of workload.seed(BOOKINGS)) await legacy.query(w.sql, w.params);
+await legacy.end();
+
+async function recordVerify() {
+  const outcome = await fullVerify(config);
+  const c = new pg.Client({ connectionString: env.targetUrl });
+  await c.connect();
+  await c.query('INSERT INTO replicator.verify_runs (id, finished_at, clean, summary) VALUES ($1, now(), $2, $3)', [
+    randomUUID(),
+    outcome.clean,
+    JSON.stringify({ text: outcome.summary }),
+  ]);
+  await c.end();
+  return outcome;
+}
+
+const windows: number[] = [];
+const rejected: number[] = [];
+let daemon = new Daemon(env.configFile);
+daemon.start();
+try {
+  for (let run = 0; run < RUNS; run++) {
+    // Caught up and verified before each cutover (its go/no-go requires both).
+    for (let i = 0; i < 600; i++) {
+      if ((await fullVerify(config)).clean) break;
+      await sleep(200);
+    }
+    await recordVerify();
+    const pool = new pg.Pool({ connectionString: env.legacyUrl, max: 16 });
+    pool.on('error', () => {});
+    let writing = true;
+    let fenced = 0;
+    const other: string[] = [];
+    const inflight: Promise<unknown>[] = [];
+    const writer = (async () => {
+      const start = Date.now();
+      for (let n = 0; writing; n++) {
+        const due = start + (n * 1000) / RATE;
+        if (due > Date.now()) await sleep(due - Date.now());
+        const w = workload.next();
+        inflight.push(
+          pool.query(w.sql, w.params).catch((e: Error) => {
+            if (e.message.includes(FENCE_ERROR_PREFIX)) fenced++;
+            else other.push(e.message);
+          }),
+        );
+      }
+    })();
+    await sleep(1500);
+    let result: Awaited<ReturnType<typeof runCutover>>;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        result = await runCutover(
+          {
+            config,
+            kafka,
+            logger: silentLogger(),
+            print: (l) => {
+              if (process.env.BENCH_VERBOSE) console.log(l);
+            },
+            allowDlq: true,
+            verify: ({ shop }) => fullVerify(config, shop),
+            v2Tables: Object.keys(V2_KEYS),
+          },
+          entities,
+        );
+        break;
+      } catch (e) {
+        // Refused (lag right after a restart): wait and ask again; anything else is a failure.
+        if (attempt > 20 || !(e instanceof Error) || !/refused/.test(e.message)) throw e;
+        await sleep(1000);
+      }
+    }
+    writing = false;
+    await writer;
+    await Promise.all(inflight);
+    await pool.end();
+    if (other.length > 0) throw new Error(`writes failed for another reason than the fence: ${other[0]}`);
+    windows.push(result.writeBlockedMs ?? Number.NaN);
+    rejected.push(fenced);
+    console.log(`run ${run + 1}/${RUNS}: window ${fmt(result.writeBlockedMs ?? Number.NaN)} ms, ${fenced} write(s) rejected by the fence`);
+    await rollbackCutover({ config, print: () => {}, v2Tables: Object.keys(V2_KEYS) });
+    // The sink stopped at the flip; a fresh daemon resumes it.
+    await daemon.stop();
+    daemon = new Daemon(env.configFile);
+    daemon.start();
+  }
+} finally {
+  await daemon.stop();
+  await env.drop();
+  await admin.end();
+}
+
+const sorted = [...windows].sort((a, b) => a - b);
+const w = stats(windows);
+report({
+  title: `Cutover write-blocked window at ${fmt(RATE)} legacy writes/s (${RUNS} runs)`,
+  command: `npm run bench:cutover -- --runs ${RUNS} --rate ${RATE}`,
+  pgVersion,
+  table: [
+    ['figure', 'value'],
+    ['window p50, ms (fence committed → flip committed)', fmt(percentile(sorted, 50))],
+    ['window p99, ms (target < 1000)', fmt(percentile(sorted, 99))],
+    ['window min–max, ms', `${fmt(w.min)}–${fmt(w.max)}`],
+    ['writes rejected by the fence per run (median)', fmt(stats(rejected).median)],
+  ],
+  notes: [
+    'Each run: a clean verify, an open-loop legacy write load, `cutover` (go/no-go, fence, exact drain through every partition, full final verify, flip), then `rollback` and a fresh daemon.',
+    `The window includes the exact drain and a full verify of ~${fmt(BOOKINGS)} seeded bookings plus what the load wrote.`,
+  ],
+});
+console.log(
+  JSON.stringify({ cutoverWindowP50Ms: Math.round(percentile(sorted, 50)), cutoverWindowP99Ms: Math.round(percentile(sorted, 99)), runs: RUNS }),
+);
