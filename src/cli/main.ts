@@ -9,9 +9,11 @@ import { createMetrics } from '../observability/metrics.js';
 import { buildPipeline, type Role } from '../pipeline/pipeline-builder.js';
 import { readStatus } from '../status/read-status.js';
 import { renderStatus } from '../status/render-status.js';
+import { describePgUrl } from '../util/redact.js';
 import { registerCutoverCommands } from './cutover-command.js';
 import { registerDlqCommands } from './dlq-command.js';
 import { registerTargetCommands } from './target-command.js';
+import { registerVerifyCommand } from './verify-command.js';
 
 /** How long a graceful stop (flush, acknowledge, commit) may take before the process gives up and exits 1. */
 export const SHUTDOWN_GRACE_MS = 30_000;
@@ -38,6 +40,20 @@ program
   .action(async (opts: { role: Role; config: string }) => {
     const logger = createLogger();
     const config = await loadConfig(opts.config);
+    // What the daemon will connect to, never a URL: connection strings carry passwords.
+    logger.debug(
+      {
+        role: opts.role,
+        source: describePgUrl(config.source.url),
+        slot: config.source.slot,
+        tables: config.source.tables.map((t) => `${t.schema}.${t.table}`),
+        target: config.target ? describePgUrl(config.target.url) : null,
+        brokers: config.kafka.brokers,
+        schemaRegistry: config.schemaRegistry ? new URL(config.schemaRegistry.url).host : null,
+        metrics: config.metrics,
+      },
+      'configuration',
+    );
     const registry = new Registry();
     const metrics = createMetrics(registry, { defaultMetrics: true });
     const pipeline = buildPipeline(config, { role: opts.role, logger, metrics });
@@ -108,6 +124,7 @@ program
 registerCutoverCommands(program);
 registerDlqCommands(program);
 registerTargetCommands(program);
+registerVerifyCommand(program);
 
 program.parseAsync(process.argv).then(
   () => process.exit(exitCode),

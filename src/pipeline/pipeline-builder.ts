@@ -82,6 +82,11 @@ export function buildPipeline(config: ReplicatorConfig, options: PipelineOptions
       ...(metrics ? { onEvent: (table: string, op: string) => metrics.sourceEvents.inc({ table, op }) } : {}),
     });
     const s = source;
+    // Zero series from the start, so that increase() and rate() count a table's first changes too.
+    for (const t of config.source.tables) {
+      for (const op of ['c', 'u', 'd', 't'])
+        metrics?.sourceEvents.inc({ table: `${t.schema}.${t.table}`, op }, 0);
+    }
     metrics?.trackLeader(config.source.slot, () => s.progress().role === 'leader');
     stages.push({ name: 'source', run: (signal) => s.run(signal) });
   }

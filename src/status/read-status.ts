@@ -66,7 +66,7 @@ export interface StatusReport {
     completedAt?: string;
     tables: SnapshotTableStatus[];
   };
-  /** Rows of replicator.cutover in the target, or none when no cutover has been prepared. */
+  /** The latest runs in replicator.cutovers (target), newest first; none when no cutover has been run. */
   cutover: { state: 'none' | 'unknown' } | { state: 'present'; rows: Record<string, unknown>[] };
   preflight: Finding[];
 }
@@ -215,10 +215,12 @@ export async function readStatus(
           target.lagSeconds = Math.max(0, row.lag ?? 0);
         }
       }
-      if (await has('replicator.cutover')) {
+      if (await has('replicator.cutovers')) {
+        // The cutover's state machine (src/cutover): its latest runs, newest first, without the bulky details.
         const rows = (
           await client.query<{ row: Record<string, unknown> }>(
-            'SELECT to_jsonb(c) AS row FROM replicator.cutover c LIMIT 20',
+            `SELECT to_jsonb(c) - 'details' AS row FROM replicator.cutovers c
+              ORDER BY to_jsonb(c)->>'started_at' DESC NULLS LAST LIMIT 5`,
           )
         ).rows.map((r) => r.row);
         report.cutover = rows.length > 0 ? { state: 'present', rows } : { state: 'none' };

@@ -79,9 +79,25 @@ export function renderStatus(r: StatusReport, options: { tty: boolean }): string
   } else out.push(`${pad('snapshot')}${snap.state}`);
 
   const c = r.cutover;
-  out.push(
-    `${pad('cutover')}${c.state === 'present' ? c.rows.map((row) => JSON.stringify(row)).join(`\n${more}`) : c.state}`,
-  );
+  if (c.state !== 'present') out.push(`${pad('cutover')}${c.state}`);
+  else
+    c.rows.forEach((row, i) => {
+      const { phase, id, shop, started_at: started, error, ...rest } = row;
+      const done = Object.entries(rest)
+        .filter(([k, v]) => k.endsWith('_at') && v !== null)
+        .map(([k, v]) => `${k} ${v}`);
+      const what = [
+        `${phase}`,
+        `id ${id}`,
+        shop ? `shop ${shop}` : '',
+        `started ${started}`,
+        ...done,
+        error ? `error: ${error}` : '',
+      ]
+        .filter(Boolean)
+        .join(', ');
+      out.push(`${i === 0 ? pad('cutover') : more}${what}`);
+    });
 
   r.preflight.forEach((f, i) => {
     const level = f.level === 'ok' ? 'ok  ' : f.level === 'warn' ? 'WARN' : 'FAIL';

@@ -4,9 +4,12 @@ import type { JsonRow, JsonValue, V2Entity } from '../transform/types.js';
 import { quoteIdent } from '../util/sql.js';
 import {
   canonicalRow,
+  canonicalValue,
   compareKeys,
   differingColumns,
   type EntityShape,
+  hashLine,
+  hashRowSql,
   keyObject,
   keyText,
   keyValues,
@@ -35,143 +38,136 @@ export interface EntityComparison {
   diffs: RowDiff[];
 }
 
+/** A key range of the target's rows: the rows after the previous chunk's last key up to `last`, hashed. */
+export interface TargetChunk {
+  last: JsonValue[];
+  rows: number;
+  hash: string;
+}
+
+/** Restricts the target rows: a condition on alias `t`, with its bound values ($1…). */
+export interface TargetFilter {
+  sql: string;
+  values: unknown[];
+}
+
+const keyColumn = (k: EntityShape['key'][number]) =>
+  `t.${quoteIdent(k.name)}${k.kind === 'text' ? ' COLLATE "C"' : ''}`;
+
+/** `ORDER BY` of the key: text keys COLLATE "C", the order compareKeys implements. */
+const orderBy = (shape: EntityShape) => shape.key.map(keyColumn).join(', ');
+
+const md5 = (lines: readonly string[]) => createHash('md5').update(lines.join('\n')).digest('hex');
+
+/**
+ * The target's side of an entity, computed by the target: its rows in key order cut into chunks of `chunkRows`,
+ * each chunk's last key, row count and the md5 of its rows' hashLine text (hashRowSql) — so no row crosses the
+ * network unless its chunk mismatches. Run it inside the REPEATABLE READ transaction whose snapshot the
+ * comparison is about; it is one statement per entity, which the caller may start before the legacy side is read.
+ */
+export async function hashTargetChunks(
+  client: pg.ClientBase,
+  entity: V2Entity,
+  shape: EntityShape,
+  chunkRows: number,
+  filter?: TargetFilter,
+): Promise<TargetChunk[]> {
+  const values: unknown[] = [...(filter?.values ?? [])];
+  values.push(chunkRows);
+  const chunk = `$${values.length}`;
+  const last = shape.key.map((k, i) => `(array_agg(t.${quoteIdent(k.name)} ORDER BY t.rn DESC))[1] AS k${i}`);
+  const { rows } = await client.query<Record<string, JsonValue> & { n: number; h: string }>({
+    text: `SELECT count(*)::int AS n, md5(string_agg(t.line, E'\\n' ORDER BY t.rn)) AS h, ${last.join(', ')}
+             FROM (SELECT t.*, ${hashRowSql(shape)} AS line, row_number() OVER (ORDER BY ${orderBy(shape)}) AS rn
+                     FROM ${quoteIdent(entity)} t ${filter ? `WHERE ${filter.sql}` : ''}) t
+            GROUP BY (t.rn - 1) / ${chunk}
+            ORDER BY (t.rn - 1) / ${chunk}`,
+    values,
+  });
+  return rows.map((r) => ({
+    last: shape.key.map((k, i) => canonicalValue(k.kind, r[`k${i}`])),
+    rows: r.n,
+    hash: r.h,
+  }));
+}
+
 export interface CompareEntityOptions {
-  /** A target connection inside the caller's (REPEATABLE READ) transaction. */
+  /** A target connection inside the transaction `targetChunks` were computed in. */
   client: pg.ClientBase;
   entity: V2Entity;
   shape: EntityShape;
   /** The expected rows, in key order (compareKeys). */
   expected: readonly ExpectedRow[];
-  /** Restricts the target rows: a condition on alias `t`, with its bound values. */
-  filter?: { sql: string; values: unknown[] };
-  chunkRows: number;
-  fetchRows?: number;
+  targetChunks: readonly TargetChunk[];
+  filter?: TargetFilter;
   onChunk?: (rowsDone: number) => void;
 }
 
-/** Reads a cursor a batch at a time, the next batch requested while the current one is used. */
-class CursorReader {
-  private batch: JsonRow[] = [];
-  private i = 0;
-  private pending: Promise<pg.QueryResult<JsonRow>> | undefined;
-  private done = false;
-
-  constructor(
-    private readonly client: pg.ClientBase,
-    private readonly name: string,
-    private readonly fetchRows: number,
-  ) {}
-
-  private fetch() {
-    return this.client.query<JsonRow>(`FETCH FORWARD ${this.fetchRows} FROM ${this.name}`);
-  }
-
-  start(): void {
-    this.pending = this.fetch();
-  }
-
-  /** The current row, loading the next batch when needed; undefined at the end. */
-  async peek(): Promise<JsonRow | undefined> {
-    while (this.i >= this.batch.length) {
-      if (this.done || !this.pending) return undefined;
-      const result = await this.pending;
-      this.batch = result.rows;
-      this.i = 0;
-      if (result.rows.length < this.fetchRows) {
-        this.done = true;
-        this.pending = undefined;
-      } else {
-        this.pending = this.fetch();
-      }
-    }
-    return this.batch[this.i];
-  }
-
-  /** Rows of the loaded batch from the current one on, without waiting (may be empty). */
-  buffered(): JsonRow[] {
-    return this.batch.slice(this.i);
-  }
-
-  advance(n = 1): void {
-    this.i += n;
-  }
-
-  async close(): Promise<void> {
-    if (this.pending) await this.pending.catch(() => {});
-    this.pending = undefined;
-    await this.client.query(`CLOSE ${this.name}`);
-  }
-}
-
-let cursorSeq = 0;
-
-const md5 = (lines: readonly string[]) => createHash('md5').update(lines.join('\n')).digest('hex');
-
 /**
- * Compares one entity's expected rows with the target's in key-range chunks: the expected rows, in key order, are
- * cut into chunks of `chunkRows`; chunk i covers the keys after chunk i-1's last key up to its own last key (the
- * last chunk is open-ended, so target rows beyond every expected key land in it). The target's rows are read once,
- * in the same key order, through a cursor; each chunk's canonical rows are hashed on both sides, and only a chunk
- * whose hashes differ is compared row by row. A row compared in the wrong chunk (an ordering disagreement) would
- * show as missing in one and extra in another; those pairs are compared directly at the end.
+ * Compares one entity's expected rows with the target's, chunk by chunk over the target's key ranges (the first
+ * range open below, the last open above, so every expected row falls in one): the expected rows of a range are
+ * hashed like the target hashed its own (hashLine), and only a range whose hashes differ has its target rows
+ * fetched and compared row by row with canonicalRow (equal values however spelt). A key the two sides order
+ * differently lands in the wrong range and shows as missing there and extra in its own; those pairs are
+ * compared directly at the end.
  */
 export async function compareEntity(o: CompareEntityOptions): Promise<EntityComparison> {
   const { client, entity, shape, expected } = o;
-  const cursor = `verify_target_${++cursorSeq}`;
-  const order = shape.key
-    .map((k) => `t.${quoteIdent(k.name)}${k.kind === 'text' ? ' COLLATE "C"' : ''}`)
-    .join(', ');
-  await client.query({
-    text: `DECLARE ${cursor} NO SCROLL CURSOR FOR SELECT t.* FROM ${quoteIdent(entity)} t
-             ${o.filter ? `WHERE ${o.filter.sql}` : ''} ORDER BY ${order}`,
-    values: o.filter?.values ?? [],
-  });
-  const reader = new CursorReader(client, cursor, o.fetchRows ?? 2_000);
-  reader.start();
+  // An empty target is one empty range covering every key.
+  const chunks: TargetChunk[] =
+    o.targetChunks.length > 0 ? [...o.targetChunks] : [{ last: [], rows: 0, hash: md5([]) }];
   const result: EntityComparison = {
     entity,
     expected: expected.length,
     actual: 0,
-    chunks: 0,
+    chunks: chunks.length,
     mismatchedChunks: 0,
     diffs: [],
   };
-  try {
-    const chunkCount = Math.max(1, Math.ceil(expected.length / o.chunkRows));
-    for (let c = 0; c < chunkCount; c++) {
-      const rows = expected.slice(c * o.chunkRows, (c + 1) * o.chunkRows);
-      const last = c === chunkCount - 1;
-      const hi = rows[rows.length - 1]?.values;
-      // The target rows of this key range.
-      const actual: JsonRow[] = [];
-      for (;;) {
-        const head = await reader.peek();
-        if (head === undefined) break;
-        const buffered = reader.buffered();
-        let n = 0;
-        if (last || hi === undefined) n = buffered.length;
-        else {
-          while (n < buffered.length && compareKeys(shape, keyValues(shape, buffered[n]!), hi) <= 0) n++;
-        }
-        for (let i = 0; i < n; i++) actual.push(buffered[i]!);
-        reader.advance(n);
-        if (n < buffered.length) break;
-      }
-      result.chunks++;
-      result.actual += actual.length;
-      const expectedLines = rows.map((r) => canonicalRow(shape, r.row));
-      const actualLines = actual.map((r) => canonicalRow(shape, r));
-      if (md5(expectedLines) !== md5(actualLines)) {
-        result.mismatchedChunks++;
-        diffRows(entity, shape, rows, expectedLines, actual, actualLines, result.diffs);
-      }
-      o.onChunk?.(c * o.chunkRows + rows.length);
+  let i = 0;
+  for (let c = 0; c < chunks.length; c++) {
+    const chunk = chunks[c]!;
+    const open = c === chunks.length - 1;
+    const start = i;
+    while (i < expected.length && (open || compareKeys(shape, expected[i]!.values, chunk.last) <= 0)) i++;
+    const rows = expected.slice(start, i);
+    result.actual += chunk.rows;
+    if (md5(rows.map((r) => hashLine(shape, r.row))) !== chunk.hash) {
+      result.mismatchedChunks++;
+      const lo = c > 0 ? chunks[c - 1]!.last : undefined;
+      const actual = await fetchRange(client, entity, shape, lo, open ? undefined : chunk.last, o.filter);
+      diffRows(entity, shape, rows, actual, result.diffs);
     }
-  } finally {
-    await reader.close();
+    o.onChunk?.(i);
   }
   result.diffs = reconcile(shape, result.diffs);
   return result;
+}
+
+/** The target rows with keys in (lo, hi] (either bound open), in key order. */
+async function fetchRange(
+  client: pg.ClientBase,
+  entity: V2Entity,
+  shape: EntityShape,
+  lo: readonly JsonValue[] | undefined,
+  hi: readonly JsonValue[] | undefined,
+  filter?: TargetFilter,
+): Promise<JsonRow[]> {
+  const values: unknown[] = [...(filter?.values ?? [])];
+  const keys = `(${shape.key.map(keyColumn).join(', ')})`;
+  const bound = (b: readonly JsonValue[]) =>
+    `(${b.map((v, i) => `$${values.push(v)}${shape.key[i]!.kind === 'text' ? ' COLLATE "C"' : ''}`).join(', ')})`;
+  const where = [
+    ...(filter ? [filter.sql] : []),
+    ...(lo ? [`${keys} > ${bound(lo)}`] : []),
+    ...(hi ? [`${keys} <= ${bound(hi)}`] : []),
+  ];
+  const { rows } = await client.query<JsonRow>({
+    text: `SELECT t.* FROM ${quoteIdent(entity)} t ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''}
+            ORDER BY ${orderBy(shape)}`,
+    values,
+  });
+  return rows;
 }
 
 /** Row by row, inside one mismatched chunk. */
@@ -179,26 +175,23 @@ function diffRows(
   entity: V2Entity,
   shape: EntityShape,
   rows: readonly ExpectedRow[],
-  expectedLines: readonly string[],
   actual: readonly JsonRow[],
-  actualLines: readonly string[],
   out: RowDiff[],
 ): void {
-  const byKey = new Map<string, { row: JsonRow; line: string }>();
-  actual.forEach((row, i) => {
-    byKey.set(keyText(keyValues(shape, row)), { row, line: actualLines[i]! });
-  });
-  rows.forEach((e, i) => {
+  const byKey = new Map<string, JsonRow>();
+  for (const row of actual) byKey.set(keyText(keyValues(shape, row)), row);
+  for (const e of rows) {
     const a = byKey.get(e.keyText);
     if (!a) {
       out.push(rowDiff(entity, shape, 'missing', e.values, e.row, null));
-      return;
+      continue;
     }
     byKey.delete(e.keyText);
-    if (a.line !== expectedLines[i]) out.push(rowDiff(entity, shape, 'different', e.values, e.row, a.row));
-  });
-  for (const a of byKey.values())
-    out.push(rowDiff(entity, shape, 'extra', keyValues(shape, a.row), null, a.row));
+    if (canonicalRow(shape, a) !== canonicalRow(shape, e.row)) {
+      out.push(rowDiff(entity, shape, 'different', e.values, e.row, a));
+    }
+  }
+  for (const a of byKey.values()) out.push(rowDiff(entity, shape, 'extra', keyValues(shape, a), null, a));
 }
 
 /** A row diff; 'different' names the columns. */
@@ -227,20 +220,15 @@ function reconcile(shape: EntityShape, diffs: RowDiff[]): RowDiff[] {
   const extra = new Map<string, RowDiff>();
   for (const d of diffs) if (d.kind === 'extra') extra.set(d.keyText, d);
   if (extra.size === 0) return diffs;
-  const out: RowDiff[] = [];
   const paired = new Set<string>();
+  const out: RowDiff[] = [];
   for (const d of diffs) {
-    if (d.kind === 'missing' && extra.has(d.keyText)) {
-      const a = extra.get(d.keyText)!;
-      paired.add(d.keyText);
-      if (canonicalRow(shape, d.expected!) !== canonicalRow(shape, a.actual!)) {
-        out.push(rowDiff(d.entity, shape, 'different', d.values, d.expected, a.actual));
-      }
-      continue;
+    if (d.kind !== 'missing' || !extra.has(d.keyText)) continue;
+    paired.add(d.keyText);
+    const a = extra.get(d.keyText)!;
+    if (canonicalRow(shape, d.expected!) !== canonicalRow(shape, a.actual!)) {
+      out.push(rowDiff(d.entity, shape, 'different', d.values, d.expected, a.actual));
     }
-    if (d.kind === 'extra' && paired.has(d.keyText)) continue;
-    out.push(d);
   }
-  // Extras seen before their missing twin were kept above; drop those now paired.
-  return out.filter((d) => !(d.kind === 'extra' && paired.has(d.keyText)));
+  return [...diffs.filter((d) => !paired.has(d.keyText)), ...out];
 }

@@ -21,10 +21,11 @@ export interface LegacyTable {
   columns: readonly { name: string; oid: number }[];
 }
 
-/** One legacy row: the source's event values (for re-publishing), their JSON form (what a transform sees), its key. */
+/** One legacy row: its JSON form (what a transform sees), its key, and (when asked) the source's event values. */
 export interface LegacyRecord {
   table: LegacyTable;
-  values: Row;
+  /** The event values, as the source publishes them (readByKeys only). */
+  values?: Row;
   row: JsonRow;
   key: JsonRow;
 }
@@ -108,7 +109,7 @@ export class LegacyReader {
       while (pending) {
         const result: pg.QueryResult<string[]> = await pending;
         pending = result.rows.length === batchRows ? fetch() : undefined;
-        if (result.rows.length > 0) yield this.decode(table, result.rows);
+        if (result.rows.length > 0) yield this.decode(table, result.rows, false);
       }
     } finally {
       if (pending) await pending.catch(() => {});
@@ -129,36 +130,38 @@ export class LegacyReader {
       rowMode: 'array',
       types: rawText,
     });
-    return this.decode(table, result.rows);
+    return this.decode(table, result.rows, true);
   }
 
   private selectList(table: LegacyTable, prefix = ''): string {
     return table.columns.map((c) => `${prefix}${quoteIdent(c.name)}`).join(', ');
   }
 
-  private decode(table: LegacyTable, rows: readonly string[][]): LegacyRecord[] {
+  private decode(table: LegacyTable, rows: readonly string[][], withValues: boolean): LegacyRecord[] {
     const decoders = this.decoders.get(table.name)!;
     const { columns, primaryKey } = table;
+    // Plain objects are much cheaper than prototype-less ones; a column named __proto__ needs the latter.
+    const plain = !columns.some((c) => c.name === '__proto__');
     const out: LegacyRecord[] = new Array(rows.length);
     for (let r = 0; r < rows.length; r++) {
       const raw = rows[r]!;
-      const values = Object.create(null) as Row;
-      const row = Object.create(null) as JsonRow;
+      const values = withValues ? (Object.create(null) as Row) : undefined;
+      const row: JsonRow = plain ? {} : (Object.create(null) as JsonRow);
       for (let i = 0; i < columns.length; i++) {
         const text = raw[i];
         const name = columns[i]!.name;
         if (text === null || text === undefined) {
-          values[name] = null;
+          if (values) values[name] = null;
           row[name] = null;
         } else {
           const v = decoders[i]!(text);
-          values[name] = v;
-          row[name] = eventValueToJson(v);
+          if (values) values[name] = v;
+          row[name] = typeof v === 'object' && v !== null ? eventValueToJson(v) : v;
         }
       }
       const key: JsonRow = {};
       for (const k of primaryKey) key[k] = row[k] ?? null;
-      out[r] = { table, values, row, key };
+      out[r] = values ? { table, values, row, key } : { table, row, key };
     }
     return out;
   }

@@ -5,8 +5,10 @@ import type { JsonRow, V2Entity } from '../transform/types.js';
  * Verify's record in the target's `replicator` schema, next to the sink's bookkeeping:
  * - verify_runs: one row per run — its snapshot LSN, whether it found the target clean, and the report's summary;
  *   finished_at stays NULL for a run that did not finish (cutover's go/no-go reads the last finished run).
- * - reverify_queue: the keys a run leaves to re-check — status 'drift' (still different after the re-checks) or
- *   'in-flux' (changed again at every re-check: the next verify, or cutover's fenced final verify, decides).
+ * - reverify_queue: the keys a run leaves to re-check (key: JSON text of the key columns) — status 'drift' (still
+ *   different after the re-checks) or 'in-flux' (changed again at every re-check: the next verify, or cutover's
+ *   fenced final verify, decides).
+ * The tables are also in the sink's REPLICATOR_SCHEMA_DDL; this adds what verify needs when an older sink made them.
  */
 export const VERIFY_SCHEMA_DDL = `
 CREATE SCHEMA IF NOT EXISTS replicator;
@@ -14,9 +16,8 @@ CREATE TABLE IF NOT EXISTS replicator.verify_runs (
   id text PRIMARY KEY, started_at timestamptz NOT NULL DEFAULT now(), finished_at timestamptz,
   snapshot_lsn pg_lsn, clean boolean, summary jsonb NOT NULL DEFAULT '{}');
 CREATE TABLE IF NOT EXISTS replicator.reverify_queue (
-  run_id text NOT NULL REFERENCES replicator.verify_runs (id) ON DELETE CASCADE,
-  entity text NOT NULL, key jsonb NOT NULL, status text NOT NULL DEFAULT 'drift',
-  PRIMARY KEY (run_id, entity, key));
+  run_id text NOT NULL, entity text NOT NULL, key text NOT NULL, PRIMARY KEY (run_id, entity, key));
+ALTER TABLE replicator.reverify_queue ADD COLUMN IF NOT EXISTS status text NOT NULL DEFAULT 'drift';
 `;
 
 export interface QueuedKey {
@@ -61,7 +62,7 @@ export async function finishRun(
       const part = run.queue.slice(i, i + 5_000);
       await client.query(
         `INSERT INTO replicator.reverify_queue (run_id, entity, key, status)
-         SELECT $1, e, k, s FROM unnest($2::text[], $3::jsonb[], $4::text[]) AS q(e, k, s)
+         SELECT $1, e, k, s FROM unnest($2::text[], $3::text[], $4::text[]) AS q(e, k, s)
          ON CONFLICT DO NOTHING`,
         [
           run.id,
@@ -98,7 +99,7 @@ export async function lastVerifyRun(
     )
   ).rows[0];
   if (!run) return undefined;
-  const { rows } = await client.query<QueuedKey>(
+  const { rows } = await client.query<{ entity: V2Entity; key: string; status: QueuedKey['status'] }>(
     'SELECT entity, key, status FROM replicator.reverify_queue WHERE run_id = $1 ORDER BY entity, key',
     [run.id],
   );
@@ -107,6 +108,6 @@ export async function lastVerifyRun(
     clean: run.clean,
     snapshotLsn: run.snapshot_lsn,
     finishedAt: run.finished_at,
-    queue: rows,
+    queue: rows.map((r) => ({ entity: r.entity, key: JSON.parse(r.key) as JsonRow, status: r.status })),
   };
 }

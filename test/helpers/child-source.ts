@@ -28,7 +28,8 @@ export class ChildReplicator {
     const out = openSync(this.logFile, 'a');
     this.child = spawn(process.execPath, [bin, 'start', '--role', this.role, '--config', this.configFile], {
       stdio: ['ignore', out, out],
-      env: { ...process.env, REPLICATOR_LOG_LEVEL: 'info', ...this.env },
+      // Any free port for /metrics: several daemons run at once (a standby, a restarted one not yet gone).
+      env: { ...process.env, REPLICATOR_LOG_LEVEL: 'info', REPLICATOR_METRICS_PORT: '0', ...this.env },
     });
     const child = this.child;
     this.exited = new Promise((resolve) => child.on('exit', (code) => resolve(code)));

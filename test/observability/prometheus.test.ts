@@ -116,6 +116,8 @@ beforeAll(async () => {
   child.start();
   base = await daemonUrl(child);
   await waitReady(base, 'leader');
+  // Writes from here on are streamed (earlier ones could still land in the snapshot).
+  await child.waitForLog(/"msg":"streaming"/, 60_000);
   await withClient(env.legacyUrl, async (c) => {
     for (let i = 0; i < 80; i++) await applyWrites(c, [workload.next()]);
   });
@@ -150,6 +152,24 @@ describe('metrics in a real Prometheus', () => {
     const up = (await query('up{job="replicator"}')).data?.result as { value: [number, string] }[];
     expect(up.map((s) => s.value[1])).toEqual(['1']);
   });
+
+  it('counts what the workload did: snapshot rows, streamed events, units, dead letters, applied batches', async () => {
+    for (const expr of [
+      'sum(replicator_snapshot_rows_total) > 0',
+      'min(replicator_snapshot_progress_ratio) == 1',
+      'sum(replicator_source_events_total{op="c"}) > 0',
+      'sum(replicator_source_events_total{op="u"}) > 0',
+      'sum(replicator_transform_units_total) > 0',
+      'sum by (stage) (replicator_dlq_messages_total{stage="transform"}) > 0',
+      'sum(replicator_sink_messages_total) > 0',
+      'replicator_end_to_end_seconds_count > 0',
+      'replicator_replication_lag_seconds < 60',
+      'replicator_leader == 1',
+      'replicator_cutover_phase == 0',
+    ]) {
+      expect((await series(expr)).length, expr).toBeGreaterThan(0);
+    }
+  }, 180_000);
 
   it('every dashboard query returns series', async () => {
     const queries = dashboardQueries();

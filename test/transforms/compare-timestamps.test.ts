@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { compareTimestamps, instantOf } from '../../transforms/compare-timestamps.js';
 
@@ -22,5 +23,20 @@ describe('compareTimestamps', () => {
     expect(instantOf('0099-01-01T00:00:00Z')).toBeLessThan(instantOf('0100-01-01T00:00:00Z'));
     expect(instantOf('1970-01-01T00:00:01.000000Z')).toBe(1_000_000_000n);
     expect(() => instantOf('infinity')).toThrow(RangeError);
+  });
+});
+
+describe('compareTimestamps fast path (same UTC layout, compared as text)', () => {
+  it('agrees with the order of instants', () => {
+    const stamp = fc
+      .tuple(fc.integer({ min: 0, max: 253_402_300_799_999 }), fc.integer({ min: 0, max: 999 }))
+      .map(([ms, us]) => `${new Date(ms).toISOString().slice(0, 23)}${String(us).padStart(3, '0')}Z`);
+    fc.assert(
+      fc.property(stamp, stamp, (a, b) => {
+        const ia = instantOf(a);
+        const ib = instantOf(b);
+        expect(Math.sign(compareTimestamps(a, b))).toBe(ia < ib ? -1 : ia > ib ? 1 : 0);
+      }),
+    );
   });
 });

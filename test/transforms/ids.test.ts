@@ -1,4 +1,5 @@
-import { validate, version } from 'uuid';
+import fc from 'fast-check';
+import { v5 as uuidv5, validate, version } from 'uuid';
 import { describe, expect, it } from 'vitest';
 import { BUNDLES_NS, bundleId, PAYMENTS_NS, paymentId, USERS_NS, userId } from '../../transforms/ids.js';
 
@@ -29,6 +30,17 @@ describe('deterministic ids', () => {
     expect(bundleId('bundle_discount_id', 7)).toBe(bundleId('bundle_discount_id', '7'));
     expect(paymentId('6F1C2A4E-8B3D-4C5E-9F70-1A2B3C4D5E6F')).toBe(
       paymentId('6f1c2a4e-8b3d-4c5e-9f70-1a2b3c4d5e6f'),
+    );
+  });
+});
+
+describe('the fast uuid v5', () => {
+  it('equals the uuid package’s v5 for any name, in every namespace', () => {
+    fc.assert(
+      fc.property(fc.string({ unit: 'binary' }), (name) => {
+        expect(userId(name)).toBe(uuidv5(name, USERS_NS));
+        expect(bundleId('ai_fbt_bundles', name)).toBe(uuidv5(`ai_fbt_bundles:${name}`, BUNDLES_NS));
+      }),
     );
   });
 });

@@ -38,8 +38,8 @@ describe('parseConfig', () => {
         snapshotParallelism: 2,
         heartbeatIntervalMs: 10_000,
         statusIntervalMs: 1_000,
-        maxBufferedEvents: 50_000,
-        maxBufferedBytes: 64 << 20,
+        maxBufferedEvents: 20_000,
+        maxBufferedBytes: 32 << 20,
       },
       kafka: {
         brokers: ['127.0.0.1:9092'],
@@ -48,7 +48,25 @@ describe('parseConfig', () => {
         partitions: 6,
         replicationFactor: 1,
       },
-      metrics: { host: '127.0.0.1', port: 9464 },
+      transform: {
+        topicPrefix: 'v2',
+        groupId: 'replicator-transform',
+        instanceId: '0',
+        sessionTimeoutMs: 10_000,
+        concurrency: 4,
+      },
+      sink: { groupId: 'replicator-sink', sessionTimeoutMs: 10_000, concurrency: 3 },
+      cutover: {
+        lockTimeoutMs: 2_000,
+        lockRetries: 10,
+        maxLagSeconds: 5,
+        budgetSeconds: 30,
+        drainTimeoutSeconds: 300,
+        sequences: [],
+        flip: [],
+        flipBack: [],
+      },
+      metrics: { host: '127.0.0.1', port: 9464, sampleIntervalMs: 5_000 },
     });
   });
 
@@ -97,7 +115,7 @@ describe('parseConfig', () => {
     );
     expect(config.source.url).toBe('postgres://env@env-host:5432/env');
     expect(config.kafka.brokers).toEqual(['a:9092', 'b:9093', 'c:9094']);
-    expect(config.metrics).toEqual({ host: '127.0.0.1', port: 9999 });
+    expect(config.metrics).toEqual({ host: '127.0.0.1', port: 9999, sampleIntervalMs: 5_000 });
     // Only the overridden key changes; the rest of the section keeps its default.
     expect(config.kafka.clientId).toBe('replicator');
   });
