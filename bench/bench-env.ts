@@ -4,8 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { initLegacy, initTarget } from '../src/cli/target-command.js';
-import { quoteIdent } from '../src/util/sql.js';
 import { kafkaBrokers, stackSettings, stackUp } from '../src/stack/stack.js';
+import { quoteIdent } from '../src/util/sql.js';
 
 /** Shared set-up for the pipeline benchmarks: the stack, fresh databases, a config file and the daemon as a child. */
 
@@ -15,7 +15,8 @@ export async function benchStack(): Promise<{ admin: pg.Client; pgVersion: strin
   await stackUp(settings, () => {});
   const admin = new pg.Client({ connectionString: settings.pgUrl });
   await admin.connect();
-  const pgVersion = (await admin.query<{ v: string }>("SELECT current_setting('server_version') AS v")).rows[0]!.v;
+  const pgVersion = (await admin.query<{ v: string }>("SELECT current_setting('server_version') AS v"))
+    .rows[0]!.v;
   return { admin, pgVersion };
 }
 
@@ -33,7 +34,11 @@ export interface BenchEnv {
   drop: () => Promise<void>;
 }
 
-export async function freshBenchEnv(admin: pg.Client, label: string, extra: Record<string, unknown> = {}): Promise<BenchEnv> {
+export async function freshBenchEnv(
+  admin: pg.Client,
+  label: string,
+  extra: Record<string, unknown> = {},
+): Promise<BenchEnv> {
   const tag = `${label}_${process.pid}_${Date.now() % 100000}`;
   const legacy = `bench_${tag}_legacy`;
   const target = `bench_${tag}_v2`;
@@ -46,7 +51,12 @@ export async function freshBenchEnv(admin: pg.Client, label: string, extra: Reco
   const config = {
     source: {
       url: legacyUrl,
-      tables: ['public.bookings', 'public.customers_kv', 'public.bundle_discount_id', 'public.ai_fbt_bundles'],
+      tables: [
+        'public.bookings',
+        'public.customers_kv',
+        'public.bundle_discount_id',
+        'public.ai_fbt_bundles',
+      ],
       slot: `s_${tag}`,
       publication: `p_${tag}`,
       statusIntervalMs: 100,
@@ -68,10 +78,12 @@ export async function freshBenchEnv(admin: pg.Client, label: string, extra: Reco
     configFile,
     config,
     drop: async () => {
-      for (const db of [legacy, target]) await admin.query(`DROP DATABASE IF EXISTS ${quoteIdent(db)} WITH (FORCE)`);
-      await admin.query('SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active', [
-        `s_${tag}`,
-      ]);
+      for (const db of [legacy, target])
+        await admin.query(`DROP DATABASE IF EXISTS ${quoteIdent(db)} WITH (FORCE)`);
+      await admin.query(
+        'SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active',
+        [`s_${tag}`],
+      );
     },
   };
 }
@@ -82,17 +94,24 @@ export class Daemon {
   private exited: Promise<void> = Promise.resolve();
   readonly log: string;
 
-  constructor(private readonly configFile: string, private readonly role = 'all') {
+  constructor(
+    private readonly configFile: string,
+    private readonly role = 'all',
+  ) {
     this.log = `${configFile}.${role}.log`;
   }
 
   start(): void {
     const out = openSync(this.log, 'a');
     const bin = new URL('../bin/replicator.js', import.meta.url).pathname;
-    this.child = spawn(process.execPath, ['--max-old-space-size=256', bin, 'start', '--role', this.role, '--config', this.configFile], {
-      stdio: ['ignore', out, out],
-      env: { ...process.env, REPLICATOR_LOG_LEVEL: 'warn' },
-    });
+    this.child = spawn(
+      process.execPath,
+      ['--max-old-space-size=256', bin, 'start', '--role', this.role, '--config', this.configFile],
+      {
+        stdio: ['ignore', out, out],
+        env: { ...process.env, REPLICATOR_LOG_LEVEL: 'warn' },
+      },
+    );
     const child = this.child;
     this.exited = new Promise((r) => child.on('exit', () => r()));
   }

@@ -1,7 +1,5 @@
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
-import { transformModules } from '../transforms/index.js';
-import { V2_KEYS } from '../transforms/v2-schema.js';
 import { fullVerify } from '../src/cli/cutover-command.js';
 import { parseConfig } from '../src/config/load-config.js';
 import { rollbackCutover, runCutover } from '../src/cutover/cutover.js';
@@ -9,8 +7,10 @@ import { FENCE_ERROR_PREFIX } from '../src/cutover/fence.js';
 import { createKafka } from '../src/kafka-client.js';
 import { silentLogger } from '../src/logger.js';
 import { LegacyWorkload } from '../src/workload/legacy-workload.js';
-import { fmt, report, stats } from './bench-report.js';
+import { transformModules } from '../transforms/index.js';
+import { V2_KEYS } from '../transforms/v2-schema.js';
 import { benchStack, Daemon, freshBenchEnv, percentile, sleep } from './bench-env.js';
+import { fmt, report, stats } from './bench-report.js';
 
 /**
  * `npm run bench:cutover [-- --runs 20 --rate 1000]`: the write-blocked window (fence committed → flip committed)
@@ -42,11 +42,10 @@ async function recordVerify() {
   const outcome = await fullVerify(config);
   const c = new pg.Client({ connectionString: env.targetUrl });
   await c.connect();
-  await c.query('INSERT INTO replicator.verify_runs (id, finished_at, clean, summary) VALUES ($1, now(), $2, $3)', [
-    randomUUID(),
-    outcome.clean,
-    JSON.stringify({ text: outcome.summary }),
-  ]);
+  await c.query(
+    'INSERT INTO replicator.verify_runs (id, finished_at, clean, summary) VALUES ($1, now(), $2, $3)',
+    [randomUUID(), outcome.clean, JSON.stringify({ text: outcome.summary })],
+  );
   await c.end();
   return outcome;
 }
@@ -115,7 +114,9 @@ try {
     if (other.length > 0) throw new Error(`writes failed for another reason than the fence: ${other[0]}`);
     windows.push(result.writeBlockedMs ?? Number.NaN);
     rejected.push(fenced);
-    console.log(`run ${run + 1}/${RUNS}: window ${fmt(result.writeBlockedMs ?? Number.NaN)} ms, ${fenced} write(s) rejected by the fence`);
+    console.log(
+      `run ${run + 1}/${RUNS}: window ${fmt(result.writeBlockedMs ?? Number.NaN)} ms, ${fenced} write(s) rejected by the fence`,
+    );
     await rollbackCutover({ config, print: () => {}, v2Tables: Object.keys(V2_KEYS) });
     // The sink stopped at the flip; a fresh daemon resumes it.
     await daemon.stop();
@@ -147,5 +148,9 @@ report({
   ],
 });
 console.log(
-  JSON.stringify({ cutoverWindowP50Ms: Math.round(percentile(sorted, 50)), cutoverWindowP99Ms: Math.round(percentile(sorted, 99)), runs: RUNS }),
+  JSON.stringify({
+    cutoverWindowP50Ms: Math.round(percentile(sorted, 50)),
+    cutoverWindowP99Ms: Math.round(percentile(sorted, 99)),
+    runs: RUNS,
+  }),
 );

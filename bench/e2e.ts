@@ -1,7 +1,7 @@
 import pg from 'pg';
 import { LegacyWorkload } from '../src/workload/legacy-workload.js';
-import { fmt, report, stats } from './bench-report.js';
 import { benchStack, Daemon, freshBenchEnv, percentile, sleep } from './bench-env.js';
+import { fmt, report, stats } from './bench-report.js';
 
 /**
  * `npm run bench:e2e`: legacy commit → V2 applied, through source, Kafka, transform and sink.
@@ -27,7 +27,11 @@ async function count(url: string): Promise<number> {
   await c.connect();
   try {
     return Number(
-      (await c.query<{ n: string }>("SELECT count(*)::text AS n FROM replicator.lineage WHERE source_table = 'public.bookings'")).rows[0]!.n,
+      (
+        await c.query<{ n: string }>(
+          "SELECT count(*)::text AS n FROM replicator.lineage WHERE source_table = 'public.bookings'",
+        )
+      ).rows[0]!.n,
     );
   } finally {
     await c.end();
@@ -46,7 +50,14 @@ async function slotConfirmed(legacyUrl: string, slot: string): Promise<string | 
   const c = new pg.Client({ connectionString: legacyUrl });
   await c.connect();
   try {
-    return (await c.query<{ l: string | null }>('SELECT confirmed_flush_lsn::text AS l FROM pg_replication_slots WHERE slot_name = $1', [slot])).rows[0]?.l ?? null;
+    return (
+      (
+        await c.query<{ l: string | null }>(
+          'SELECT confirmed_flush_lsn::text AS l FROM pg_replication_slots WHERE slot_name = $1',
+          [slot],
+        )
+      ).rows[0]?.l ?? null
+    );
   } finally {
     await c.end();
   }
@@ -117,7 +128,13 @@ async function latencyRun(load: number, i: number) {
     daemon.start();
     await waitFor(async () => (await slotConfirmed(env.legacyUrl, slot)) !== null, 60_000, 'the slot');
     await sleep(3000);
-    const w = new LegacyWorkload({ seed: load + i, customers: 2000, shops: 3, invalidShare: 0, bigNotesBytes: 0 });
+    const w = new LegacyWorkload({
+      seed: load + i,
+      customers: 2000,
+      shops: 3,
+      invalidShare: 0,
+      bigNotesBytes: 0,
+    });
     const committed = new Map<string, number>();
     const pending: Promise<unknown>[] = [];
     let late = 0;
@@ -156,7 +173,9 @@ async function latencyRun(load: number, i: number) {
 const maxRuns = [];
 for (let i = 0; i < RUNS; i++) {
   const r = await maxRateRun(i);
-  console.log(`max-rate run ${i + 1}/${RUNS}: end-to-end ${fmt(r.e2eRate)} changes/s, capture ${fmt(r.captureRate)} changes/s`);
+  console.log(
+    `max-rate run ${i + 1}/${RUNS}: end-to-end ${fmt(r.e2eRate)} changes/s, capture ${fmt(r.captureRate)} changes/s`,
+  );
   maxRuns.push(r);
 }
 const latency = new Map<number, { p50: number; p99: number; offered: number; late: number }[]>();
@@ -164,7 +183,9 @@ for (const load of LOADS) {
   const runs = [];
   for (let i = 0; i < RUNS; i++) {
     const r = await latencyRun(load, i);
-    console.log(`${load}/s run ${i + 1}/${RUNS}: offered ${fmt(r.offered)}/s, p50 ${fmt(r.p50)} ms, p99 ${fmt(r.p99)} ms`);
+    console.log(
+      `${load}/s run ${i + 1}/${RUNS}: offered ${fmt(r.offered)}/s, p50 ${fmt(r.p50)} ms, p99 ${fmt(r.p99)} ms`,
+    );
     runs.push(r);
   }
   latency.set(load, runs);
@@ -176,16 +197,31 @@ const cap = stats(maxRuns.map((r) => r.captureRate));
 const span = (s: { min: number; max: number }, d = 0) => `${fmt(s.min, d)}–${fmt(s.max, d)}`;
 const table = [
   ['figure', 'median', 'spread (min–max)'],
-  [`max sustained end-to-end rate, changes/s (backlog of ${fmt(BACKLOG)} inserts; target ≥ 20,000)`, fmt(e2e.median), span(e2e)],
+  [
+    `max sustained end-to-end rate, changes/s (backlog of ${fmt(BACKLOG)} inserts; target ≥ 20,000)`,
+    fmt(e2e.median),
+    span(e2e),
+  ],
   ['capture rate in the same runs, changes/s (slot → Kafka)', fmt(cap.median), span(cap)],
 ];
-const json: Record<string, number> = { e2eMaxRate: Math.round(e2e.median), captureRate: Math.round(cap.median) };
+const json: Record<string, number> = {
+  e2eMaxRate: Math.round(e2e.median),
+  captureRate: Math.round(cap.median),
+};
 for (const [load, runs] of latency) {
   const p50 = stats(runs.map((r) => r.p50));
   const p99 = stats(runs.map((r) => r.p99));
   const offered = stats(runs.map((r) => r.offered));
-  table.push([`commit → applied p50 at ${fmt(load)}/s offered (achieved ${fmt(offered.median)}/s), ms`, fmt(p50.median), span(p50)]);
-  table.push([`commit → applied p99 at ${fmt(load)}/s offered, ms${load === 2000 ? ' (target < 250)' : ''}`, fmt(p99.median), span(p99)]);
+  table.push([
+    `commit → applied p50 at ${fmt(load)}/s offered (achieved ${fmt(offered.median)}/s), ms`,
+    fmt(p50.median),
+    span(p50),
+  ]);
+  table.push([
+    `commit → applied p99 at ${fmt(load)}/s offered, ms${load === 2000 ? ' (target < 250)' : ''}`,
+    fmt(p99.median),
+    span(p99),
+  ]);
   json[`p50At${load}`] = Math.round(p50.median);
   json[`p99At${load}`] = Math.round(p99.median);
 }

@@ -157,7 +157,9 @@ try {
   const t0 = Date.now();
   await seedLegacy();
   await fillTarget();
-  console.log(`seeded ${fmt(BOOKINGS)} bookings and filled the target in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  console.log(
+    `seeded ${fmt(BOOKINGS)} bookings and filled the target in ${((Date.now() - t0) / 1000).toFixed(1)} s`,
+  );
   const logger = createLogger({ level: 'warn' });
   const runs = [];
   for (let i = 0; i < RUNS; i++) {
@@ -193,9 +195,17 @@ try {
       'Seeded with INSERT … SELECT; the target filled by the reference batch migration, so every chunk matches (no re-checks).',
     ],
   });
-  console.log(JSON.stringify({ verifyRowsPerSec: Math.round(legacyRate.median), v2RowsPerSec: Math.round(v2Rate.median) }));
+  console.log(
+    JSON.stringify({
+      verifyRowsPerSec: Math.round(legacyRate.median),
+      v2RowsPerSec: Math.round(v2Rate.median),
+    }),
+  );
 } finally {
-  if (process.env.BENCH_KEEP) { console.log(legacyUrl, targetUrl); process.exit(0); }
+  if (process.env.BENCH_KEEP) {
+    console.log(legacyUrl, targetUrl);
+    process.exit(0);
+  }
   await admin.query(`DROP DATABASE IF EXISTS ${quoteIdent(legacyDb)} WITH (FORCE)`);
   await admin.query(`DROP DATABASE IF EXISTS ${quoteIdent(targetDb)} WITH (FORCE)`);
   await admin.end();

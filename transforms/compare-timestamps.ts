@@ -24,7 +24,14 @@ export function instantOf(iso: string): bigint {
 /** By instant; one instant written two ways is ordered by its text, so the order is total and deterministic. */
 export function compareTimestamps(a: string, b: string): number {
   // Fast path: the same layout in UTC (the source's form: same length, 'T' at 10, 'Z' last) orders as text.
-  if (a.length === b.length && a.length >= 20 && a[10] === 'T' && b[10] === 'T' && a.endsWith('Z') && b.endsWith('Z')) {
+  if (
+    a.length === b.length &&
+    a.length >= 20 &&
+    a[10] === 'T' &&
+    b[10] === 'T' &&
+    a.endsWith('Z') &&
+    b.endsWith('Z')
+  ) {
     return a < b ? -1 : a > b ? 1 : 0;
   }
   const ia = instantOf(a);

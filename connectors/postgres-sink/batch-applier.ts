@@ -63,8 +63,20 @@ export async function applyBatch(
   const newest = new Map<string, V2Unit>();
   for (const u of units) newest.set(lineageKey(u.source.table, u.source.key), u);
   const deletes = new Map<V2Entity, Map<string, JsonRow>>();
-  const upserts = new Map<string, { entity: V2Entity; keyColumns: string[]; columns: string[]; rows: Map<string, JsonRow> }>();
-  const childSets = new Map<string, { entity: V2Entity; parentCols: string[]; childCols: string[]; parents: Map<string, JsonRow>; keep: JsonRow[] }>();
+  const upserts = new Map<
+    string,
+    { entity: V2Entity; keyColumns: string[]; columns: string[]; rows: Map<string, JsonRow> }
+  >();
+  const childSets = new Map<
+    string,
+    {
+      entity: V2Entity;
+      parentCols: string[];
+      childCols: string[];
+      parents: Map<string, JsonRow>;
+      keep: JsonRow[];
+    }
+  >();
   const lineageRows: Record<string, unknown>[] = [];
   const emails = new Set<string>();
   const placeholders = new Set<string>();
@@ -74,7 +86,13 @@ export async function applyBatch(
   for (const [lk, unit] of newest) {
     const before = lineage.get(lk);
     const position = { commitLsn: parseLsn(unit.source.commitLsn), seq: unit.source.seq };
-    if (before && !(position.commitLsn > before.commitLsn || (position.commitLsn === before.commitLsn && position.seq > before.seq))) {
+    if (
+      before &&
+      !(
+        position.commitLsn > before.commitLsn ||
+        (position.commitLsn === before.commitLsn && position.seq > before.seq)
+      )
+    ) {
       continue;
     }
     applied++;
@@ -164,7 +182,9 @@ export async function applyBatch(
   }
   // Parents first: a booking may arrive before its user exists (ids are deterministic; the recompute fills it).
   await ensureUsers(client, [...placeholders].sort(), newestTs);
-  const groups = [...upserts.values()].sort((a, b) => UPSERT_ORDER.indexOf(a.entity) - UPSERT_ORDER.indexOf(b.entity));
+  const groups = [...upserts.values()].sort(
+    (a, b) => UPSERT_ORDER.indexOf(a.entity) - UPSERT_ORDER.indexOf(b.entity),
+  );
   for (const g of groups) {
     const nonKey = g.columns.filter((c) => !g.keyColumns.includes(c));
     const cols = g.columns.map(quoteIdent).join(', ');
@@ -172,7 +192,9 @@ export async function applyBatch(
       `INSERT INTO ${quoteIdent(g.entity)} (${cols})
        SELECT ${cols} FROM jsonb_to_recordset($1::jsonb) AS x(${recordDef(types, g.entity, g.columns)})
        ON CONFLICT (${g.keyColumns.map(quoteIdent).join(', ')}) DO ${
-         nonKey.length > 0 ? `UPDATE SET ${nonKey.map((c) => `${quoteIdent(c)} = EXCLUDED.${quoteIdent(c)}`).join(', ')}` : 'NOTHING'
+         nonKey.length > 0
+           ? `UPDATE SET ${nonKey.map((c) => `${quoteIdent(c)} = EXCLUDED.${quoteIdent(c)}`).join(', ')}`
+           : 'NOTHING'
        }`,
       [JSON.stringify([...g.rows.values()])],
     );
@@ -185,7 +207,12 @@ export async function applyBatch(
         WHERE ${set.parentCols.map((c) => `t.${quoteIdent(c)} = p.${quoteIdent(c)}`).join(' AND ')}
           AND NOT EXISTS (SELECT 1 FROM jsonb_to_recordset($2::jsonb) AS k(${recordDef(types, set.entity, set.childCols)})
                            WHERE ${set.childCols.map((c) => `t.${quoteIdent(c)} = k.${quoteIdent(c)}`).join(' AND ')})`,
-      [JSON.stringify([...set.parents.values()]), JSON.stringify(set.keep.map((k) => Object.fromEntries([...set.parentCols, ...own].map((c) => [c, k[c] ?? null]))))],
+      [
+        JSON.stringify([...set.parents.values()]),
+        JSON.stringify(
+          set.keep.map((k) => Object.fromEntries([...set.parentCols, ...own].map((c) => [c, k[c] ?? null]))),
+        ),
+      ],
     );
   }
   await client.query(

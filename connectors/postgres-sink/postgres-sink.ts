@@ -8,10 +8,10 @@ import type { TransformModule } from '../../src/transform/types.js';
 import { dlqTopic, type V2Unit, v2Topic } from '../../src/transform/v2-unit.js';
 import { textTypes } from '../../src/util/pg-text-types.js';
 import { describePgUrl } from '../../src/util/redact.js';
-import { type FenceMarker, isFenceMarker } from '../pgoutput-source/change-builder.js';
 import { ensureTopics } from '../kafka-publisher/topics.js';
-import { ensureReplicatorSchema } from './target-schema.js';
+import { type FenceMarker, isFenceMarker } from '../pgoutput-source/change-builder.js';
 import { applyBatch } from './batch-applier.js';
+import { ensureReplicatorSchema } from './target-schema.js';
 import { readColumnTypes, UnitApplier } from './unit-applier.js';
 
 export interface PostgresSinkOptions {

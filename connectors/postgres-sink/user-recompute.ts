@@ -171,7 +171,11 @@ export async function recomputeUsers(client: pg.ClientBase, emails: readonly str
 }
 
 /** Placeholders for every user a batch's bookings may refer to, in one statement. */
-export async function ensureUsers(client: pg.ClientBase, emails: readonly string[], createdAt: string): Promise<void> {
+export async function ensureUsers(
+  client: pg.ClientBase,
+  emails: readonly string[],
+  createdAt: string,
+): Promise<void> {
   if (emails.length === 0) return;
   await client.query(
     `INSERT INTO users (id, email, created_at, total_bookings, total_spent)

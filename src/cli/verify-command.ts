@@ -52,46 +52,61 @@ export function registerVerifyCommand(program: Command): void {
     )
     .option('--config <file>', 'config file (.json, .yaml, .ts)', 'replicator.config.yaml')
     .option('--json', 'print the report as JSON')
-    .option('--entity <entity>', `only this entity (repeatable or comma-separated): ${V2_ENTITIES.join(', ')}`, entityList)
+    .option(
+      '--entity <entity>',
+      `only this entity (repeatable or comma-separated): ${V2_ENTITIES.join(', ')}`,
+      entityList,
+    )
     .option('--shop <shop>', 'only this shop’s bundles, bundle_components and bundle_discounts')
     .option('--repair', 're-emit the drifted legacy rows through the pipeline, then re-check them')
-    .action(async (opts: { config: string; json?: boolean; entity?: V2Entity[]; shop?: string; repair?: boolean }) => {
-      const config = await loadConfig(opts.config);
-      if (!config.target) throw new ReplicatorError(ErrorCodes.CONFIG_INVALID, 'verify needs target.url');
-      // stdout is the report; logs go to stderr.
-      const logger = createLogger({
-        level: process.env.REPLICATOR_LOG_LEVEL ?? 'warn',
-        destination: pino.destination(2),
-      });
-      const bar = process.stderr.isTTY && !opts.json ? progressBar(process.stderr) : undefined;
-      const registry = config.schemaRegistry
-        ? new SchemaRegistryClient({ baseURLs: [config.schemaRegistry.url] })
-        : undefined;
-      const report = await runVerify({
-        legacyUrl: config.source.url,
-        targetUrl: config.target.url,
-        ...(opts.entity ? { entities: opts.entity } : {}),
-        ...(opts.shop !== undefined ? { shop: opts.shop } : {}),
-        recheck: { sinkGroupId: config.sink.groupId, heartbeatPrefix: heartbeatPrefix(config.kafka.topicPrefix) },
-        ...(opts.repair
-          ? {
-              repair: {
-                kafka: createKafka(config.kafka, logger, `${config.kafka.clientId}-verify`),
-                topicPrefix: config.kafka.topicPrefix,
-                ...(registry ? { encoder: new AvroEncoder({ client: registry }) } : {}),
-              },
-            }
-          : {}),
-        logger,
-        ...(bar ? { onProgress: (p: VerifyProgress) => bar.update(p) } : {}),
-      });
-      bar?.done();
-      process.stdout.write(opts.json ? `${JSON.stringify(report, null, 2)}\n` : renderVerifyReport(report));
-      if (!report.clean) {
-        const drift = report.entities.reduce((s, e) => s + e.missing + e.extra + e.different, 0);
-        throw new ReplicatorError(ErrorCodes.VERIFY_DRIFT, `verify found drift in ${drift} V2 row(s)`, {
-          details: { runId: report.runId },
+    .action(
+      async (opts: {
+        config: string;
+        json?: boolean;
+        entity?: V2Entity[];
+        shop?: string;
+        repair?: boolean;
+      }) => {
+        const config = await loadConfig(opts.config);
+        if (!config.target) throw new ReplicatorError(ErrorCodes.CONFIG_INVALID, 'verify needs target.url');
+        // stdout is the report; logs go to stderr.
+        const logger = createLogger({
+          level: process.env.REPLICATOR_LOG_LEVEL ?? 'warn',
+          destination: pino.destination(2),
         });
-      }
-    });
+        const bar = process.stderr.isTTY && !opts.json ? progressBar(process.stderr) : undefined;
+        const registry = config.schemaRegistry
+          ? new SchemaRegistryClient({ baseURLs: [config.schemaRegistry.url] })
+          : undefined;
+        const report = await runVerify({
+          legacyUrl: config.source.url,
+          targetUrl: config.target.url,
+          ...(opts.entity ? { entities: opts.entity } : {}),
+          ...(opts.shop !== undefined ? { shop: opts.shop } : {}),
+          recheck: {
+            sinkGroupId: config.sink.groupId,
+            heartbeatPrefix: heartbeatPrefix(config.kafka.topicPrefix),
+          },
+          ...(opts.repair
+            ? {
+                repair: {
+                  kafka: createKafka(config.kafka, logger, `${config.kafka.clientId}-verify`),
+                  topicPrefix: config.kafka.topicPrefix,
+                  ...(registry ? { encoder: new AvroEncoder({ client: registry }) } : {}),
+                },
+              }
+            : {}),
+          logger,
+          ...(bar ? { onProgress: (p: VerifyProgress) => bar.update(p) } : {}),
+        });
+        bar?.done();
+        process.stdout.write(opts.json ? `${JSON.stringify(report, null, 2)}\n` : renderVerifyReport(report));
+        if (!report.clean) {
+          const drift = report.entities.reduce((s, e) => s + e.missing + e.extra + e.different, 0);
+          throw new ReplicatorError(ErrorCodes.VERIFY_DRIFT, `verify found drift in ${drift} V2 row(s)`, {
+            details: { runId: report.runId },
+          });
+        }
+      },
+    );
 }

@@ -62,7 +62,12 @@ interface ShapeOpts {
 const withShape = (c: Command) =>
   c
     .requiredOption('--url <url>', 'legacy database (postgres://…)')
-    .option('--seed <n>', 'PRNG seed: the same seed gives the same writes', nonNegativeInt, DEFAULT_WORKLOAD.seed)
+    .option(
+      '--seed <n>',
+      'PRNG seed: the same seed gives the same writes',
+      nonNegativeInt,
+      DEFAULT_WORKLOAD.seed,
+    )
     .option(
       '--customers <n>',
       'distinct customers (emails shared by their bookings)',
@@ -94,7 +99,9 @@ const shape = (o: ShapeOpts, seed: number): WorkloadOptions => ({
 withShape(
   program
     .command('seed')
-    .description('create the legacy schema if missing and seed bookings, profiles and bundles (an empty database)'),
+    .description(
+      'create the legacy schema if missing and seed bookings, profiles and bundles (an empty database)',
+    ),
 )
   .option('--bookings <n>', 'bookings to seed', positiveInt, 2000)
   .action(async (o: ShapeOpts & { bookings: number }) => {
@@ -127,9 +134,7 @@ withShape(
   .option('--connections <n>', 'pool size', positiveInt, 8)
   .option('--interval <d>', 'progress line every', duration, 5_000)
   .action(
-    async (
-      o: ShapeOpts & { rate: number; duration: number; connections: number; interval: number },
-    ) => {
+    async (o: ShapeOpts & { rate: number; duration: number; connections: number; interval: number }) => {
       // Continue from what the database holds (bookings to move along, references not to reuse), on a stream
       // distinct from the seeding's.
       const workload = new LegacyWorkload(shape(o, liveSeed(o.seed)));

@@ -325,7 +325,9 @@ export async function runCutover(o: CutoverOptions, entities: readonly string[])
       [id, phase, ...cols.map((c) => extra[c])],
     );
     o.onPhase?.(phase);
-    print(`[cutover ${id.slice(0, 8)}] ${phase}${fenceClock !== undefined ? ` (+${Date.now() - fenceClock} ms since the fence)` : ''}`);
+    print(
+      `[cutover ${id.slice(0, 8)}] ${phase}${fenceClock !== undefined ? ` (+${Date.now() - fenceClock} ms since the fence)` : ''}`,
+    );
     if (o.pauseAfter === phase) await new Promise(() => {});
   };
   try {

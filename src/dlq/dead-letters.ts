@@ -93,7 +93,11 @@ export async function replayDeadLetters(
 ): Promise<DeadLetter[]> {
   const all = await listDeadLetters(kafka, topic);
   const chosen = ids && ids.length > 0 ? all.filter((d) => ids.includes(d.id)) : all;
-  const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, createPartitioner: Partitioners.DefaultPartitioner });
+  const producer = kafka.producer({
+    idempotent: true,
+    maxInFlightRequests: 1,
+    createPartitioner: Partitioners.DefaultPartitioner,
+  });
   await producer.connect();
   try {
     for (const d of chosen) {

@@ -9,7 +9,15 @@ import { canonical } from './canonical.js';
  * zeros ('10.10' = '10.1'), timestamptz as the UTC instant with microseconds (an offset or 'Z', 'T' or ' ', any
  * number of fractional digits), jsonb with sorted keys. Everything else compares as it is.
  */
-export type ColumnKind = 'numeric' | 'timestamptz' | 'json' | 'integer' | 'bigint' | 'text' | 'other' | 'missing';
+export type ColumnKind =
+  | 'numeric'
+  | 'timestamptz'
+  | 'json'
+  | 'integer'
+  | 'bigint'
+  | 'text'
+  | 'other'
+  | 'missing';
 
 /** The kind of an information_schema.columns data_type. */
 export function columnKind(dataType: string | undefined): ColumnKind {
@@ -137,7 +145,9 @@ export function keyValues(shape: EntityShape, row: JsonRow): JsonValue[] {
   if (shape.key.length === 1) {
     const k = shape.key[0]!;
     const v = row[k.name];
-    return [typeof v === 'string' && k.kind !== 'integer' && k.kind !== 'numeric' ? v : canonicalValue(k.kind, v)];
+    return [
+      typeof v === 'string' && k.kind !== 'integer' && k.kind !== 'numeric' ? v : canonicalValue(k.kind, v),
+    ];
   }
   return shape.key.map((k) => canonicalValue(k.kind, row[k.name]));
 }
@@ -204,7 +214,10 @@ export function hashLine(shape: EntityShape, row: JsonRow): string {
 
 /** Already canonical: the source's form, 'YYYY-MM-DDTHH:MM:SS.ffffffZ'. */
 const isCanonicalTimestamptz = (v: string) =>
-  v.length === 27 && v.charCodeAt(10) === 84 /* T */ && v.charCodeAt(19) === 46 /* . */ && v.charCodeAt(26) === 90; /* Z */
+  v.length === 27 &&
+  v.charCodeAt(10) === 84 /* T */ &&
+  v.charCodeAt(19) === 46 /* . */ &&
+  v.charCodeAt(26) === 90; /* Z */
 
 /** Already canonical: digits, at most one '.', no leading zero before another digit, no trailing fractional zero. */
 function isCanonicalDecimal(v: string): boolean {
@@ -289,7 +302,8 @@ export function jsonbText(v: JsonValue): string {
   if (keys.some((k) => NON_ASCII.test(k))) keys.sort(jsonbKeyOrder);
   else keys.sort((a, b) => (a.length !== b.length ? a.length - b.length : a < b ? -1 : a > b ? 1 : 0));
   let out = '{';
-  for (let i = 0; i < keys.length; i++) out += `${i > 0 ? ', ' : ''}${JSON.stringify(keys[i])}: ${jsonbText(v[keys[i]!]!)}`;
+  for (let i = 0; i < keys.length; i++)
+    out += `${i > 0 ? ', ' : ''}${JSON.stringify(keys[i])}: ${jsonbText(v[keys[i]!]!)}`;
   return `${out}}`;
 }
 

@@ -120,8 +120,8 @@ async function oneRound(queue: RecheckItem[], o: RecheckOptions, need: number) {
     // after `snapshotLsn` (read in it): commits between the two may or may not be visible.
     const settled = parseLsn((await settledLsn(legacy, { logger: o.logger })).lsn);
     await legacy.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-    const snapshotLsn = (await legacy.query<{ l: string }>('SELECT pg_current_wal_insert_lsn()::text AS l')).rows[0]!
-      .l;
+    const snapshotLsn = (await legacy.query<{ l: string }>('SELECT pg_current_wal_insert_lsn()::text AS l'))
+      .rows[0]!.l;
     const applied = await o.waitForApplied(snapshotLsn);
     await target.connect();
     await target.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
@@ -152,7 +152,8 @@ async function oneRound(queue: RecheckItem[], o: RecheckOptions, need: number) {
     const tables = await reader.describe([...byTable.keys()]);
     const state = new ExpectedState(o.modules, o.shapes);
     for (const t of tables) {
-      for (const record of await reader.readByKeys(t, byTable.get(t.name)!)) state.add(t.name, record.key, record.row);
+      for (const record of await reader.readByKeys(t, byTable.get(t.name)!))
+        state.add(t.name, record.key, record.row);
     }
     await legacy.query('COMMIT');
 
@@ -172,7 +173,11 @@ async function oneRound(queue: RecheckItem[], o: RecheckOptions, need: number) {
         resolved++;
         continue;
       }
-      if (expected !== null && found !== null && canonicalRow(shape, expected) === canonicalRow(shape, found)) {
+      if (
+        expected !== null &&
+        found !== null &&
+        canonicalRow(shape, expected) === canonicalRow(shape, found)
+      ) {
         resolved++;
         continue;
       }
@@ -237,7 +242,8 @@ async function readLineage(
   shapes: Readonly<Record<V2Entity, EntityShape>>,
 ): Promise<Map<string, bigint>> {
   const lsnByRef = new Map<string, bigint>();
-  const exists = (await client.query("SELECT to_regclass('replicator.lineage') IS NOT NULL AS ok")).rows[0]?.ok;
+  const exists = (await client.query("SELECT to_regclass('replicator.lineage') IS NOT NULL AS ok")).rows[0]
+    ?.ok;
   if (!exists) return lsnByRef;
   const refTables: string[] = [];
   const refKeys: string[] = [];

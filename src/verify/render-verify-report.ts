@@ -6,7 +6,8 @@ const lpad = (s: string, w: number) => (s.length >= w ? s : ' '.repeat(w - s.len
 
 function table(head: string[], rows: string[][]): string[] {
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (r: string[]) => r.map((c, i) => (i === 0 ? pad(c, widths[i]!) : lpad(c, widths[i]!))).join('  ');
+  const line = (r: string[]) =>
+    r.map((c, i) => (i === 0 ? pad(c, widths[i]!) : lpad(c, widths[i]!))).join('  ');
   return [line(head), ...rows.map(line)];
 }
 
@@ -97,7 +98,9 @@ export function renderVerifyReport(r: VerifyReport): string {
       out.push(`  ${s.entity} ${s.kind} ${JSON.stringify(s.key)}`);
       if (s.kind === 'different') {
         for (const c of s.columns) {
-          out.push(`    ${c}: expected ${short(s.expected?.[c] ?? null)}, actual ${short(s.actual?.[c] ?? null)}`);
+          out.push(
+            `    ${c}: expected ${short(s.expected?.[c] ?? null)}, actual ${short(s.actual?.[c] ?? null)}`,
+          );
         }
       }
       if (s.sources.length > 0)

@@ -2,7 +2,11 @@ import { type Kafka, type Message, Partitioners } from 'kafkajs';
 import pg from 'pg';
 import { changeTopic } from '../../connectors/pgoutput-source/change-builder.js';
 import { type ChangeEvent, type Row, serializeKey } from '../../connectors/pgoutput-source/envelope.js';
-import { type EventEncoder, jsonEncoder, type TableShape } from '../../connectors/pgoutput-source/event-encoder.js';
+import {
+  type EventEncoder,
+  jsonEncoder,
+  type TableShape,
+} from '../../connectors/pgoutput-source/event-encoder.js';
 import { TEXT_FORMAT_OPTIONS } from '../../connectors/pgoutput-source/replication-stream.js';
 import { ErrorCodes, toReplicatorError } from '../errors.js';
 import type { Logger } from '../logger.js';
@@ -60,7 +64,11 @@ export async function repairDrift(o: {
   try {
     await legacy.connect();
   } catch (e) {
-    throw toReplicatorError(e, ErrorCodes.PG_CONNECTION_FAILED, 'verify --repair: legacy database unreachable');
+    throw toReplicatorError(
+      e,
+      ErrorCodes.PG_CONNECTION_FAILED,
+      'verify --repair: legacy database unreachable',
+    );
   }
   const encoder = o.repair.encoder ?? jsonEncoder;
   const producer = o.repair.kafka.producer({
@@ -84,7 +92,8 @@ export async function repairDrift(o: {
     for (const t of tables) {
       const wanted = byTable.get(t.name)!;
       const found = new Map<string, Row>();
-      for (const r of await reader.readByKeys(t, [...wanted.values()])) found.set(refText(t.name, r.key), r.values!);
+      for (const r of await reader.readByKeys(t, [...wanted.values()]))
+        found.set(refText(t.name, r.key), r.values!);
       const topic = changeTopic(o.repair.topicPrefix, t.schema, t.table);
       const shape: TableShape = {
         schema: t.schema,

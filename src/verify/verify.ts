@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
-import { readColumnTypes } from '../../connectors/postgres-sink/unit-applier.js';
 import { TEXT_FORMAT_OPTIONS } from '../../connectors/pgoutput-source/replication-stream.js';
+import { readColumnTypes } from '../../connectors/postgres-sink/unit-applier.js';
 import { transformModules } from '../../transforms/index.js';
 import { V2_KEYS, V2Schemas } from '../../transforms/v2-schema.js';
 import { ErrorCodes, ReplicatorError, toReplicatorError } from '../errors.js';
@@ -183,7 +183,9 @@ export async function runVerify(o: VerifyOptions): Promise<VerifyReport> {
     let previous: Promise<unknown> = Promise.resolve();
     for (const entity of entities) {
       // One statement at a time on the connection, each started when the one before it is done.
-      const p = previous.then(() => hashTargetChunks(reading, entity, shapes[entity], chunkRows, filterOf(entity)));
+      const p = previous.then(() =>
+        hashTargetChunks(reading, entity, shapes[entity], chunkRows, filterOf(entity)),
+      );
       p.catch(() => {});
       targetChunks.set(entity, p);
       previous = p;
@@ -198,12 +200,16 @@ export async function runVerify(o: VerifyOptions): Promise<VerifyReport> {
     try {
       await legacy.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
       // The first statement takes the snapshot; the LSN read after it is past every commit the snapshot sees.
-      snapshotLsn = (await legacy.query<{ l: string }>('SELECT pg_current_wal_insert_lsn()::text AS l')).rows[0]!.l;
+      snapshotLsn = (await legacy.query<{ l: string }>('SELECT pg_current_wal_insert_lsn()::text AS l'))
+        .rows[0]!.l;
       const reader = new LegacyReader(legacy);
       tables = await reader.describe(tableNames);
       for (const t of tables) {
         if (o.shop !== undefined && !t.columns.some((c) => c.name === 'shop')) {
-          throw new ReplicatorError(ErrorCodes.CONFIG_INVALID, `--shop: legacy table ${t.name} has no shop column`);
+          throw new ReplicatorError(
+            ErrorCodes.CONFIG_INVALID,
+            `--shop: legacy table ${t.name} has no shop column`,
+          );
         }
         const total = Number(
           (
@@ -229,7 +235,8 @@ export async function runVerify(o: VerifyOptions): Promise<VerifyReport> {
     }
     if (entities.includes('users')) expected.deriveUsers();
     log.info({ snapshotLsn, tables: [...expected.counts.values()] }, 'verify: legacy snapshot transformed');
-    if (persist) await startRun(target, { id: runId, snapshotLsn, summary: { entities, shop: o.shop ?? null } });
+    if (persist)
+      await startRun(target, { id: runId, snapshotLsn, summary: { entities, shop: o.shop ?? null } });
 
     // 2. Compare: chunk hashes, mismatched chunks row by row, in the target's snapshot.
     const comparisons = [];
@@ -249,12 +256,18 @@ export async function runVerify(o: VerifyOptions): Promise<VerifyReport> {
           onChunk: (done) => o.onProgress?.({ phase: 'compare', item: entity, done, total: rows.length }),
         });
         log.info(
-          { entity, expected: comparison.expected, actual: comparison.actual, differences: comparison.diffs.length },
+          {
+            entity,
+            expected: comparison.expected,
+            actual: comparison.actual,
+            differences: comparison.diffs.length,
+          },
           'verify: entity compared',
         );
         comparisons.push(comparison);
       }
-      if (entities.some((e) => SHOP_ENTITIES.includes(e))) await countShops(reading, expected, o.shop, shopCounts);
+      if (entities.some((e) => SHOP_ENTITIES.includes(e)))
+        await countShops(reading, expected, o.shop, shopCounts);
       await reading.query('COMMIT');
     } catch (e) {
       await reading.query('ROLLBACK').catch(() => {});
@@ -275,7 +288,8 @@ export async function runVerify(o: VerifyOptions): Promise<VerifyReport> {
       waitForApplied,
       rounds: o.recheck.rounds ?? 4,
       logger: log,
-      onRound: (r: RecheckRound) => o.onProgress?.({ phase: 'recheck', done: r.round, total: o.recheck.rounds ?? 4 }),
+      onRound: (r: RecheckRound) =>
+        o.onProgress?.({ phase: 'recheck', done: r.round, total: o.recheck.rounds ?? 4 }),
     };
     const checked =
       items.length === 0 || recheckOptions.rounds === 0
@@ -302,7 +316,10 @@ export async function runVerify(o: VerifyOptions): Promise<VerifyReport> {
         item.confirmations = 0;
         item.inFlux = false;
       }
-      const after = await recheckDrift(repairable, { ...recheckOptions, rounds: Math.max(recheckOptions.rounds, 2) });
+      const after = await recheckDrift(repairable, {
+        ...recheckOptions,
+        rounds: Math.max(recheckOptions.rounds, 2),
+      });
       const remaining = [...drift.filter((d) => d.refs.size === 0), ...after.drift];
       checked.inFlux.push(...after.inFlux);
       repair = {
@@ -375,7 +392,9 @@ function resolveEntities(entities: readonly V2Entity[] | undefined, shop: string
         `--shop applies to ${SHOP_ENTITIES.join(', ')} only, not ${other.join(', ')}`,
       );
     }
-    return entities && entities.length > 0 ? V2_ENTITIES.filter((e) => entities.includes(e)) : [...SHOP_ENTITIES];
+    return entities && entities.length > 0
+      ? V2_ENTITIES.filter((e) => entities.includes(e))
+      : [...SHOP_ENTITIES];
   }
   return entities && entities.length > 0 ? V2_ENTITIES.filter((e) => entities.includes(e)) : [...V2_ENTITIES];
 }
@@ -425,7 +444,8 @@ export async function readEntityShapes(client: pg.ClientBase): Promise<Record<V2
 function legacyTablesFor(modules: readonly TransformModule[], entities: readonly V2Entity[]): string[] {
   const topics = new Set(entities.flatMap((e) => PRODUCED_BY[e]));
   const out: string[] = [];
-  for (const m of modules) for (const t of m.tables) if (topics.has(m.topicFor(t)) && !out.includes(t)) out.push(t);
+  for (const m of modules)
+    for (const t of m.tables) if (topics.has(m.topicFor(t)) && !out.includes(t)) out.push(t);
   return out;
 }
 
@@ -472,7 +492,8 @@ async function countShops(
   const where = shop === undefined ? '' : 'WHERE b.shop = $1';
   const values = shop === undefined ? [] : [shop];
   const count = async (sql: string, set: (r: ShopReport, n: number) => void) => {
-    for (const row of (await client.query<{ shop: string; n: number }>(sql, values)).rows) set(entry(row.shop), row.n);
+    for (const row of (await client.query<{ shop: string; n: number }>(sql, values)).rows)
+      set(entry(row.shop), row.n);
   };
   await count(`SELECT b.shop, count(*)::int AS n FROM bundles b ${where} GROUP BY b.shop`, (r, n) => {
     r.bundles.actual = n;
@@ -491,7 +512,11 @@ async function countShops(
   );
 }
 
-function queueItem(diff: RowDiff, expected: ExpectedState, userOrigins: Map<string, Set<string>>): RecheckItem {
+function queueItem(
+  diff: RowDiff,
+  expected: ExpectedState,
+  userOrigins: Map<string, Set<string>>,
+): RecheckItem {
   const refs = new Set<string>();
   let email: string | undefined;
   if (diff.entity === 'users') {
@@ -567,7 +592,8 @@ function buildReport(o: {
   });
   // Drift per shop: a bundle row's shop, or its bundle's.
   const shopOf = new Map<string, string>();
-  for (const b of o.expected.rows.get('bundles')?.values() ?? []) shopOf.set(String(b.row.id), String(b.row.shop));
+  for (const b of o.expected.rows.get('bundles')?.values() ?? [])
+    shopOf.set(String(b.row.id), String(b.row.shop));
   for (const d of o.drift) {
     if (!SHOP_ENTITIES.includes(d.entity)) continue;
     const row = d.diff.expected ?? d.diff.actual;

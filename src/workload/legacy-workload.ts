@@ -16,7 +16,8 @@ export function prng(seed: number): () => number {
  * The seed of the live writes that follow a seeding done by another process with `seed`: a different stream, so
  * they do not repeat the seeding's uuids (`replicator-workload run` after `replicator-workload seed`).
  */
-export const liveSeed = (seed: number): number => (Math.imul(seed ^ 0x9e3779b9, 0x85ebca6b) ^ 0x5bd1e995) >>> 0;
+export const liveSeed = (seed: number): number =>
+  (Math.imul(seed ^ 0x9e3779b9, 0x85ebca6b) ^ 0x5bd1e995) >>> 0;
 
 export interface WorkloadOptions {
   seed: number;
@@ -193,7 +194,9 @@ export class LegacyWorkload {
     const parts: string[] = [];
     let size = 0;
     while (size < bytes) {
-      const word = Array.from({ length: 2 + this.int(9) }, () => String.fromCharCode(97 + this.int(26))).join('');
+      const word = Array.from({ length: 2 + this.int(9) }, () => String.fromCharCode(97 + this.int(26))).join(
+        '',
+      );
       parts.push(word);
       size += word.length + 1;
     }
@@ -279,7 +282,13 @@ export class LegacyWorkload {
     const id = this.uuid();
     const why = invalid ? this.pick(['email', 'status', 'amount'] as const) : 'valid';
     const status: TrackedStatus =
-      why === 'status' ? INVALID_STATUS : historic ? this.pick(HISTORIC) : this.chance(0.7) ? 'PENDING' : 'PAID';
+      why === 'status'
+        ? INVALID_STATUS
+        : historic
+          ? this.pick(HISTORIC)
+          : this.chance(0.7)
+            ? 'PENDING'
+            : 'PAID';
     this.bookings.push(id);
     this.status.set(id, status);
     const amount = why === 'amount' ? '-5.00' : (this.int(50000) / 100).toFixed(2);
@@ -362,7 +371,12 @@ export class LegacyWorkload {
     this.bookings[i] = this.bookings[this.bookings.length - 1]!;
     this.bookings.pop();
     this.status.delete(id);
-    return { kind: 'delete booking', invalid: false, sql: 'DELETE FROM bookings WHERE id = $1', params: [id] };
+    return {
+      kind: 'delete booking',
+      invalid: false,
+      sql: 'DELETE FROM bookings WHERE id = $1',
+      params: [id],
+    };
   }
 
   upsertProfile(customer: number): Write {

@@ -51,7 +51,9 @@ async function converged() {
 
 const drift = (r: VerifyReport) => r.entities.flatMap((e) => e.samples);
 const find = (r: VerifyReport, entity: V2Entity, kind: string, key: JsonRow) =>
-  drift(r).find((d) => d.entity === entity && d.kind === kind && JSON.stringify(d.key) === JSON.stringify(key));
+  drift(r).find(
+    (d) => d.entity === entity && d.kind === kind && JSON.stringify(d.key) === JSON.stringify(key),
+  );
 
 beforeAll(async () => {
   env = await freshPipeline('verify');
@@ -100,9 +102,9 @@ describe('replicator verify', () => {
       expect(s.discounts.actual).toBe(s.discounts.expected);
     }
     const bookings = report.legacy.find((t) => t.table === 'public.bookings')!;
-    expect(bookings.migrated + bookings.skipped + Object.values(bookings.rejected).reduce((a, b) => a + b, 0)).toBe(
-      bookings.rows,
-    );
+    expect(
+      bookings.migrated + bookings.skipped + Object.values(bookings.rejected).reduce((a, b) => a + b, 0),
+    ).toBe(bookings.rows);
     expect(Object.keys(bookings.rejected).length).toBeGreaterThan(0);
     const last = await withClient(env.targetUrl, (c) => lastVerifyRun(c));
     expect(last).toMatchObject({ id: report.runId, clean: true, queue: [] });
@@ -114,18 +116,22 @@ describe('replicator verify', () => {
       'SELECT p.id FROM payments p WHERE p.booking_id NOT IN ($1, $2) ORDER BY p.id LIMIT 2',
       [b1!.id, b2!.id],
     );
-    const [u1] = await target<{ id: string }>('SELECT id FROM users WHERE total_spent > 0 ORDER BY id LIMIT 1');
+    const [u1] = await target<{ id: string }>(
+      'SELECT id FROM users WHERE total_spent > 0 ORDER BY id LIMIT 1',
+    );
     await withClient(env.targetUrl, async (c) => {
       await c.query('DELETE FROM payments WHERE id = $1', [p1!.id]);
       await c.query(
         `INSERT INTO customer_profiles (customer_id, email, created_at) VALUES ('injected-1', 'nobody@example.com', now())`,
       );
-      await c.query(`UPDATE bookings SET status = CASE WHEN status = 'PENDING' THEN 'PAID' ELSE 'PENDING' END WHERE id = $1`, [
-        b1!.id,
-      ]);
-      await c.query(`UPDATE bookings SET contact = jsonb_set(contact, '{firstName}', '"Mallory"') WHERE id = $1`, [
-        b2!.id,
-      ]);
+      await c.query(
+        `UPDATE bookings SET status = CASE WHEN status = 'PENDING' THEN 'PAID' ELSE 'PENDING' END WHERE id = $1`,
+        [b1!.id],
+      );
+      await c.query(
+        `UPDATE bookings SET contact = jsonb_set(contact, '{firstName}', '"Mallory"') WHERE id = $1`,
+        [b2!.id],
+      );
       await c.query('UPDATE payments SET amount = amount + 0.01 WHERE id = $1', [p2!.id]);
       await c.query('UPDATE users SET total_spent = total_spent - 0.01 WHERE id = $1', [u1!.id]);
     });
@@ -176,7 +182,15 @@ describe('replicator verify', () => {
     );
     const cli = await run(
       process.execPath,
-      ['bin/replicator.js', 'verify', '--config', configFile, '--json', '--entity', 'payments,customer_profiles'],
+      [
+        'bin/replicator.js',
+        'verify',
+        '--config',
+        configFile,
+        '--json',
+        '--entity',
+        'payments,customer_profiles',
+      ],
       { env: { ...process.env, REPLICATOR_LOG_LEVEL: 'error' } },
     ).then(
       () => ({ code: 0, stdout: '' }),
@@ -207,27 +221,32 @@ describe('replicator verify', () => {
     const [other] = await target<{ id: string; shop: string }>(
       "SELECT b.id, b.shop FROM bundles b JOIN bundle_components c ON c.bundle_id = b.id WHERE b.shop = 'shop-2' ORDER BY b.id LIMIT 1",
     );
-    await target('UPDATE bundle_components SET quantity = quantity + 1 WHERE bundle_id = $1 AND position = 0', [
-      other!.id,
-    ]);
+    await target(
+      'UPDATE bundle_components SET quantity = quantity + 1 WHERE bundle_id = $1 AND position = 0',
+      [other!.id],
+    );
     const shop0 = await verify({ shop: 'shop-0' });
     expect(shop0.clean).toBe(true);
     expect(shop0.entities.map((e) => e.entity)).toEqual(['bundles', 'bundle_components', 'bundle_discounts']);
     expect(shop0.shops.map((s) => s.shop)).toEqual(['shop-0']);
     const all = await target<{ n: number }>("SELECT count(*)::int AS n FROM bundles WHERE shop = 'shop-0'");
     expect(shop0.entities[0]!.actual).toBe(all[0]!.n);
-    expect(shop0.legacy.map((t) => t.table).sort()).toEqual(['public.ai_fbt_bundles', 'public.bundle_discount_id']);
+    expect(shop0.legacy.map((t) => t.table).sort()).toEqual([
+      'public.ai_fbt_bundles',
+      'public.bundle_discount_id',
+    ]);
 
     const shop2 = await verify({ shop: 'shop-2' });
     expect(shop2.clean).toBe(false);
-    expect(find(shop2, 'bundle_components', 'different', { bundle_id: other!.id, position: 0 })?.columns).toEqual([
-      'quantity',
-    ]);
+    expect(
+      find(shop2, 'bundle_components', 'different', { bundle_id: other!.id, position: 0 })?.columns,
+    ).toEqual(['quantity']);
     expect(shop2.shops).toEqual([expect.objectContaining({ shop: 'shop-2', drift: 1 })]);
     await expect(verify({ shop: 'shop-0', entities: ['bookings'] })).rejects.toThrow(/--shop applies to/);
-    await target('UPDATE bundle_components SET quantity = quantity - 1 WHERE bundle_id = $1 AND position = 0', [
-      other!.id,
-    ]);
+    await target(
+      'UPDATE bundle_components SET quantity = quantity - 1 WHERE bundle_id = $1 AND position = 0',
+      [other!.id],
+    );
   });
 
   it('reports no drift on a clean target under live writes: what differs because of lag is re-checked, not reported', async () => {

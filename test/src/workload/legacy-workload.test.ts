@@ -1,17 +1,23 @@
 import { deflateSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import { normalizeEmail } from '../../../transforms/email.js';
 import {
   LegacyWorkload,
   liveSeed,
-  WRITE_KINDS,
-  type Write,
   type WorkloadOptions,
   type WorkloadState,
+  WRITE_KINDS,
+  type Write,
 } from '../../../src/workload/legacy-workload.js';
 import { dueAt, parseDuration, percentile, runOpenLoop } from '../../../src/workload/open-loop.js';
+import { normalizeEmail } from '../../../transforms/email.js';
 
-const OPTIONS: WorkloadOptions = { seed: 7, customers: 50, shops: 3, invalidShare: 0.05, bigNotesBytes: 6000 };
+const OPTIONS: WorkloadOptions = {
+  seed: 7,
+  customers: 50,
+  shops: 3,
+  invalidShare: 0.05,
+  bigNotesBytes: 6000,
+};
 
 function writes(o: WorkloadOptions, seedBookings: number, live: number): Write[] {
   const w = new LegacyWorkload(o);
@@ -54,7 +60,12 @@ describe('LegacyWorkload', () => {
     const kinds = new Set(live.map((w) => w.kind));
     expect([...kinds].sort()).toEqual([...WRITE_KINDS].sort());
     const invalidTables = new Set(live.filter((w) => w.invalid).map(table));
-    expect([...invalidTables].sort()).toEqual(['ai_fbt_bundles', 'bookings', 'bundle_discount_id', 'customers_kv']);
+    expect([...invalidTables].sort()).toEqual([
+      'ai_fbt_bundles',
+      'bookings',
+      'bundle_discount_id',
+      'customers_kv',
+    ]);
     const share = live.filter((w) => w.invalid).length / live.length;
     expect(share).toBeGreaterThan(0.01);
     expect(share).toBeLessThan(0.1);
@@ -110,7 +121,8 @@ describe('LegacyWorkload', () => {
       expect(t.kind === 'refund').toBe(t.to === 'REFUNDED');
     }
     const tos = new Set(transitions.map((t) => t.to));
-    for (const s of ['PAID', 'COMPLETED', 'ATTENDED', 'CANCELLED', 'REFUNDED', 'LOST']) expect(tos).toContain(s);
+    for (const s of ['PAID', 'COMPLETED', 'ATTENDED', 'CANCELLED', 'REFUNDED', 'LOST'])
+      expect(tos).toContain(s);
     // A payment sets the payment date and method.
     const pay = ws.find((w) => w.kind === 'status transition' && w.params[1] === 'PAID')!;
     expect(pay.sql).toContain('"paymentDate" = now()');
@@ -131,7 +143,10 @@ describe('LegacyWorkload', () => {
       changed++;
       if (after.length > before.length) edits.add('added');
       else if (after.length < before.length) edits.add('removed');
-      else if (JSON.stringify([...after].map((x) => JSON.stringify(x)).sort()) === JSON.stringify([...before].map((x) => JSON.stringify(x)).sort()))
+      else if (
+        JSON.stringify([...after].map((x) => JSON.stringify(x)).sort()) ===
+        JSON.stringify([...before].map((x) => JSON.stringify(x)).sort())
+      )
         edits.add('moved');
       else edits.add('re-counted');
       lists.set(w.params[0] as string, after);
@@ -149,7 +164,10 @@ describe('LegacyWorkload', () => {
     const refs = seeded.filter((w) => w.kind === 'insert booking').map((w) => w.params[1] as string);
     const bundles = seeded
       .filter((w) => w.kind === 'insert bundle')
-      .map((w) => ({ n: Number((w.params[0] as string).split('/').pop()), products: JSON.parse(w.params[4] as string) }));
+      .map((w) => ({
+        n: Number((w.params[0] as string).split('/').pop()),
+        products: JSON.parse(w.params[4] as string),
+      }));
     const aiIds = seeded.filter((w) => w.kind === 'insert ai bundle').map((w) => w.params[0] as number);
     const state: WorkloadState = { bookings, bookingSeq: refs.length, bundles, aiIds };
 
@@ -162,7 +180,8 @@ describe('LegacyWorkload', () => {
     const known = new Set(bookings.map((b) => b.id));
     const newRefs = live.filter((w) => w.kind === 'insert booking').map((w) => w.params[1] as string);
     for (const r of newRefs) expect(refs).not.toContain(r);
-    for (const w of live.filter((x) => x.kind === 'insert booking')) expect(known.has(w.params[0] as string)).toBe(false);
+    for (const w of live.filter((x) => x.kind === 'insert booking'))
+      expect(known.has(w.params[0] as string)).toBe(false);
     const maxBundle = Math.max(...bundles.map((b) => b.n));
     for (const w of live.filter((x) => x.kind === 'insert bundle'))
       expect(Number((w.params[0] as string).split('/').pop())).toBeGreaterThan(maxBundle);
