@@ -11,7 +11,7 @@ import { createLogger } from '../logger.js';
 import type { V2Entity } from '../transform/types.js';
 import { textTypes } from '../util/pg-text-types.js';
 import { diffStates, isClean } from '../verify/diff-states.js';
-import { expectedV2 } from '../verify/expected-v2.js';
+import { expectedV2, type LegacyRow } from '../verify/expected-v2.js';
 import { readLegacyRows, readTargetState } from '../verify/read-state.js';
 
 const ENTITY_TOPICS = [...new Set(transformModules.flatMap((m) => m.tables.map((t) => m.topicFor(t))))];
@@ -21,7 +21,7 @@ const ENTITIES = Object.keys(V2_KEYS) as V2Entity[];
 export async function fullVerify(config: ReplicatorConfig, shop?: string): Promise<VerifyOutcome> {
   const legacy = new pg.Client({ connectionString: config.source.url, options: TEXT_FORMAT_OPTIONS });
   await legacy.connect();
-  let rows;
+  let rows: LegacyRow[];
   try {
     await legacy.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
     const tables = [];

@@ -6,7 +6,7 @@ import { buildPipeline } from '../../src/pipeline/pipeline-builder.js';
 import type { V2Entity } from '../../src/transform/types.js';
 import { textTypes } from '../../src/util/pg-text-types.js';
 import { diffStates, type EntityDiff, isClean } from '../../src/verify/diff-states.js';
-import { expectedV2 } from '../../src/verify/expected-v2.js';
+import { expectedV2, type LegacyRow } from '../../src/verify/expected-v2.js';
 import { readLegacyRows, readTargetState } from '../../src/verify/read-state.js';
 import { transformModules } from '../../transforms/index.js';
 import { LEGACY_DDL } from '../../transforms/legacy-schema.js';
@@ -75,7 +75,7 @@ export function startPipeline(
 export async function compareTarget(legacyUrl: string, targetUrl: string): Promise<EntityDiff[]> {
   const legacy = new pg.Client({ connectionString: legacyUrl, options: TEXT_FORMAT_OPTIONS });
   await legacy.connect();
-  let rows;
+  let rows: LegacyRow[];
   try {
     rows = await readLegacyRows(legacy, LEGACY_TABLES);
   } finally {
