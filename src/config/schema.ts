@@ -204,8 +204,8 @@ export const cutoverSchema = z
     maxLagSeconds: z
       .number()
       .min(0)
-      .default(5)
-      .meta({ description: 'Go/no-go: replication lag must be under this.' }),
+      .default(30)
+      .meta({ description: 'Go/no-go: replication lag must be under this (heartbeats keep it fresh when idle).' }),
     budgetSeconds: z
       .number()
       .min(0)
