@@ -59,7 +59,7 @@ describe('parseConfig', () => {
       cutover: {
         lockTimeoutMs: 2_000,
         lockRetries: 10,
-        maxLagSeconds: 5,
+        maxLagSeconds: 30,
         budgetSeconds: 30,
         drainTimeoutSeconds: 300,
         sequences: [],
