@@ -202,10 +202,6 @@ try {
     }),
   );
 } finally {
-  if (process.env.BENCH_KEEP) {
-    console.log(legacyUrl, targetUrl);
-    process.exit(0);
-  }
   await admin.query(`DROP DATABASE IF EXISTS ${quoteIdent(legacyDb)} WITH (FORCE)`);
   await admin.query(`DROP DATABASE IF EXISTS ${quoteIdent(targetDb)} WITH (FORCE)`);
   await admin.end();

@@ -36,7 +36,7 @@ export function userId(normalizedEmail: string): string {
   let id = userIds.get(normalizedEmail);
   if (id === undefined) {
     // Emails repeat (a customer's bookings): remember the recent ones, bounded.
-    if (userIds.size >= 10_000) userIds.clear();
+    if (userIds.size >= 100_000) userIds.clear();
     id = uuidv5(normalizedEmail, USERS_NS);
     userIds.set(normalizedEmail, id);
   }

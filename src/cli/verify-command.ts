@@ -11,6 +11,12 @@ import type { V2Entity } from '../transform/types.js';
 import { renderVerifyReport } from '../verify/render-verify-report.js';
 import { runVerify, V2_ENTITIES, type VerifyProgress } from '../verify/verify.js';
 
+const seconds = (v: string): number => {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('must be a positive number of seconds');
+  return n;
+};
+
 const entityList = (value: string, previous: V2Entity[] = []): V2Entity[] => {
   const out = [...previous];
   for (const e of value.split(',').map((s) => s.trim())) {
@@ -59,6 +65,7 @@ export function registerVerifyCommand(program: Command): void {
     )
     .option('--shop <shop>', 'only this shop’s bundles, bundle_components and bundle_discounts')
     .option('--repair', 're-emit the drifted legacy rows through the pipeline, then re-check them')
+    .option('--wait <seconds>', 'how long a re-check waits for the sink to pass its snapshot', seconds, 60)
     .action(
       async (opts: {
         config: string;
@@ -66,6 +73,7 @@ export function registerVerifyCommand(program: Command): void {
         entity?: V2Entity[];
         shop?: string;
         repair?: boolean;
+        wait: number;
       }) => {
         const config = await loadConfig(opts.config);
         if (!config.target) throw new ReplicatorError(ErrorCodes.CONFIG_INVALID, 'verify needs target.url');
@@ -86,6 +94,7 @@ export function registerVerifyCommand(program: Command): void {
           recheck: {
             sinkGroupId: config.sink.groupId,
             heartbeatPrefix: heartbeatPrefix(config.kafka.topicPrefix),
+            timeoutMs: opts.wait * 1000,
           },
           ...(opts.repair
             ? {

@@ -1,4 +1,4 @@
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import pg from 'pg';
 import { exitCodeFor, isReplicatorError } from '../errors.js';
 import { describePgUrl } from '../util/redact.js';
@@ -132,7 +132,7 @@ withShape(
   .requiredOption('--rate <n>', 'writes per second offered', positiveNumber)
   .requiredOption('--duration <d>', 'how long: 60, 60s, 2m', duration)
   .option('--connections <n>', 'pool size', positiveInt, 8)
-  .option('--interval <d>', 'progress line every', duration, 5_000)
+  .addOption(new Option('--interval <d>', 'a progress line every').argParser(duration).default(5_000, '5s'))
   .action(
     async (o: ShapeOpts & { rate: number; duration: number; connections: number; interval: number }) => {
       // Continue from what the database holds (bookings to move along, references not to reuse), on a stream

@@ -205,7 +205,9 @@ export const cutoverSchema = z
       .number()
       .min(0)
       .default(30)
-      .meta({ description: 'Go/no-go: replication lag must be under this (heartbeats keep it fresh when idle).' }),
+      .meta({
+        description: 'Go/no-go: replication lag must be under this (heartbeats keep it fresh when idle).',
+      }),
     budgetSeconds: z
       .number()
       .min(0)

@@ -8,6 +8,7 @@ import { changeTopic } from '../../connectors/pgoutput-source/change-builder.js'
 import { ensureReplicatorSchema } from '../../connectors/postgres-sink/target-schema.js';
 import type { ReplicatorConfig } from '../config/load-config.js';
 import type { cutoverSchema } from '../config/schema.js';
+import { listDeadLetters } from '../dlq/dead-letters.js';
 import { ErrorCodes, ReplicatorError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { dlqTopic, v2Topic } from '../transform/v2-unit.js';
@@ -170,7 +171,10 @@ export async function goNoGo(
           detail: `${lagRow.lag.toFixed(2)} s (max ${maxLag} s; heartbeats keep it fresh)`,
         },
   );
-  const dlq = await topicSize(o.kafka, dlqTopic(config.kafka.topicPrefix));
+  // Offsets include transaction control records: read the topic for an exact count when it is not empty.
+  const dlqOffsets = await topicSize(o.kafka, dlqTopic(config.kafka.topicPrefix));
+  const dlq =
+    dlqOffsets === 0 ? 0 : (await listDeadLetters(o.kafka, dlqTopic(config.kafka.topicPrefix))).length;
   checks.push({
     check: 'dead-letter queue',
     ok: dlq === 0 || Boolean(o.allowDlq),

@@ -257,7 +257,7 @@ function hashText(kind: ColumnKind, v: JsonValue | undefined): string {
   }
 }
 
-const NON_ASCII = /[^\x00-\x7f]/;
+const NON_ASCII = /[\u0080-\uffff]/;
 
 /** jsonb's key order: shorter (in UTF-8 bytes) first, then bytewise (for ASCII: by length, then as text). */
 function jsonbKeyOrder(a: string, b: string): number {
@@ -282,6 +282,21 @@ export function plainNumber(n: number): string {
   return `${m[1]}${digits.slice(0, point)}.${digits.slice(point)}`;
 }
 
+const keyOrders = new Map<string, string[]>();
+
+/** Keys in jsonb's order; objects of one shape (a row's JSON column) share a cached order. */
+function jsonbKeys(keys: string[]): string[] {
+  if (keys.length < 2) return keys;
+  const signature = keys.join('\u0000');
+  let sorted = keyOrders.get(signature);
+  if (sorted === undefined) {
+    sorted = [...keys].sort(jsonbKeyOrder);
+    if (keyOrders.size >= 1_000) keyOrders.clear();
+    keyOrders.set(signature, sorted);
+  }
+  return sorted;
+}
+
 /** JSON text as jsonb's output function writes it. */
 export function jsonbText(v: JsonValue): string {
   if (v === null) return 'null';
@@ -298,9 +313,7 @@ export function jsonbText(v: JsonValue): string {
     for (let i = 0; i < v.length; i++) out += (i > 0 ? ', ' : '') + jsonbText(v[i]!);
     return `${out}]`;
   }
-  const keys = Object.keys(v);
-  if (keys.some((k) => NON_ASCII.test(k))) keys.sort(jsonbKeyOrder);
-  else keys.sort((a, b) => (a.length !== b.length ? a.length - b.length : a < b ? -1 : a > b ? 1 : 0));
+  const keys = jsonbKeys(Object.keys(v));
   let out = '{';
   for (let i = 0; i < keys.length; i++)
     out += `${i > 0 ? ', ' : ''}${JSON.stringify(keys[i])}: ${jsonbText(v[keys[i]!]!)}`;

@@ -1,13 +1,13 @@
 import { userId } from '../../transforms/ids.js';
 import { deriveUser, deriveUsers } from '../../transforms/users.js';
 import type { Booking, CustomerProfile, Payment } from '../../transforms/v2-schema.js';
-import type { JsonRow, JsonValue, TransformModule, V2Entity } from '../transform/types.js';
+import type { JsonRow, TransformModule, V2Entity } from '../transform/types.js';
 import { type EntityShape, keyText, keyValues } from './canonical-row.js';
 import { legacyKeyText } from './legacy-reader.js';
 
 /** A V2 row a perfect migration produces, with the legacy row it comes from (users: derived, no single origin). */
 export interface ExpectedRow {
-  values: JsonValue[];
+  /** keyText of the row's key values (keyValues). */
   keyText: string;
   row: JsonRow;
   /** `refText` of the legacy row that produced it; '' for users. */
@@ -99,9 +99,8 @@ export class ExpectedState {
   }
 
   private put(entity: V2Entity, row: JsonRow, origin: string): void {
-    const values = keyValues(this.shapes[entity], row);
-    const text = keyText(values);
-    this.entity(entity).set(text, { values, keyText: text, row, origin });
+    const text = keyText(keyValues(this.shapes[entity], row));
+    this.entity(entity).set(text, { keyText: text, row, origin });
   }
 
   private sources() {

@@ -4,11 +4,30 @@ const n = (x: number) => x.toLocaleString('en-US');
 const pad = (s: string, w: number) => (s.length >= w ? s : s + ' '.repeat(w - s.length));
 const lpad = (s: string, w: number) => (s.length >= w ? s : ' '.repeat(w - s.length) + s);
 
-function table(head: string[], rows: string[][]): string[] {
+/** Columns left-aligned: the first, and those listed; the others (numbers) right-aligned. */
+function table(head: string[], rows: string[][], left: readonly number[] = []): string[] {
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (r: string[]) =>
-    r.map((c, i) => (i === 0 ? pad(c, widths[i]!) : lpad(c, widths[i]!))).join('  ');
+    r
+      .map((c, i) => (i === 0 || left.includes(i) ? pad(c, widths[i]!) : lpad(c, widths[i]!)))
+      .join('  ')
+      .trimEnd();
   return [line(head), ...rows.map(line)];
+}
+
+/** Where two JSON values differ, as paths (`contact.firstName`), at most `max`. */
+function jsonPaths(a: unknown, b: unknown, path: string, out: string[], max = 3): void {
+  if (out.length >= max) return;
+  const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null;
+  if (isObj(a) && isObj(b) && Array.isArray(a) === Array.isArray(b)) {
+    for (const k of new Set([...Object.keys(a), ...Object.keys(b)])) {
+      jsonPaths(a[k], b[k], Array.isArray(a) ? `${path}[${k}]` : `${path}.${k}`, out, max);
+    }
+    return;
+  }
+  if (JSON.stringify(a) !== JSON.stringify(b)) {
+    out.push(`${path}: expected ${short(a ?? null)}, actual ${short(b ?? null)}`);
+  }
 }
 
 const short = (v: unknown) => {
@@ -72,6 +91,7 @@ export function renderVerifyReport(r: VerifyReport): string {
             .join(', ') || '-',
         ];
       }),
+      [5],
     ),
   );
   const rc = r.recheck;
@@ -98,9 +118,9 @@ export function renderVerifyReport(r: VerifyReport): string {
       out.push(`  ${s.entity} ${s.kind} ${JSON.stringify(s.key)}`);
       if (s.kind === 'different') {
         for (const c of s.columns) {
-          out.push(
-            `    ${c}: expected ${short(s.expected?.[c] ?? null)}, actual ${short(s.actual?.[c] ?? null)}`,
-          );
+          const paths: string[] = [];
+          jsonPaths(s.expected?.[c] ?? null, s.actual?.[c] ?? null, c, paths);
+          for (const p of paths) out.push(`    ${p}`);
         }
       }
       if (s.sources.length > 0)

@@ -9,7 +9,7 @@ import type { Logger } from '../logger.js';
 import type { JsonRow, TransformModule, V2Entity } from '../transform/types.js';
 import { textTypes } from '../util/pg-text-types.js';
 import { qualifiedName } from '../util/sql.js';
-import { type ColumnKind, columnKind, compareKeys, type EntityShape } from './canonical-row.js';
+import { type ColumnKind, columnKind, compareKeys, type EntityShape, keyValues } from './canonical-row.js';
 import {
   compareEntity,
   hashTargetChunks,
@@ -238,13 +238,15 @@ export async function runVerify(o: VerifyOptions): Promise<VerifyReport> {
     if (persist)
       await startRun(target, { id: runId, snapshotLsn, summary: { entities, shop: o.shop ?? null } });
 
-    // 2. Compare: chunk hashes, mismatched chunks row by row, in the target's snapshot.
+    // 2. Compare: chunk hashes, mismatched chunks row by row, in the target's snapshot (the connection is free
+    // once every hash statement is done).
+    await Promise.allSettled(targetChunks.values());
     const comparisons = [];
     const shopCounts = new Map<string, ShopReport>();
     try {
       for (const entity of entities) {
         const shape = shapes[entity];
-        const rows = sortByKey(shape, [...(expected.rows.get(entity)?.values() ?? [])]);
+        const rows = sortByKey(shape, expected.rows.get(entity));
         const filter = filterOf(entity);
         const comparison = await compareEntity({
           client: reading,
@@ -366,13 +368,20 @@ export async function runVerify(o: VerifyOptions): Promise<VerifyReport> {
   }
 }
 
-/** Expected rows in key order (compareKeys); a one-column non-text key (uuid) sorts by its text directly. */
-function sortByKey(shape: EntityShape, rows: ExpectedRow[]): ExpectedRow[] {
+/**
+ * Expected rows in key order (compareKeys). A one-column uuid key sorts as its text, with the engine's own string
+ * sort (no comparator: UTF-16 order, which is uuid order for lower-case hex).
+ */
+function sortByKey(shape: EntityShape, rows: ReadonlyMap<string, ExpectedRow> | undefined): ExpectedRow[] {
+  if (!rows) return [];
   const k = shape.key[0]!;
   if (shape.key.length === 1 && k.kind !== 'text' && k.kind !== 'integer' && k.kind !== 'bigint') {
-    return rows.sort((a, b) => (a.keyText < b.keyText ? -1 : a.keyText > b.keyText ? 1 : 0));
+    return [...rows.keys()].sort().map((key) => rows.get(key)!);
   }
-  return rows.sort((a, b) => compareKeys(shape, a.values, b.values));
+  return [...rows.values()]
+    .map((e) => ({ e, values: keyValues(shape, e.row) }))
+    .sort((a, b) => compareKeys(shape, a.values, b.values))
+    .map((x) => x.e);
 }
 
 function resolveEntities(entities: readonly V2Entity[] | undefined, shop: string | undefined): V2Entity[] {

@@ -44,12 +44,15 @@ type Status = (typeof STATUSES)[number];
 const INVALID_STATUS = 'LOST';
 type TrackedStatus = Status | typeof INVALID_STATUS;
 
-/** A booking's life: PENDING → PAID → COMPLETED → ATTENDED, cancelled before payment, refunded after it. */
+/**
+ * A booking's life: PENDING → PAID → COMPLETED → ATTENDED, cancelled before payment, refunded after it (an attended
+ * booking only by an explicit `refund`).
+ */
 const TRANSITIONS: Readonly<Record<TrackedStatus, readonly Status[]>> = {
   PENDING: ['PAID', 'PAID', 'PAID', 'CANCELLED'],
   PAID: ['COMPLETED', 'COMPLETED', 'COMPLETED', 'REFUNDED'],
   COMPLETED: ['ATTENDED', 'ATTENDED', 'ATTENDED', 'REFUNDED'],
-  ATTENDED: ['REFUNDED'],
+  ATTENDED: [],
   CANCELLED: [],
   REFUNDED: [],
   LOST: [],
@@ -264,7 +267,7 @@ export class LegacyWorkload {
   next(): Write {
     const r = this.random();
     if (r < 0.25 || this.bookings.length === 0) return this.insertBooking();
-    if (r < 0.47) return this.updateStatus();
+    if (r < 0.49) return this.updateStatus();
     if (r < 0.52) return this.refund();
     if (r < 0.6) return this.changeEmail();
     if (r < 0.64) return this.deleteBooking();

@@ -46,7 +46,7 @@ export interface OpenLoopResult {
   seconds: number;
   /** Writes issued per second over the issuing period. */
   issueRate: number;
-  /** Commits per second from the start to the last commit. */
+  /** Commits per second from the start to the last commit (at least over the issuing period). */
   achievedRate: number;
   /** Commit latency (ms, from when a write was due to its commit). */
   latency: { p50: number; p99: number; max: number; mean: number };
@@ -161,7 +161,7 @@ export async function runOpenLoop(o: OpenLoopOptions): Promise<OpenLoopResult> {
     failed,
     seconds,
     issueRate: issued / issuedFor,
-    achievedRate: sorted.length / seconds,
+    achievedRate: sorted.length / Math.max(seconds, issuedFor),
     latency: {
       p50: percentile(sorted, 50),
       p99: percentile(sorted, 99),

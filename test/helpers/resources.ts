@@ -39,6 +39,11 @@ export async function freshDatabase(label: string): Promise<{ name: string; url:
 
 export const createdDatabases = (): string[] => [...databases];
 
+/** A database named with `freshName` that something else (a child process) creates: leak-check checks and drops it. */
+export function trackDatabase(name: string): void {
+  databases.add(name);
+}
+
 export async function withAdmin<T>(fn: (c: pg.Client) => Promise<T>): Promise<T> {
   return withClient(pgAdminUrl(), fn);
 }

@@ -101,7 +101,10 @@ describe('LegacyWorkload', () => {
       // PostgreSQL keeps a value compressed inline only if pglz (LZ matches only) saves 25%; even deflate, which
       // adds Huffman coding of the 27 symbols, cannot halve random words.
       expect(deflateSync(n).length / n.length).toBeGreaterThan(0.5);
-      expect(n).not.toMatch(/(.{8,}).*\1/s);
+      // No long repeats for LZ to reuse.
+      const grams = new Set<string>();
+      for (let i = 0; i + 12 <= n.length; i++) grams.add(n.slice(i, i + 12));
+      expect(grams.size).toBe(n.length - 11);
     }
   });
 
@@ -112,13 +115,13 @@ describe('LegacyWorkload', () => {
       PENDING: ['PAID', 'CANCELLED'],
       PAID: ['COMPLETED', 'REFUNDED'],
       COMPLETED: ['ATTENDED', 'REFUNDED'],
-      ATTENDED: ['REFUNDED'],
     };
     expect(transitions.length).toBeGreaterThan(500);
     for (const t of transitions) {
       if (t.to === 'LOST') continue; // an invalid row on purpose
-      expect(allowed[t.from], `${t.from} → ${t.to}`).toContain(t.to);
       expect(t.kind === 'refund').toBe(t.to === 'REFUNDED');
+      if (t.kind === 'refund') expect(['PAID', 'COMPLETED', 'ATTENDED']).toContain(t.from);
+      else expect(allowed[t.from], `${t.from} → ${t.to}`).toContain(t.to);
     }
     const tos = new Set(transitions.map((t) => t.to));
     for (const s of ['PAID', 'COMPLETED', 'ATTENDED', 'CANCELLED', 'REFUNDED', 'LOST'])
