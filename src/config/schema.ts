@@ -201,13 +201,9 @@ export const cutoverSchema = z
       .default(2_000)
       .meta({ description: 'lock_timeout of the fence transaction.' }),
     lockRetries: z.int().min(0).default(10).meta({ description: 'Fence attempts after a lock timeout.' }),
-    maxLagSeconds: z
-      .number()
-      .min(0)
-      .default(30)
-      .meta({
-        description: 'Go/no-go: replication lag must be under this (heartbeats keep it fresh when idle).',
-      }),
+    maxLagSeconds: z.number().min(0).default(30).meta({
+      description: 'Go/no-go: replication lag must be under this (heartbeats keep it fresh when idle).',
+    }),
     budgetSeconds: z
       .number()
       .min(0)
