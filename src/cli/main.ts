@@ -18,6 +18,11 @@ import { registerVerifyCommand } from './verify-command.js';
 /** How long a graceful stop (flush, acknowledge, commit) may take before the process gives up and exits 1. */
 export const SHUTDOWN_GRACE_MS = 30_000;
 
+// bin/replicator.js exits on a signal that comes while the modules load (nothing is connected yet); from here on
+// signals have their default meaning, except where a command (start) handles them.
+process.removeAllListeners('SIGTERM');
+process.removeAllListeners('SIGINT');
+
 /** Thin CLI: parse arguments, call the library, print, exit. */
 const program = new Command('replicator').description('legacy PostgreSQL → Kafka → V2 PostgreSQL replicator');
 let exitCode = 0;
@@ -39,6 +44,24 @@ program
   .option('--config <file>', 'config file (.json, .yaml, .ts)', 'replicator.config.yaml')
   .action(async (opts: { role: Role; config: string }) => {
     const logger = createLogger();
+    const controller = new AbortController();
+    let signals = 0;
+    const onSignal = (sig: NodeJS.Signals) => {
+      signals++;
+      if (signals > 1) {
+        logger.warn({ signal: sig }, 'second signal: exiting now');
+        process.exit(130);
+      }
+      logger.info({ signal: sig }, 'stopping: flushing and acknowledging');
+      controller.abort();
+      // Bounded shutdown: never hang past the grace period.
+      setTimeout(() => {
+        logger.error({ graceMs: SHUTDOWN_GRACE_MS }, 'shutdown took longer than the grace period; exiting');
+        process.exit(1);
+      }, SHUTDOWN_GRACE_MS).unref();
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
     const config = await loadConfig(opts.config);
     // What the daemon will connect to, never a URL: connection strings carry passwords.
     logger.debug(
@@ -64,24 +87,6 @@ program
       readiness: () => pipeline.readiness(),
       logger,
     });
-    const controller = new AbortController();
-    let signals = 0;
-    const onSignal = (sig: NodeJS.Signals) => {
-      signals++;
-      if (signals > 1) {
-        logger.warn({ signal: sig }, 'second signal: exiting now');
-        process.exit(130);
-      }
-      logger.info({ signal: sig }, 'stopping: flushing and acknowledging');
-      controller.abort();
-      // Bounded shutdown: never hang past the grace period.
-      setTimeout(() => {
-        logger.error({ graceMs: SHUTDOWN_GRACE_MS }, 'shutdown took longer than the grace period; exiting');
-        process.exit(1);
-      }, SHUTDOWN_GRACE_MS).unref();
-    };
-    process.on('SIGTERM', onSignal);
-    process.on('SIGINT', onSignal);
     const bound = await server.listen();
     logger.info({ host: bound.host, port: bound.port, role: opts.role }, 'http server listening');
     try {

@@ -129,12 +129,6 @@ export const transformSchema = z
       .min(6_000)
       .default(10_000)
       .meta({ description: 'How long a dead instance holds its partitions before the group moves them.' }),
-    concurrency: z
-      .int()
-      .min(1)
-      .max(32)
-      .default(4)
-      .meta({ description: 'Partitions transformed at once (one transactional producer each).' }),
   })
   .strict();
 

@@ -109,6 +109,7 @@ describe('transform stage', () => {
         children.push(stage);
         stage.start();
       }
+      await stage.waitForLog(/transform stage consuming/, 60_000);
       for (let i = 0; i < 1200 && (await committedCount()) < EVENTS; i++) await sleep(100);
       expect(await committedCount()).toBe(EVENTS);
       expect(await stage.stop()).toBe(0);

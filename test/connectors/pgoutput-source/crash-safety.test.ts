@@ -92,6 +92,8 @@ describe('source crash safety', () => {
         child = new ChildReplicator(config);
         children.push(child);
         child.start();
+        // The next kill comes only once this reader streams (a kill during start-up proves little).
+        await child.waitForLog(/"msg":"streaming"/, 60_000);
       }
       await workload;
 

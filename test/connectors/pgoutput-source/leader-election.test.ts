@@ -33,7 +33,11 @@ describe('source leader election', () => {
       await second.waitForLog(/"msg":"streaming"/);
       await withClient(db.url, (c) => c.query('INSERT INTO t VALUES (2)'));
       const ids = events(
-        await readTopics(kafka, [topic], (m) => m.some((x) => x.value?.includes('"id":2'))),
+        await readTopics(
+          kafka,
+          [topic],
+          (m) => m.some((x) => x.value?.includes('"id":1')) && m.some((x) => x.value?.includes('"id":2')),
+        ),
       ).map((e) => (e.event.after as { id: number }).id);
       expect(ids).toContain(1);
       expect(ids).toContain(2);

@@ -53,7 +53,6 @@ describe('parseConfig', () => {
         groupId: 'replicator-transform',
         instanceId: '0',
         sessionTimeoutMs: 10_000,
-        concurrency: 4,
       },
       sink: { groupId: 'replicator-sink', sessionTimeoutMs: 10_000, concurrency: 3 },
       cutover: {
