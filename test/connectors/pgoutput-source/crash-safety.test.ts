@@ -92,8 +92,18 @@ describe('source crash safety', () => {
         child = new ChildReplicator(config);
         children.push(child);
         child.start();
-        // The next kill comes only once this reader streams (a kill during start-up proves little).
+        // The next kill comes only once this reader streams and has moved the slot (a kill during start-up proves
+        // little), at a random moment after that.
         await child.waitForLog(/"msg":"streaming"/, 60_000);
+        await withClient(db.url, async (c) => {
+          for (let i = 0; i < 600; i++) {
+            const s = await readSlot(c, config.source.slot);
+            if (s.confirmedFlushLsn && parseLsn(s.confirmedFlushLsn) > confirmed) return;
+            await new Promise((r) => setTimeout(r, 50));
+          }
+          throw new Error('the restarted reader never acknowledged anything');
+        });
+        await new Promise((r) => setTimeout(r, Math.floor(random() * 400)));
       }
       await workload;
 
