@@ -166,7 +166,7 @@ describe('end to end: legacy writes → source → transform → sink', () => {
     ]);
   });
 
-  it('invalid legacy rows are absent in V2 and dead-lettered with their reason while valid rows flow', async () => {
+  it('every invalid-row class is absent in V2 and dead-lettered with its reason while valid rows flow', async () => {
     await legacy(
       `INSERT INTO bookings (id, "bookingReference", "contactDetails", status, "finalAmount") VALUES
        ('00000000-0000-4000-8000-000000000010', 'BAD-EMAIL', $1, 'PAID', 1),
@@ -175,15 +175,50 @@ describe('end to end: legacy writes → source → transform → sink', () => {
        ('00000000-0000-4000-8000-000000000013', 'GOOD', $2, 'PENDING', 3)`,
       [contact('not-an-email'), contact('good@example.com')],
     );
-    await converged();
-    const dead = await readTopics(kafka, [dlqTopic(env.config.kafka.topicPrefix)], (m) => m.length >= 3);
-    const reasons = Object.fromEntries(
-      dead.map((m) => [m.value && JSON.parse(m.value).after?.bookingReference, m.headers['error.code']]),
+    await legacy(
+      `INSERT INTO customers_kv (key, value) VALUES
+       ('customer_bad_email', '{"customerId":"x1","email":"nope","name":"A B"}'),
+       ('customer_no_id', '{"email":"noid@example.com","name":"A B"}'),
+       ('customer_ok', '{"customerId":"ok1","email":"ok@example.com","name":"O K"}')`,
     );
-    expect(Object.keys(reasons)).toEqual(expect.arrayContaining(['BAD-EMAIL', 'BAD-STATUS', 'NEGATIVE']));
-    for (const ref of ['BAD-EMAIL', 'BAD-STATUS', 'NEGATIVE']) expect(reasons[ref]).toMatch(/^[A-Z_]+$/);
-    expect(dead[0]?.headers).toMatchObject({ stage: 'transform' });
+    await legacy(
+      `INSERT INTO bundle_discount_id (id, "bundleId", "bundleName", shop, products) VALUES
+       (101, 'm101', 'Bad products', 'shop-z', '[{"productId": 42}]'),
+       (102, 'm102', 'Bad quantity', 'shop-z', '[{"productId": "p1", "quantity": 0}]'),
+       (103, 'm103', 'Not a list', 'shop-z', '{"productId": "p1"}'),
+       (104, 'm104', 'Fine', 'shop-z', '[{"productId": "p1", "quantity": 2}]')`,
+    );
+    await converged();
+    const expected = {
+      'bookings:BAD-EMAIL': 'BOOKING_INVALID_EMAIL',
+      'bookings:BAD-STATUS': 'BOOKING_UNKNOWN_STATUS',
+      'bookings:NEGATIVE': 'BOOKING_NEGATIVE_AMOUNT',
+      'customers_kv:customer_bad_email': 'PROFILE_INVALID_EMAIL',
+      'customers_kv:customer_no_id': 'PROFILE_MISSING_CUSTOMER_ID',
+      'bundle_discount_id:101': 'BUNDLE_INVALID_PRODUCTS',
+      'bundle_discount_id:102': 'BUNDLE_INVALID_QUANTITY',
+      'bundle_discount_id:103': 'BUNDLE_INVALID_PRODUCTS',
+    };
+    const dead = await readTopics(
+      kafka,
+      [dlqTopic(env.config.kafka.topicPrefix)],
+      (m) => m.length >= 8,
+      30_000,
+      1_000,
+    );
+    const reasons = Object.fromEntries(
+      dead.map((m) => {
+        const e = JSON.parse(m.value!) as { after: Record<string, unknown>; source: { table: string } };
+        const id = e.after.bookingReference ?? e.after.key ?? e.after.id;
+        return [`${e.source.table}:${id}`, m.headers['error.code']];
+      }),
+    );
+    expect(reasons).toMatchObject(expected);
+    expect(dead.every((m) => m.headers.stage === 'transform' && m.headers['error.message'])).toBe(true);
     expect(await target('SELECT 1 FROM bookings WHERE reference = $1', ['GOOD'])).toHaveLength(1);
+    expect(await target('SELECT 1 FROM customer_profiles WHERE customer_id = $1', ['ok1'])).toHaveLength(1);
+    expect(await target("SELECT 1 FROM bundles WHERE name = 'Fine'")).toHaveLength(1);
+    expect(await target("SELECT 1 FROM bundles WHERE shop = 'shop-z' AND name <> 'Fine'")).toHaveLength(0);
   });
 
   it('a row the target rejects (a CHECK constraint) goes to the DLQ with the database error; the rest is applied', async () => {
