@@ -1,6 +1,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { readSlot } from '../../../connectors/pgoutput-source/preflight.js';
 import { parseLsn } from '../../../src/lsn.js';
+import { prng } from '../../../src/workload/legacy-workload.js';
 import { ChildReplicator } from '../../helpers/child-source.js';
 import { events, readTopics } from '../../helpers/kafka-read.js';
 import { dropSlot, freshDatabase, testKafka, withClient } from '../../helpers/resources.js';
@@ -10,18 +11,6 @@ const KEYS = 200;
 const CHANGES = 100_000;
 const PER_TX = 5;
 const KILLS = 5;
-
-/** Deterministic PRNG (mulberry32) so a failing run can be replayed. */
-function prng(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const kafka = testKafka();
 const children: ChildReplicator[] = [];
