@@ -6,7 +6,7 @@ import { promisify } from 'node:util';
 import pg from 'pg';
 import { kafkaBrokers, stackSettings, stackUp } from '../src/stack/stack.js';
 import { quoteIdent } from '../src/util/sql.js';
-import { fmt, report, stats } from './bench-report.js';
+import { fmt, numberArg, report, stats } from './bench-report.js';
 
 /**
  * `npm run bench:capture [-- --rows N --runs R]`: changes/s from the slot into Kafka, beside pg_recvlogical
@@ -14,15 +14,10 @@ import { fmt, report, stats } from './bench-report.js';
  * written, then each drains the same backlog alone. Second mode: one 1,000,000-row transaction, peak RSS.
  */
 const run = promisify(execFile);
-const args = process.argv.slice(2);
-const arg = (name: string, dflt: number) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? Number(args[i + 1]) : dflt;
-};
-const ROWS = arg('rows', 500_000);
-const RUNS = arg('runs', 3);
-const BIG_TX_ROWS = arg('big-tx-rows', 1_000_000);
-const HEAP_MB = arg('heap-mb', 160);
+const ROWS = numberArg('rows', 500_000);
+const RUNS = numberArg('runs', 3);
+const BIG_TX_ROWS = numberArg('big-tx-rows', 1_000_000);
+const HEAP_MB = numberArg('heap-mb', 160);
 
 const settings = stackSettings();
 await stackUp(settings, () => {});

@@ -10,20 +10,15 @@ import { LegacyWorkload } from '../src/workload/legacy-workload.js';
 import { transformModules } from '../transforms/index.js';
 import { V2_KEYS } from '../transforms/v2-schema.js';
 import { benchStack, Daemon, freshBenchEnv, percentile, sleep } from './bench-env.js';
-import { fmt, report, stats } from './bench-report.js';
+import { fmt, numberArg, report, stats } from './bench-report.js';
 
 /**
  * `npm run bench:cutover [-- --runs 20 --rate 1000]`: the write-blocked window (fence committed → flip committed)
  * of cutovers under a live legacy load, each followed by a rollback and a fresh sink for the next run.
  */
-const args = process.argv.slice(2);
-const arg = (name: string, dflt: number) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? Number(args[i + 1]) : dflt;
-};
-const RUNS = arg('runs', 20);
-const RATE = arg('rate', 1000);
-const BOOKINGS = arg('bookings', 500);
+const RUNS = numberArg('runs', 20);
+const RATE = numberArg('rate', 1000);
+const BOOKINGS = numberArg('bookings', 500);
 
 const { admin, pgVersion } = await benchStack();
 const env = await freshBenchEnv(admin, 'cutover', {

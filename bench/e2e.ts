@@ -1,7 +1,7 @@
 import pg from 'pg';
 import { LegacyWorkload } from '../src/workload/legacy-workload.js';
 import { benchStack, Daemon, freshBenchEnv, percentile, sleep } from './bench-env.js';
-import { fmt, report, stats } from './bench-report.js';
+import { fmt, numberArg, report, stats } from './bench-report.js';
 
 /**
  * `npm run bench:e2e`: legacy commit → V2 applied, through source, Kafka, transform and sink.
@@ -10,14 +10,9 @@ import { fmt, report, stats } from './bench-report.js';
  * - latency at fixed offered loads (open loop: each insert is issued on schedule whatever earlier ones took):
  *   commit (as the client saw it) → applied (the sink's clock_timestamp in replicator.lineage), p50 and p99.
  */
-const args = process.argv.slice(2);
-const arg = (name: string, dflt: number) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? Number(args[i + 1]) : dflt;
-};
-const BACKLOG = arg('backlog', 20_000);
-const RUNS = arg('runs', 3);
-const SECONDS = arg('seconds', 10);
+const BACKLOG = numberArg('backlog', 20_000);
+const RUNS = numberArg('runs', 3);
+const SECONDS = numberArg('seconds', 10);
 const LOADS = [1000, 2000, 5000];
 
 const { admin, pgVersion } = await benchStack();

@@ -9,7 +9,7 @@ import { ExpectedState } from '../src/verify/expected-state.js';
 import { LegacyReader } from '../src/verify/legacy-reader.js';
 import { readEntityShapes, runVerify } from '../src/verify/verify.js';
 import { transformModules } from '../transforms/index.js';
-import { fmt, report, stats } from './bench-report.js';
+import { fmt, numberArg, report, stats } from './bench-report.js';
 
 /**
  * `npm run bench:verify [-- --bookings N --runs R]`: rows/s of `replicator verify` on a clean target. The legacy
@@ -17,13 +17,8 @@ import { fmt, report, stats } from './bench-report.js';
  * of each kind, ~1% invalid rows); the target is filled by the reference batch migration, so verify compares every
  * row and finds them equal (the common case: every chunk hash matches). Then R verify runs, one after the other.
  */
-const args = process.argv.slice(2);
-const arg = (name: string, dflt: number) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? Number(args[i + 1]) : dflt;
-};
-const BOOKINGS = arg('bookings', 200_000);
-const RUNS = arg('runs', 5);
+const BOOKINGS = numberArg('bookings', 200_000);
+const RUNS = numberArg('runs', 5);
 
 const settings = stackSettings();
 await stackUp(settings, () => {});

@@ -3,11 +3,11 @@ import { parseLsn } from '../../src/lsn.js';
 import type { JsonRow, V2Entity } from '../../src/transform/types.js';
 import type { V2Unit } from '../../src/transform/v2-unit.js';
 import { quoteIdent } from '../../src/util/sql.js';
-import type { ColumnTypes } from './unit-applier.js';
+import type { ColumnTypes, Lineage } from './unit-applier.js';
 import { ensureUsers } from './user-recompute.js';
 
-/** Children before parents. */
-const DELETE_ORDER: readonly V2Entity[] = [
+/** Children before parents: the order in which a legacy row's former V2 rows are deleted. */
+export const DELETE_ORDER: readonly V2Entity[] = [
   'payments',
   'bundle_components',
   'bundle_discounts',
@@ -26,13 +26,6 @@ const UPSERT_ORDER: readonly V2Entity[] = [
   'bundle_components',
   'bundle_discounts',
 ];
-
-export interface LineageEntry {
-  commitLsn: bigint;
-  seq: number;
-  outputs: [V2Entity, JsonRow][];
-  emails: string[];
-}
 
 const lineageKey = (table: string, key: JsonRow) => `${table}\u0000${JSON.stringify(key)}`;
 const outputId = (entity: string, key: JsonRow) => `${entity}\u0000${JSON.stringify(key)}`;
@@ -58,7 +51,7 @@ export async function applyBatch(
   client: pg.ClientBase,
   types: ColumnTypes,
   units: readonly V2Unit[],
-  lineage: Map<string, LineageEntry>,
+  lineage: Map<string, Lineage>,
 ): Promise<{ emails: Set<string>; applied: number }> {
   const newest = new Map<string, V2Unit>();
   for (const u of units) newest.set(lineageKey(u.source.table, u.source.key), u);

@@ -3,18 +3,8 @@ import { parseLsn } from '../../src/lsn.js';
 import type { JsonRow, JsonValue, V2Entity, V2Op } from '../../src/transform/types.js';
 import type { V2Unit } from '../../src/transform/v2-unit.js';
 import { quoteIdent } from '../../src/util/sql.js';
+import { DELETE_ORDER } from './batch-applier.js';
 import { ensureUser, lockUsers, recomputeUsers } from './user-recompute.js';
-
-/** Children before parents: the order in which a legacy row's former V2 rows are deleted. */
-const DELETE_ORDER: readonly V2Entity[] = [
-  'payments',
-  'bundle_components',
-  'bundle_discounts',
-  'bookings',
-  'customer_profiles',
-  'bundles',
-  'users',
-];
 
 export interface Lineage {
   commitLsn: bigint;
