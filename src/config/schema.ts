@@ -105,6 +105,13 @@ export const kafkaSchema = z
   })
   .strict();
 
+/** Consumer-group session timeout, shared by the transform and sink stages. */
+const sessionTimeoutMs = z
+  .int()
+  .min(6_000)
+  .default(10_000)
+  .meta({ description: 'How long a dead instance holds its partitions before the group moves them.' });
+
 export const transformSchema = z
   .object({
     topicPrefix: z
@@ -124,11 +131,7 @@ export const transformSchema = z
         description:
           'Stable per instance: the Kafka transactional id is `<groupId>-<instanceId>`, which fences a restarted instance’s zombie.',
       }),
-    sessionTimeoutMs: z
-      .int()
-      .min(6_000)
-      .default(10_000)
-      .meta({ description: 'How long a dead instance holds its partitions before the group moves them.' }),
+    sessionTimeoutMs,
   })
   .strict();
 
@@ -141,11 +144,7 @@ export const sinkSchema = z
       .max(32)
       .default(3)
       .meta({ description: 'Partitions applied at once (one target connection each).' }),
-    sessionTimeoutMs: z
-      .int()
-      .min(6_000)
-      .default(10_000)
-      .meta({ description: 'How long a dead instance holds its partitions before the group moves them.' }),
+    sessionTimeoutMs,
   })
   .strict();
 
