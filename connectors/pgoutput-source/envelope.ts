@@ -135,3 +135,26 @@ export function serializeKey(row: Row, keyColumns: readonly string[]): string {
   }
   return `${out}}`;
 }
+
+/** The source block of a row read outside the stream (the initial snapshot, verify's repair): no transaction. */
+export function snapshotSource(
+  db: string,
+  schema: string,
+  table: string,
+  lsn: string,
+  seq: number,
+): ChangeSource {
+  return {
+    connector: 'replicator',
+    db,
+    schema,
+    table,
+    lsn,
+    commitLsn: lsn,
+    txId: null,
+    commitTs: null,
+    ts_ms: null,
+    snapshot: true,
+    seq,
+  };
+}

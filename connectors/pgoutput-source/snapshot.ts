@@ -5,7 +5,7 @@ import { formatLsn, type Lsn } from '../../src/lsn.js';
 import type { Publisher } from '../../src/pipeline/publisher.js';
 import { qualifiedName, quoteIdent, quoteLiteral } from '../../src/util/sql.js';
 import { changeTopic } from './change-builder.js';
-import { type Row, serializeKey } from './envelope.js';
+import { type Row, serializeKey, snapshotSource } from './envelope.js';
 import type { EventEncoder, TableShape } from './event-encoder.js';
 import type { TableInfo } from './preflight.js';
 import { TEXT_FORMAT_OPTIONS } from './replication-stream.js';
@@ -114,19 +114,7 @@ async function snapshotTable(o: SnapshotOptions, info: TableInfo): Promise<numbe
           before: null,
           after: row,
           op: 'r',
-          source: {
-            connector: 'replicator',
-            db: o.database,
-            schema,
-            table,
-            lsn,
-            commitLsn: lsn,
-            txId: null,
-            commitTs: null,
-            ts_ms: null,
-            snapshot: true,
-            seq: seq++,
-          },
+          source: snapshotSource(o.database, schema, table, lsn, seq++),
           ts_ms: Date.now(),
         });
         if (!o.publisher.publish({ topic, key: serializeKey(row, keyColumns), value }))

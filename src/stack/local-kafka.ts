@@ -1,10 +1,11 @@
 import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, openSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, openSync, readdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { Kafka, logLevel } from 'kafkajs';
 import { ErrorCodes, ReplicatorError } from '../errors.js';
+import { pidAlive, readPid, stopByPidFile, waitUntilAnswering } from './managed-process.js';
 
 const run = promisify(execFile);
 
@@ -71,21 +72,6 @@ export async function kafkaAnswers(brokers: string, timeoutMs = 3000): Promise<s
   } finally {
     await admin.disconnect().catch(() => {});
   }
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-function readPid(file: string): number | undefined {
-  if (!existsSync(file)) return undefined;
-  const pid = Number(readFileSync(file, 'utf8').trim());
-  return Number.isInteger(pid) && pid > 0 ? pid : undefined;
 }
 
 async function ensureJars(o: LocalKafkaOptions, log: Log): Promise<string> {
@@ -214,7 +200,14 @@ export async function ensureKafka(o: LocalKafkaOptions, log: Log): Promise<{ sta
   const oldPid = readPid(p.pid);
   if (oldPid && pidAlive(oldPid)) {
     log(`kafka: process ${oldPid} from an earlier start is alive; waiting for it to answer`);
-    await waitForKafka(brokers, 60_000, () => pidAlive(oldPid), p.out);
+    await waitUntilAnswering({
+      name: 'Kafka',
+      answers: () => kafkaAnswers(brokers, 2000),
+      alive: () => pidAlive(oldPid),
+      timeoutMs: 60_000,
+      pollMs: 500,
+      logFile: p.out,
+    });
     return {};
   }
   if (!(await hasCommand('java', ['-version']))) {
@@ -247,43 +240,22 @@ export async function ensureKafka(o: LocalKafkaOptions, log: Log): Promise<{ sta
   const pid = child.pid;
   writeFileSync(p.pid, `${pid}\n`);
   log(`kafka: started broker pid ${pid} on ${brokers} (log ${p.out})`);
-  await waitForKafka(brokers, 120_000, () => pidAlive(pid), p.out);
+  await waitUntilAnswering({
+    name: 'Kafka',
+    answers: () => kafkaAnswers(brokers, 2000),
+    alive: () => pidAlive(pid),
+    timeoutMs: 120_000,
+    pollMs: 500,
+    logFile: p.out,
+  });
   log(`kafka: answering at ${brokers}`);
   return { startedPid: pid };
-}
-
-async function waitForKafka(brokers: string, timeoutMs: number, alive: () => boolean, logFile: string) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await kafkaAnswers(brokers, 2000)) return;
-    if (!alive()) {
-      throw new ReplicatorError(ErrorCodes.STACK_START_FAILED, `the Kafka broker exited; see ${logFile}`);
-    }
-    if (Date.now() > deadline) {
-      throw new ReplicatorError(
-        ErrorCodes.STACK_START_FAILED,
-        `Kafka did not answer within ${timeoutMs} ms; see ${logFile}`,
-      );
-    }
-    await new Promise((r) => setTimeout(r, 500));
-  }
 }
 
 /** Stops the broker whose PID file `up` wrote (never one it did not start). */
 export async function stopKafka(o: LocalKafkaOptions, log: Log): Promise<boolean> {
   const p = paths(o);
-  const pid = readPid(p.pid);
-  if (!pid || !pidAlive(pid)) return false;
-  log(`kafka: stopping broker pid ${pid}`);
-  process.kill(pid, 'SIGTERM');
-  const deadline = Date.now() + 30_000;
-  while (pidAlive(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
-  if (pidAlive(pid)) {
-    log(`kafka: broker ${pid} ignored SIGTERM for 30 s; sending SIGKILL`);
-    process.kill(pid, 'SIGKILL');
-  }
-  writeFileSync(p.pid, '');
-  return true;
+  return stopByPidFile(p.pid, 'kafka', log);
 }
 
 export async function kafkaStatus(o: LocalKafkaOptions): Promise<KafkaStatus> {

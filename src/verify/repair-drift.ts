@@ -1,7 +1,12 @@
 import { type Kafka, type Message, Partitioners } from 'kafkajs';
 import pg from 'pg';
 import { changeTopic } from '../../connectors/pgoutput-source/change-builder.js';
-import { type ChangeEvent, type Row, serializeKey } from '../../connectors/pgoutput-source/envelope.js';
+import {
+  type ChangeEvent,
+  type Row,
+  serializeKey,
+  snapshotSource,
+} from '../../connectors/pgoutput-source/envelope.js';
 import {
   type EventEncoder,
   jsonEncoder,
@@ -112,19 +117,7 @@ export async function repairDrift(o: {
           before: row ? null : keyRow,
           after: row ?? null,
           op: row ? 'r' : 'd',
-          source: {
-            connector: 'replicator',
-            db,
-            schema: t.schema,
-            table: t.table,
-            lsn,
-            commitLsn: lsn,
-            txId: null,
-            commitTs: null,
-            ts_ms: null,
-            snapshot: true,
-            seq: seq++,
-          },
+          source: snapshotSource(db, t.schema, t.table, lsn, seq++),
           ts_ms: Date.now(),
         };
         list.push({ key: serializeKey(keyRow, t.primaryKey), value: encoder.encode(shape, event) });

@@ -1,0 +1,63 @@
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { ErrorCodes, ReplicatorError } from '../errors.js';
+
+/** What the stack script needs of a background service it starts: its PID file, readiness, stop. */
+
+export function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export function readPid(file: string): number | undefined {
+  if (!existsSync(file)) return undefined;
+  const pid = Number(readFileSync(file, 'utf8').trim());
+  return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+}
+
+/** Polls `answers` until it holds; fails as soon as the process dies, or after `timeoutMs`, naming the log. */
+export async function waitUntilAnswering(o: {
+  name: string;
+  answers: () => Promise<unknown>;
+  alive: () => boolean;
+  timeoutMs: number;
+  pollMs: number;
+  logFile: string;
+}): Promise<void> {
+  const deadline = Date.now() + o.timeoutMs;
+  for (;;) {
+    if (await o.answers()) return;
+    if (!o.alive())
+      throw new ReplicatorError(ErrorCodes.STACK_START_FAILED, `${o.name} exited; see ${o.logFile}`);
+    if (Date.now() > deadline) {
+      throw new ReplicatorError(
+        ErrorCodes.STACK_START_FAILED,
+        `${o.name} did not answer within ${o.timeoutMs} ms; see ${o.logFile}`,
+      );
+    }
+    await new Promise((r) => setTimeout(r, o.pollMs));
+  }
+}
+
+/** SIGTERM to the process of a PID file (never one the file does not name), SIGKILL after 30 s; clears the file. */
+export async function stopByPidFile(
+  pidFile: string,
+  name: string,
+  log: (line: string) => void,
+): Promise<boolean> {
+  const pid = readPid(pidFile);
+  if (!pid || !pidAlive(pid)) return false;
+  log(`${name}: stopping pid ${pid}`);
+  process.kill(pid, 'SIGTERM');
+  const deadline = Date.now() + 30_000;
+  while (pidAlive(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+  if (pidAlive(pid)) {
+    log(`${name}: pid ${pid} ignored SIGTERM for 30 s; sending SIGKILL`);
+    process.kill(pid, 'SIGKILL');
+  }
+  writeFileSync(pidFile, '');
+  return true;
+}
