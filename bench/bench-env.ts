@@ -4,8 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { initLegacy, initTarget } from '../src/cli/target-command.js';
+import { quoteIdent } from '../src/core/sql.js';
 import { kafkaBrokers, stackSettings, stackUp } from '../src/stack/stack.js';
-import { quoteIdent } from '../src/util/sql.js';
 
 /** Shared set-up for the pipeline benchmarks: the stack, fresh databases, a config file and the daemon as a child. */
 

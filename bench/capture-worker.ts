@@ -1,9 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { PgoutputSource } from '../connectors/pgoutput-source/pgoutput-source.js';
-import { parseConfig } from '../src/config/load-config.js';
-import { createKafka } from '../src/kafka-client.js';
-import { createLogger } from '../src/logger.js';
-import { parseLsn } from '../src/lsn.js';
+import { createKafka } from '../src/core/kafka-client.js';
+import { createLogger } from '../src/core/logger.js';
+import { parseLsn } from '../src/core/lsn.js';
+import { parseConfig } from '../src/pipeline/config/load-config.js';
 
 /**
  * One capture run in its own process (so peak RSS is this run's): streams the slot until the source's durable

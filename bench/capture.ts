@@ -4,8 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
+import { quoteIdent } from '../src/core/sql.js';
 import { kafkaBrokers, stackSettings, stackUp } from '../src/stack/stack.js';
-import { quoteIdent } from '../src/util/sql.js';
 import { fmt, numberArg, report, stats } from './bench-report.js';
 
 /**

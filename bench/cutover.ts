@@ -1,11 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { fullVerify } from '../src/cli/cutover-command.js';
-import { parseConfig } from '../src/config/load-config.js';
-import { rollbackCutover, runCutover } from '../src/cutover/cutover.js';
-import { FENCE_ERROR_PREFIX } from '../src/cutover/fence.js';
-import { createKafka } from '../src/kafka-client.js';
-import { silentLogger } from '../src/logger.js';
+import { createKafka } from '../src/core/kafka-client.js';
+import { silentLogger } from '../src/core/logger.js';
+import { rollbackCutover, runCutover } from '../src/ops/cutover/cutover.js';
+import { FENCE_ERROR_PREFIX } from '../src/ops/cutover/fence.js';
+import { parseConfig } from '../src/pipeline/config/load-config.js';
 import { LegacyWorkload } from '../src/workload/legacy-workload.js';
 import { transformModules } from '../transforms/index.js';
 import { V2_KEYS } from '../transforms/v2-schema.js';

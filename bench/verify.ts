@@ -1,13 +1,13 @@
 import pg from 'pg';
 import { TEXT_FORMAT_OPTIONS } from '../connectors/pgoutput-source/replication-stream.js';
 import { initLegacy, initTarget } from '../src/cli/target-command.js';
-import { createLogger } from '../src/logger.js';
+import type { V2Entity } from '../src/contracts/transform-api.js';
+import { createLogger } from '../src/core/logger.js';
+import { quoteIdent } from '../src/core/sql.js';
+import { ExpectedState } from '../src/ops/verify/expected-state.js';
+import { LegacyReader } from '../src/ops/verify/legacy-reader.js';
+import { readEntityShapes, runVerify } from '../src/ops/verify/verify.js';
 import { stackSettings, stackUp } from '../src/stack/stack.js';
-import type { V2Entity } from '../src/transform/types.js';
-import { quoteIdent } from '../src/util/sql.js';
-import { ExpectedState } from '../src/verify/expected-state.js';
-import { LegacyReader } from '../src/verify/legacy-reader.js';
-import { readEntityShapes, runVerify } from '../src/verify/verify.js';
 import { transformModules } from '../transforms/index.js';
 import { fmt, numberArg, report, stats } from './bench-report.js';
 

@@ -2,7 +2,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { renderConfigDocs } from '../src/config/render-config-docs.js';
+import { renderConfigDocs } from '../src/pipeline/config/render-config-docs.js';
 
 const out = fileURLToPath(new URL('../docs/config.md', import.meta.url));
 mkdirSync(dirname(out), { recursive: true });

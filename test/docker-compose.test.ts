@@ -3,7 +3,7 @@ import { posix } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
-import { ENV_OVERRIDES, parseConfig } from '../src/config/load-config.js';
+import { ENV_OVERRIDES, parseConfig } from '../src/pipeline/config/load-config.js';
 
 /**
  * Docker cannot run on the machines that run this suite, so docker-compose.yml is checked statically: the

@@ -4,7 +4,7 @@ import type {
   TransformModule,
   TransformResult,
   V2Op,
-} from '../src/transform/types.js';
+} from '../src/contracts/transform-api.js';
 import { isNegativeDecimal } from './decimal.js';
 import { normalizeEmail } from './email.js';
 import { paymentId, userId } from './ids.js';

@@ -4,7 +4,7 @@ import type {
   TransformModule,
   TransformResult,
   V2Op,
-} from '../src/transform/types.js';
+} from '../src/contracts/transform-api.js';
 import { bundleId } from './ids.js';
 import {
   type LegacyAiFbtBundle,

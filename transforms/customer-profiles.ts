@@ -1,4 +1,9 @@
-import type { JsonValue, LegacyChange, TransformModule, TransformResult } from '../src/transform/types.js';
+import type {
+  JsonValue,
+  LegacyChange,
+  TransformModule,
+  TransformResult,
+} from '../src/contracts/transform-api.js';
 import { normalizeEmail } from './email.js';
 import { legacyCustomerKvSchema, legacyCustomerProfileValueSchema } from './legacy-schema.js';
 import { readLegacyRow } from './read-legacy-row.js';

@@ -1,4 +1,4 @@
-import type { TransformModule } from '../src/transform/types.js';
+import type { TransformModule } from '../src/contracts/transform-api.js';
 import { bookingsModule } from './bookings.js';
 import { bundlesModule } from './bundles.js';
 import { customerProfilesModule } from './customer-profiles.js';

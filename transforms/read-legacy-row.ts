@@ -1,5 +1,5 @@
 import type { z } from 'zod';
-import type { JsonRow, LegacyChange, TransformResult } from '../src/transform/types.js';
+import type { JsonRow, LegacyChange, TransformResult } from '../src/contracts/transform-api.js';
 import { ReasonCodes, reject } from './reason-codes.js';
 
 /** The parsed current row of a change, or the transform's whole answer when there is none to map. */

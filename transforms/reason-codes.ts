@@ -1,4 +1,4 @@
-import { TransformRejection, type TransformResult } from '../src/transform/types.js';
+import { TransformRejection, type TransformResult } from '../src/contracts/transform-api.js';
 
 /**
  * Why a legacy change was dead-lettered. Stable: DLQ headers, metrics and `dlq replay` filters carry these, so a

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import type { JsonRow, JsonValue } from '../src/transform/types.js';
+import type { JsonRow, JsonValue } from '../src/contracts/transform-api.js';
 
 /**
  * Column-level zod schemas shared by the legacy and the V2 row schemas. Values are in the change events' JSON form:

@@ -1,4 +1,4 @@
-import type { JsonRow, V2Entity, V2Op } from '../src/transform/types.js';
+import type { JsonRow, V2Entity, V2Op } from '../src/contracts/transform-api.js';
 import { V2_KEYS, type V2Row } from './v2-schema.js';
 
 /** Typed builders of V2 operations: the row must be the entity's row type, and the key is taken from it. */

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import type { JsonRow, V2Entity } from '../src/transform/types.js';
+import type { JsonRow, V2Entity } from '../src/contracts/transform-api.js';
 import { isNormalizedEmail } from './email.js';
 import { isoTimestampSchema, jsonObjectSchema, numericSchema } from './scalars.js';
 

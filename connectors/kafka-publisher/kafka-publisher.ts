@@ -1,8 +1,8 @@
 import { type Kafka, type Message, Partitioners, type Producer, type TopicMessages } from 'kafkajs';
-import { ErrorCodes, ReplicatorError } from '../../src/errors.js';
-import type { Logger } from '../../src/logger.js';
-import type { Lsn } from '../../src/lsn.js';
-import type { OutMessage, Publisher } from '../../src/pipeline/publisher.js';
+import type { OutMessage, Publisher } from '../../src/contracts/publisher.js';
+import { ErrorCodes, ReplicatorError } from '../../src/core/errors.js';
+import type { Logger } from '../../src/core/logger.js';
+import type { Lsn } from '../../src/core/lsn.js';
 
 export interface KafkaPublisherOptions {
   kafka: Kafka;

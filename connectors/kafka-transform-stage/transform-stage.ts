@@ -1,15 +1,15 @@
 import { type IHeaders, type Kafka, type Message, Partitioners } from 'kafkajs';
-import type { ReplicatorConfig } from '../../src/config/load-config.js';
-import type { Logger } from '../../src/logger.js';
 import {
   type JsonRow,
   type LegacyChange,
   type TransformModule,
   TransformRejection,
   type TransformResult,
-} from '../../src/transform/types.js';
-import { dlqTopic, unitKey, type V2Unit, v2Topic } from '../../src/transform/v2-unit.js';
-import { ensureTopics } from '../kafka-publisher/topics.js';
+} from '../../src/contracts/transform-api.js';
+import { dlqTopic, unitKey, type V2Unit, v2Topic } from '../../src/contracts/v2-unit.js';
+import { ensureTopics } from '../../src/core/kafka-topics.js';
+import type { Logger } from '../../src/core/logger.js';
+import type { ReplicatorConfig } from '../../src/pipeline/config/load-config.js';
 import {
   changeTopic,
   type FenceMarker,

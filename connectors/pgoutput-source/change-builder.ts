@@ -1,10 +1,10 @@
-import { ErrorCodes, ReplicatorError } from '../../src/errors.js';
-import { formatLsn, type Lsn } from '../../src/lsn.js';
-import type { OutMessage } from '../../src/pipeline/publisher.js';
-import { type ChangeEvent, type ChangeOp, type Row, serializeKey } from './envelope.js';
-import { type EventEncoder, jsonEncoder, type TableShape } from './event-encoder.js';
+import { type ChangeEvent, type ChangeOp, type Row, serializeKey } from '../../src/contracts/change-event.js';
+import { type EventEncoder, jsonEncoder, type TableShape } from '../../src/contracts/event-encoder.js';
+import type { EventValue, TypeCatalog } from '../../src/contracts/event-value.js';
+import type { OutMessage } from '../../src/contracts/publisher.js';
+import { ErrorCodes, ReplicatorError } from '../../src/core/errors.js';
+import { formatLsn, type Lsn } from '../../src/core/lsn.js';
 import { type DecodedMessage, type Relation, type Tuple, UNCHANGED_TOAST } from './pgoutput-decoder.js';
-import type { EventValue, TypeCatalog } from './value-decoder.js';
 
 /** What the source loop does with one decoded message: publish these, then (maybe) mark a durable position. */
 export interface BuildResult {

@@ -1,12 +1,12 @@
 import { type Pgoutput, PgoutputPlugin } from 'pg-logical-replication';
-import { ErrorCodes, ReplicatorError } from '../../src/errors.js';
-import { type Lsn, parseLsn } from '../../src/lsn.js';
+import { ErrorCodes, ReplicatorError } from '../../src/core/errors.js';
+import { type Lsn, parseLsn } from '../../src/core/lsn.js';
 
 /**
  * pgoutput messages, decoded by pg-logical-replication's parser and corrected where its 2.5.0 is wrong:
  * xid read as a signed int32, column values run through pg's global type parsers (lossy: JS Dates, floats),
  * unchanged TOAST values silently turned into `undefined`, padded LSN strings, and an unknown message tag thrown
- * as a plain Error. Here column values stay the server's text (see value-decoder.ts), unchanged TOAST values are
+ * as a plain Error. Here column values stay the server's text (see src/contracts/event-value.ts), unchanged TOAST values are
  * the UNCHANGED_TOAST marker, LSNs are bigints and an unknown tag is a coded error.
  */
 

@@ -1,22 +1,22 @@
 import type { Kafka } from 'kafkajs';
 import pg from 'pg';
-import type { ReplicatorConfig } from '../../src/config/load-config.js';
-import { ErrorCodes, isTransient, ReplicatorError } from '../../src/errors.js';
-import type { Logger } from '../../src/logger.js';
-import { formatLsn, type Lsn, maxLsn, parseLsn } from '../../src/lsn.js';
-import { AsyncQueue } from '../../src/util/async-queue.js';
-import { describePgUrl } from '../../src/util/redact.js';
-import { quoteIdent } from '../../src/util/sql.js';
+import { type EventEncoder, jsonEncoder } from '../../src/contracts/event-encoder.js';
+import { loadTypes, TypeCatalog } from '../../src/contracts/event-value.js';
+import { AsyncQueue } from '../../src/core/async-queue.js';
+import { ErrorCodes, isTransient, ReplicatorError } from '../../src/core/errors.js';
+import { ensureTopics } from '../../src/core/kafka-topics.js';
+import type { Logger } from '../../src/core/logger.js';
+import { formatLsn, type Lsn, maxLsn, parseLsn } from '../../src/core/lsn.js';
+import { describePgUrl } from '../../src/core/redact.js';
+import { quoteIdent } from '../../src/core/sql.js';
+import type { ReplicatorConfig } from '../../src/pipeline/config/load-config.js';
 import { KafkaPublisher } from '../kafka-publisher/kafka-publisher.js';
 import { KafkaStateStore } from '../kafka-publisher/kafka-state-store.js';
-import { ensureTopics } from '../kafka-publisher/topics.js';
 import { ChangeBuilder, changeTopic, heartbeatPrefix } from './change-builder.js';
-import { type EventEncoder, jsonEncoder } from './event-encoder.js';
 import { type DecodedMessage, PgoutputDecoder, type Relation } from './pgoutput-decoder.js';
 import { assertPreflight, describeTable, readSlot, runPreflight, type TableInfo } from './preflight.js';
 import { ReplicationStream, type WalMessage } from './replication-stream.js';
 import { runSnapshot } from './snapshot.js';
-import { loadTypes, TypeCatalog } from './value-decoder.js';
 
 export type SourceRole = 'starting' | 'standby' | 'leader' | 'stopped';
 

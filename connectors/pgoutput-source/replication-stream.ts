@@ -1,7 +1,7 @@
 import pg from 'pg';
-import { ErrorCodes, ReplicatorError } from '../../src/errors.js';
-import { formatLsn, type Lsn, readLsn } from '../../src/lsn.js';
-import { quoteIdent, quoteLiteral } from '../../src/util/sql.js';
+import { ErrorCodes, ReplicatorError } from '../../src/core/errors.js';
+import { formatLsn, type Lsn, readLsn } from '../../src/core/lsn.js';
+import { quoteIdent, quoteLiteral } from '../../src/core/sql.js';
 
 /**
  * The streaming replication protocol, spoken directly over a `pg` replication connection. We do not use

@@ -1,15 +1,15 @@
 import pg from 'pg';
-import { ErrorCodes, ReplicatorError } from '../../src/errors.js';
-import type { Logger } from '../../src/logger.js';
-import { formatLsn, type Lsn } from '../../src/lsn.js';
-import type { Publisher } from '../../src/pipeline/publisher.js';
-import { qualifiedName, quoteIdent, quoteLiteral } from '../../src/util/sql.js';
+import { type Row, serializeKey, snapshotSource } from '../../src/contracts/change-event.js';
+import type { EventEncoder, TableShape } from '../../src/contracts/event-encoder.js';
+import { type EventValue, loadTypes, type TypeCatalog } from '../../src/contracts/event-value.js';
+import type { Publisher } from '../../src/contracts/publisher.js';
+import { ErrorCodes, ReplicatorError } from '../../src/core/errors.js';
+import type { Logger } from '../../src/core/logger.js';
+import { formatLsn, type Lsn } from '../../src/core/lsn.js';
+import { qualifiedName, quoteIdent, quoteLiteral } from '../../src/core/sql.js';
 import { changeTopic } from './change-builder.js';
-import { type Row, serializeKey, snapshotSource } from './envelope.js';
-import type { EventEncoder, TableShape } from './event-encoder.js';
 import type { TableInfo } from './preflight.js';
 import { TEXT_FORMAT_OPTIONS } from './replication-stream.js';
-import { type EventValue, loadTypes, type TypeCatalog } from './value-decoder.js';
 
 export interface SnapshotOptions {
   url: string;

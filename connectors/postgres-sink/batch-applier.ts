@@ -1,8 +1,8 @@
 import type pg from 'pg';
-import { parseLsn } from '../../src/lsn.js';
-import type { JsonRow, V2Entity } from '../../src/transform/types.js';
-import type { V2Unit } from '../../src/transform/v2-unit.js';
-import { quoteIdent } from '../../src/util/sql.js';
+import type { JsonRow, V2Entity } from '../../src/contracts/transform-api.js';
+import type { V2Unit } from '../../src/contracts/v2-unit.js';
+import { parseLsn } from '../../src/core/lsn.js';
+import { quoteIdent } from '../../src/core/sql.js';
 import type { ColumnTypes, Lineage } from './unit-applier.js';
 import { ensureUsers } from './user-recompute.js';
 

@@ -1,8 +1,8 @@
 import type pg from 'pg';
-import { parseLsn } from '../../src/lsn.js';
-import type { JsonRow, JsonValue, V2Entity, V2Op } from '../../src/transform/types.js';
-import type { V2Unit } from '../../src/transform/v2-unit.js';
-import { quoteIdent } from '../../src/util/sql.js';
+import type { JsonRow, JsonValue, V2Entity, V2Op } from '../../src/contracts/transform-api.js';
+import type { V2Unit } from '../../src/contracts/v2-unit.js';
+import { parseLsn } from '../../src/core/lsn.js';
+import { quoteIdent } from '../../src/core/sql.js';
 import { DELETE_ORDER } from './batch-applier.js';
 import { ensureUser, lockUsers, recomputeUsers } from './user-recompute.js';
 

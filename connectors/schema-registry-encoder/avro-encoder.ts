@@ -1,9 +1,9 @@
 import type { Client } from '@confluentinc/schemaregistry';
 import avro, { type Type } from 'avsc';
-import { ErrorCodes, ReplicatorError } from '../../src/errors.js';
-import type { ChangeEvent, Row } from '../pgoutput-source/envelope.js';
-import type { EventEncoder, TableShape } from '../pgoutput-source/event-encoder.js';
-import { type EventValue, RawJson, TypeCatalog } from '../pgoutput-source/value-decoder.js';
+import type { ChangeEvent, Row } from '../../src/contracts/change-event.js';
+import type { EventEncoder, TableShape } from '../../src/contracts/event-encoder.js';
+import { type EventValue, RawJson, TypeCatalog } from '../../src/contracts/event-value.js';
+import { ErrorCodes, ReplicatorError } from '../../src/core/errors.js';
 
 /**
  * Avro values with a Confluent Schema Registry. The schema mirrors the JSON envelope (envelope.ts) field for

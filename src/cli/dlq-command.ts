@@ -1,9 +1,9 @@
 import type { Command } from 'commander';
-import { loadConfig } from '../config/load-config.js';
-import { listDeadLetters, replayDeadLetters } from '../dlq/dead-letters.js';
-import { createKafka } from '../kafka-client.js';
-import { createLogger } from '../logger.js';
-import { dlqTopic } from '../transform/v2-unit.js';
+import { dlqTopic } from '../contracts/v2-unit.js';
+import { createKafka } from '../core/kafka-client.js';
+import { createLogger } from '../core/logger.js';
+import { listDeadLetters, replayDeadLetters } from '../ops/dlq/dead-letters.js';
+import { loadConfig } from '../pipeline/config/load-config.js';
 
 export function registerDlqCommands(program: Command): void {
   const dlq = program.command('dlq').description('the dead-letter queue');

@@ -3,9 +3,9 @@ import pg from 'pg';
 import { ensureReplicatorSchema } from '../../connectors/postgres-sink/target-schema.js';
 import { LEGACY_DDL } from '../../transforms/legacy-schema.js';
 import { V2_DDL } from '../../transforms/v2-schema.js';
-import { loadConfig } from '../config/load-config.js';
-import { ErrorCodes, ReplicatorError } from '../errors.js';
-import { describePgUrl } from '../util/redact.js';
+import { ErrorCodes, ReplicatorError } from '../core/errors.js';
+import { describePgUrl } from '../core/redact.js';
+import { loadConfig } from '../pipeline/config/load-config.js';
 
 /** Creates the V2 tables (the shipped DDL) and the replicator's bookkeeping schema in the target. Idempotent. */
 export async function initTarget(url: string): Promise<void> {

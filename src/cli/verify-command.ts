@@ -3,13 +3,13 @@ import { type Command, InvalidArgumentError } from 'commander';
 import { pino } from 'pino';
 import { heartbeatPrefix } from '../../connectors/pgoutput-source/change-builder.js';
 import { AvroEncoder } from '../../connectors/schema-registry-encoder/avro-encoder.js';
-import { loadConfig } from '../config/load-config.js';
-import { ErrorCodes, ReplicatorError } from '../errors.js';
-import { createKafka } from '../kafka-client.js';
-import { createLogger } from '../logger.js';
-import type { V2Entity } from '../transform/types.js';
-import { renderVerifyReport } from '../verify/render-verify-report.js';
-import { runVerify, V2_ENTITIES, type VerifyProgress } from '../verify/verify.js';
+import type { V2Entity } from '../contracts/transform-api.js';
+import { ErrorCodes, ReplicatorError } from '../core/errors.js';
+import { createKafka } from '../core/kafka-client.js';
+import { createLogger } from '../core/logger.js';
+import { renderVerifyReport } from '../ops/verify/render-verify-report.js';
+import { runVerify, V2_ENTITIES, type VerifyProgress } from '../ops/verify/verify.js';
+import { loadConfig } from '../pipeline/config/load-config.js';
 
 const seconds = (v: string): number => {
   const n = Number(v);

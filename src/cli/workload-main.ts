@@ -1,7 +1,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import pg from 'pg';
-import { exitCodeFor, isReplicatorError } from '../errors.js';
-import { describePgUrl } from '../util/redact.js';
+import { exitCodeFor, isReplicatorError } from '../core/errors.js';
+import { describePgUrl } from '../core/redact.js';
 import {
   DEFAULT_WORKLOAD,
   LegacyWorkload,

@@ -5,12 +5,12 @@ import { PgoutputSource } from '../../connectors/pgoutput-source/pgoutput-source
 import { PostgresSink } from '../../connectors/postgres-sink/postgres-sink.js';
 import { AvroEncoder, decodeAvroValue } from '../../connectors/schema-registry-encoder/avro-encoder.js';
 import { transformModules } from '../../transforms/index.js';
-import type { ReplicatorConfig } from '../config/load-config.js';
-import { createKafka } from '../kafka-client.js';
-import type { Logger } from '../logger.js';
-import type { Readiness } from '../observability/http-server.js';
-import type { Metrics } from '../observability/metrics.js';
-import { MetricsSampler } from '../observability/metrics-sampler.js';
+import { createKafka } from '../core/kafka-client.js';
+import type { Logger } from '../core/logger.js';
+import type { ReplicatorConfig } from './config/load-config.js';
+import type { Readiness } from './observability/http-server.js';
+import type { Metrics } from './observability/metrics.js';
+import { MetricsSampler } from './observability/metrics-sampler.js';
 import { type GroupTopics, stageTopics } from './stage-topics.js';
 
 export type Role = 'source' | 'transform' | 'sink' | 'all';

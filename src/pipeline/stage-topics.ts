@@ -1,8 +1,8 @@
 import { changeTopic, heartbeatPrefix } from '../../connectors/pgoutput-source/change-builder.js';
 import { transformModules } from '../../transforms/index.js';
-import type { ReplicatorConfig } from '../config/load-config.js';
-import type { TransformModule } from '../transform/types.js';
-import { dlqTopic, v2Topic } from '../transform/v2-unit.js';
+import type { TransformModule } from '../contracts/transform-api.js';
+import { dlqTopic, v2Topic } from '../contracts/v2-unit.js';
+import type { ReplicatorConfig } from './config/load-config.js';
 
 export interface GroupTopics {
   groupId: string;

@@ -1,4 +1,4 @@
-import { exitCodeFor } from '../errors.js';
+import { exitCodeFor } from '../core/errors.js';
 import { stackDown, stackSettings, stackStatus, stackUp } from './stack.js';
 
 /** `npm run stack -- up [--no-prometheus] | down | status [--json]` */

@@ -4,7 +4,7 @@ import { existsSync, mkdirSync, openSync, readdirSync, writeFileSync } from 'nod
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { Kafka, logLevel } from 'kafkajs';
-import { ErrorCodes, ReplicatorError } from '../errors.js';
+import { ErrorCodes, ReplicatorError } from '../core/errors.js';
 import { pidAlive, readPid, stopByPidFile, waitUntilAnswering } from './managed-process.js';
 
 const run = promisify(execFile);

@@ -1,9 +1,9 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import pg from 'pg';
-import { ErrorCodes, ReplicatorError } from '../errors.js';
-import { describePgUrl } from '../util/redact.js';
-import { quoteIdent } from '../util/sql.js';
+import { ErrorCodes, ReplicatorError } from '../core/errors.js';
+import { describePgUrl } from '../core/redact.js';
+import { quoteIdent } from '../core/sql.js';
 
 const run = promisify(execFile);
 

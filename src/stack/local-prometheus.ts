@@ -3,7 +3,7 @@ import { mkdirSync, openSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { stringify } from 'yaml';
-import { ErrorCodes, ReplicatorError } from '../errors.js';
+import { ErrorCodes, ReplicatorError } from '../core/errors.js';
 import { pidAlive, readPid, stopByPidFile, waitUntilAnswering } from './managed-process.js';
 
 const run = promisify(execFile);

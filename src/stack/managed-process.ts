@@ -1,5 +1,5 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { ErrorCodes, ReplicatorError } from '../errors.js';
+import { ErrorCodes, ReplicatorError } from '../core/errors.js';
 
 /** What the stack script needs of a background service it starts: its PID file, readiness, stop. */
 

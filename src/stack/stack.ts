@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ErrorCodes, isReplicatorError } from '../errors.js';
+import { ErrorCodes, isReplicatorError } from '../core/errors.js';
 import {
   ensureKafka,
   type KafkaStatus,

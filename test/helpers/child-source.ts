@@ -2,7 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { ReplicatorConfig } from '../../src/config/load-config.js';
+import type { ReplicatorConfig } from '../../src/pipeline/config/load-config.js';
 
 const bin = new URL('../../bin/replicator.js', import.meta.url).pathname;
 

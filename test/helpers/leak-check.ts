@@ -1,6 +1,6 @@
 import { Kafka, logLevel } from 'kafkajs';
 import { afterAll } from 'vitest';
-import { quoteIdent } from '../../src/util/sql.js';
+import { quoteIdent } from '../../src/core/sql.js';
 import {
   connectedKafkaClients,
   createdDatabases,

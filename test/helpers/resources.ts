@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { type Admin, type Consumer, Kafka, type KafkaConfig, logLevel, type Producer } from 'kafkajs';
 import pg from 'pg';
 import { inject } from 'vitest';
-import { quoteIdent } from '../../src/util/sql.js';
+import { quoteIdent } from '../../src/core/sql.js';
 
 /**
  * Per-test-file resources: every database, slot, publication and topic a file makes is named from one random

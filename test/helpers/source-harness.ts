@@ -1,8 +1,8 @@
 import type { Kafka } from 'kafkajs';
 import { PgoutputSource } from '../../connectors/pgoutput-source/pgoutput-source.js';
-import { parseConfig, type ReplicatorConfig } from '../../src/config/load-config.js';
-import type { ConfigInput } from '../../src/config/schema.js';
-import { createLogger, silentLogger } from '../../src/logger.js';
+import { createLogger, silentLogger } from '../../src/core/logger.js';
+import { parseConfig, type ReplicatorConfig } from '../../src/pipeline/config/load-config.js';
+import type { ConfigInput } from '../../src/pipeline/config/schema.js';
 import { freshName, kafkaBrokers } from './resources.js';
 
 /** A source config for a test database: fresh slot, publication and topic prefix. */

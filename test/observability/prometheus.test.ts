@@ -6,14 +6,14 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
-import type { ReplicatorConfig } from '../../src/config/load-config.js';
+import { isClean } from '../../src/ops/verify/diff-states.js';
+import type { ReplicatorConfig } from '../../src/pipeline/config/load-config.js';
 import {
   ensurePrometheus,
   type LocalPrometheusOptions,
   prometheusUrl,
   stopPrometheus,
 } from '../../src/stack/local-prometheus.js';
-import { isClean } from '../../src/verify/diff-states.js';
 import { applyWrites, LegacyWorkload } from '../../src/workload/legacy-workload.js';
 import { ChildReplicator } from '../helpers/child-source.js';
 import { ANY_PORT, daemonUrl, freePort, getJson, runCli, waitFor, waitReady } from '../helpers/daemon.js';

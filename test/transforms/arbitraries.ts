@@ -1,5 +1,5 @@
 import fc from 'fast-check';
-import type { JsonRow } from '../../src/transform/types.js';
+import type { JsonRow } from '../../src/contracts/transform-api.js';
 import { BOOKING_STATUSES } from '../../transforms/v2-schema.js';
 
 /** fast-check generators of legacy rows in the source's JSON forms, valid unless said otherwise. */

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import type { JsonRow, LegacyChange } from '../../src/transform/types.js';
+import type { JsonRow, LegacyChange } from '../../src/contracts/transform-api.js';
 import { bookingsModule } from '../../transforms/bookings.js';
 import { paymentId, userId } from '../../transforms/ids.js';
 import { legacyBookingSchema } from '../../transforms/legacy-schema.js';

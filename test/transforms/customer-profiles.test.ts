@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import type { JsonRow, LegacyChange } from '../../src/transform/types.js';
+import type { JsonRow, LegacyChange } from '../../src/contracts/transform-api.js';
 import { customerProfilesModule, splitName } from '../../transforms/customer-profiles.js';
 import { legacyCustomerKvSchema } from '../../transforms/legacy-schema.js';
 import { ReasonCodes } from '../../transforms/reason-codes.js';

@@ -1,5 +1,5 @@
 import { expect } from 'vitest';
-import type { JsonRow, LegacyChange, TransformResult, V2Op } from '../../src/transform/types.js';
+import type { JsonRow, LegacyChange, TransformResult, V2Op } from '../../src/contracts/transform-api.js';
 import type { ReasonCode } from '../../transforms/reason-codes.js';
 import { V2_KEYS, V2Schemas } from '../../transforms/v2-schema.js';
 

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import type { JsonRow, LegacyChange, V2Op } from '../../src/transform/types.js';
+import type { JsonRow, LegacyChange, V2Op } from '../../src/contracts/transform-api.js';
 import { bookingsModule } from '../../transforms/bookings.js';
 import { bundlesModule } from '../../transforms/bundles.js';
 import { customerProfilesModule } from '../../transforms/customer-profiles.js';

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import type { JsonRow } from '../../src/transform/types.js';
+import type { JsonRow } from '../../src/contracts/transform-api.js';
 import { bookingsModule } from '../../transforms/bookings.js';
 import { compareText } from '../../transforms/compare-text.js';
 import { customerProfilesModule } from '../../transforms/customer-profiles.js';

@@ -1,4 +1,4 @@
-import type { JsonRow, V2Entity, V2Op } from '../../src/transform/types.js';
+import type { JsonRow, V2Entity, V2Op } from '../../src/contracts/transform-api.js';
 import { userId } from '../../transforms/ids.js';
 import { deriveUser } from '../../transforms/users.js';
 import {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { JsonRow, V2Entity } from '../../src/transform/types.js';
+import type { JsonRow, V2Entity } from '../../src/contracts/transform-api.js';
 import { V2_DDL, V2_KEYS, V2Schemas } from '../../transforms/v2-schema.js';
 import { parseCreateTables } from './ddl.js';
 

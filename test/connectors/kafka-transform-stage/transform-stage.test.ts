@@ -1,9 +1,9 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { ensureTopics } from '../../../connectors/kafka-publisher/topics.js';
 import { changeTopic } from '../../../connectors/pgoutput-source/change-builder.js';
-import { parseConfig } from '../../../src/config/load-config.js';
-import { formatLsn } from '../../../src/lsn.js';
-import { dlqTopic, type V2Unit, v2Topic } from '../../../src/transform/v2-unit.js';
+import { dlqTopic, type V2Unit, v2Topic } from '../../../src/contracts/v2-unit.js';
+import { ensureTopics } from '../../../src/core/kafka-topics.js';
+import { formatLsn } from '../../../src/core/lsn.js';
+import { parseConfig } from '../../../src/pipeline/config/load-config.js';
 import { ChildReplicator } from '../../helpers/child-source.js';
 import { readTopics } from '../../helpers/kafka-read.js';
 import { freshName, kafkaBrokers, testKafka } from '../../helpers/resources.js';

@@ -6,17 +6,17 @@ import {
   heartbeatPrefix,
   isoFromMicros,
 } from '../../../connectors/pgoutput-source/change-builder.js';
-import type { ChangeEvent } from '../../../connectors/pgoutput-source/envelope.js';
 import {
   type DecodedMessage,
   type Relation,
   type Tuple,
   UNCHANGED_TOAST,
 } from '../../../connectors/pgoutput-source/pgoutput-decoder.js';
-import { TypeCatalog } from '../../../connectors/pgoutput-source/value-decoder.js';
-import { ErrorCodes, isReplicatorError } from '../../../src/errors.js';
-import { formatLsn } from '../../../src/lsn.js';
-import type { OutMessage } from '../../../src/pipeline/publisher.js';
+import type { ChangeEvent } from '../../../src/contracts/change-event.js';
+import { TypeCatalog } from '../../../src/contracts/event-value.js';
+import type { OutMessage } from '../../../src/contracts/publisher.js';
+import { ErrorCodes, isReplicatorError } from '../../../src/core/errors.js';
+import { formatLsn } from '../../../src/core/lsn.js';
 
 const INT4 = 23;
 const TEXT = 25;

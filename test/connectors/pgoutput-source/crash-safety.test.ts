@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { readSlot } from '../../../connectors/pgoutput-source/preflight.js';
-import { parseLsn } from '../../../src/lsn.js';
+import { parseLsn } from '../../../src/core/lsn.js';
 import { prng } from '../../../src/workload/legacy-workload.js';
 import { ChildReplicator } from '../../helpers/child-source.js';
 import { events, readTopics } from '../../helpers/kafka-read.js';

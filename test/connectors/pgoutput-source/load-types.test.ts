@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { loadTypes, TypeCatalog } from '../../../connectors/pgoutput-source/value-decoder.js';
+import { loadTypes, TypeCatalog } from '../../../src/contracts/event-value.js';
 import { freshDatabase, withClient } from '../../helpers/resources.js';
 
 describe('loadTypes against PostgreSQL', () => {

@@ -3,7 +3,7 @@ import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { heartbeatPrefix } from '../../../connectors/pgoutput-source/change-builder.js';
 import { readSlot } from '../../../connectors/pgoutput-source/preflight.js';
-import { parseLsn } from '../../../src/lsn.js';
+import { parseLsn } from '../../../src/core/lsn.js';
 import { ensureKafka, stopKafka } from '../../../src/stack/local-kafka.js';
 import { findLocalCluster } from '../../../src/stack/local-postgres.js';
 import { stackSettings } from '../../../src/stack/stack.js';

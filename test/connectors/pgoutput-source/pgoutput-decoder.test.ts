@@ -4,7 +4,7 @@ import {
   PgoutputDecoder,
   UNCHANGED_TOAST,
 } from '../../../connectors/pgoutput-source/pgoutput-decoder.js';
-import { ErrorCodes, isReplicatorError } from '../../../src/errors.js';
+import { ErrorCodes, isReplicatorError } from '../../../src/core/errors.js';
 
 /**
  * pgoutput protocol-v1 messages built by hand, following

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readSlot } from '../../../connectors/pgoutput-source/preflight.js';
-import { parseLsn } from '../../../src/lsn.js';
+import { parseLsn } from '../../../src/core/lsn.js';
 import { events, readTopics } from '../../helpers/kafka-read.js';
 import { freshDatabase, testKafka, withClient } from '../../helpers/resources.js';
 import { sourceConfig, startSource, topicOf } from '../../helpers/source-harness.js';

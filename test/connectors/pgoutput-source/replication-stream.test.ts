@@ -4,7 +4,7 @@ import {
   parseWalMessage,
   standbyStatusUpdate,
 } from '../../../connectors/pgoutput-source/replication-stream.js';
-import { ErrorCodes, isReplicatorError, ReplicatorError } from '../../../src/errors.js';
+import { ErrorCodes, isReplicatorError, ReplicatorError } from '../../../src/core/errors.js';
 
 /** 2000-01-01T00:00:00Z in Unix milliseconds: PostgreSQL's epoch. */
 const PG_EPOCH_MS = 946_684_800_000;

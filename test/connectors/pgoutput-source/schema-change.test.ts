@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { readSlot } from '../../../connectors/pgoutput-source/preflight.js';
-import { parseLsn } from '../../../src/lsn.js';
+import { parseLsn } from '../../../src/core/lsn.js';
 import { events, type ReadMessage, readTopics } from '../../helpers/kafka-read.js';
 import { dropSlot, freshDatabase, testKafka, withClient } from '../../helpers/resources.js';
 import { sourceConfig, startSource, topicOf } from '../../helpers/source-harness.js';

@@ -1,17 +1,17 @@
 import { MockClient } from '@confluentinc/schemaregistry';
 import { describe, expect, it, vi } from 'vitest';
 import { ChangeBuilder } from '../../../connectors/pgoutput-source/change-builder.js';
-import { type ChangeEvent, type Row, serializeEvent } from '../../../connectors/pgoutput-source/envelope.js';
-import type { TableShape } from '../../../connectors/pgoutput-source/event-encoder.js';
 import { type Relation, UNCHANGED_TOAST } from '../../../connectors/pgoutput-source/pgoutput-decoder.js';
-import { type EventValue, RawJson, TypeCatalog } from '../../../connectors/pgoutput-source/value-decoder.js';
 import {
   AvroEncoder,
   type DecodedAvroEvent,
   decodeAvroValue,
   sanitizeAvroName,
 } from '../../../connectors/schema-registry-encoder/avro-encoder.js';
-import { ErrorCodes, isReplicatorError } from '../../../src/errors.js';
+import { type ChangeEvent, type Row, serializeEvent } from '../../../src/contracts/change-event.js';
+import type { TableShape } from '../../../src/contracts/event-encoder.js';
+import { type EventValue, RawJson, TypeCatalog } from '../../../src/contracts/event-value.js';
+import { ErrorCodes, isReplicatorError } from '../../../src/core/errors.js';
 
 const OID = {
   bool: 16,

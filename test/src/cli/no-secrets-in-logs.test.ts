@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
-import type { ReplicatorConfig } from '../../../src/config/load-config.js';
-import { quoteIdent, quoteLiteral } from '../../../src/util/sql.js';
-import { isClean } from '../../../src/verify/diff-states.js';
+import { quoteIdent, quoteLiteral } from '../../../src/core/sql.js';
+import { isClean } from '../../../src/ops/verify/diff-states.js';
+import type { ReplicatorConfig } from '../../../src/pipeline/config/load-config.js';
 import { applyWrites, LegacyWorkload } from '../../../src/workload/legacy-workload.js';
 import { ChildReplicator } from '../../helpers/child-source.js';
 import { ANY_PORT, daemonUrl, runCli, waitReady } from '../../helpers/daemon.js';

@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { isClean } from '../../../src/verify/diff-states.js';
+import { isClean } from '../../../src/ops/verify/diff-states.js';
 import { applyWrites, LegacyWorkload } from '../../../src/workload/legacy-workload.js';
 import { ChildReplicator } from '../../helpers/child-source.js';
 import { ANY_PORT, daemonUrl, getJson, waitReady } from '../../helpers/daemon.js';

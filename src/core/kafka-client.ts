@@ -1,0 +1,38 @@
+import { Kafka, type KafkaConfig, logLevel, type SASLOptions } from 'kafkajs';
+import type { ReplicatorConfig } from '../pipeline/config/load-config.js';
+import type { Logger } from './logger.js';
+
+const LEVELS: Record<number, 'error' | 'warn' | 'info' | 'debug'> = {
+  [logLevel.ERROR]: 'error',
+  [logLevel.WARN]: 'warn',
+  [logLevel.INFO]: 'info',
+  [logLevel.DEBUG]: 'debug',
+};
+
+/**
+ * A kafkajs client for the configured brokers, logging through our logger (kafkajs's own INFO chatter is debug).
+ * `overrides` tunes connection behaviour (timeouts, retries) for short-lived callers such as `status`.
+ */
+export function createKafka(
+  config: ReplicatorConfig['kafka'],
+  logger: Logger,
+  clientId = config.clientId,
+  overrides: Pick<KafkaConfig, 'connectionTimeout' | 'requestTimeout' | 'retry'> = {},
+): Kafka {
+  const kafkaConfig: KafkaConfig = {
+    clientId,
+    brokers: [...config.brokers],
+    logLevel: logLevel.WARN,
+    logCreator:
+      () =>
+      ({ level, log }) => {
+        const { message, ...extra } = log;
+        const to = level === logLevel.INFO ? 'debug' : (LEVELS[level] ?? 'debug');
+        logger[to]({ kafka: extra }, `kafka: ${message}`);
+      },
+    ...(config.ssl !== undefined ? { ssl: config.ssl } : {}),
+    ...(config.sasl ? { sasl: config.sasl as SASLOptions } : {}),
+    ...overrides,
+  };
+  return new Kafka(kafkaConfig);
+}

@@ -1,0 +1,609 @@
+import { execFile } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { promisify } from 'node:util';
+import type { Kafka } from 'kafkajs';
+import pg from 'pg';
+import { changeTopic } from '../../../connectors/pgoutput-source/change-builder.js';
+import { ensureReplicatorSchema } from '../../../connectors/postgres-sink/target-schema.js';
+import { dlqTopic, v2Topic } from '../../contracts/v2-unit.js';
+import { ErrorCodes, ReplicatorError } from '../../core/errors.js';
+import type { Logger } from '../../core/logger.js';
+import { textTypes } from '../../core/pg-text-types.js';
+import { qualifiedName, quoteIdent } from '../../core/sql.js';
+import type { ReplicatorConfig } from '../../pipeline/config/load-config.js';
+import type { cutoverSchema } from '../../pipeline/config/schema.js';
+import { listDeadLetters } from '../dlq/dead-letters.js';
+import { installFence, removeFence } from './fence.js';
+
+const run = promisify(execFile);
+type FlipAction = ReturnType<typeof cutoverSchema.parse>['flip'][number];
+
+/** Phases in order; the gauge replicator_cutover_phase reports the index (negative: ended without a flip). */
+export const CUTOVER_PHASES = [
+  'planned',
+  'fencing',
+  'fenced',
+  'draining',
+  'drained',
+  'verifying',
+  'verified',
+  'flipping',
+  'flipped',
+] as const;
+export type CutoverPhase =
+  | (typeof CUTOVER_PHASES)[number]
+  | 'aborted'
+  | 'rolled-back'
+  | 'dry-run'
+  | 'finalized';
+
+export const phaseNumber = (p: CutoverPhase): number =>
+  p === 'aborted'
+    ? -2
+    : p === 'rolled-back'
+      ? -1
+      : p === 'dry-run'
+        ? 0
+        : p === 'finalized'
+          ? 10
+          : CUTOVER_PHASES.indexOf(p);
+
+export interface VerifyOutcome {
+  clean: boolean;
+  summary: string;
+}
+
+export interface CutoverOptions {
+  config: ReplicatorConfig;
+  kafka: Kafka;
+  logger: Logger;
+  print: (line: string) => void;
+  dryRun?: boolean;
+  shop?: string;
+  maxLagSeconds?: number;
+  budgetSeconds?: number;
+  allowDlq?: boolean;
+  /** The final verify, with writes fenced (keys changed since the last verify, or everything). */
+  verify: (o: { shop?: string }) => Promise<VerifyOutcome>;
+  onPhase?: (phase: CutoverPhase) => void;
+  /** The V2 tables (post-flip writes to them are recorded for a rollback). */
+  v2Tables: readonly string[];
+  /** Fault injection for tests: stop (forever) right after persisting this phase. */
+  pauseAfter?: string;
+}
+
+export interface GoNoGo {
+  check: string;
+  ok: boolean;
+  detail: string;
+}
+
+export interface CutoverResult {
+  id: string;
+  phase: CutoverPhase;
+  writeBlockedMs?: number;
+  checks: GoNoGo[];
+  resumed?: string;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function targetClient(config: ReplicatorConfig): pg.Client {
+  if (!config.target) throw new ReplicatorError(ErrorCodes.CONFIG_INVALID, 'cutover needs target.url');
+  return new pg.Client({ connectionString: config.target.url, types: textTypes, options: '-c TimeZone=UTC' });
+}
+
+const legacyAdminUrl = (config: ReplicatorConfig) => config.cutover.adminUrl ?? config.source.url;
+
+/** A group's lag (high watermark − committed offset) per topic. */
+async function groupLag(kafka: Kafka, groupId: string, topics: string[]): Promise<Map<string, number>> {
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    const lag = new Map<string, number>();
+    const committed = await admin.fetchOffsets({ groupId, topics });
+    for (const t of committed) {
+      const ends = await admin.fetchTopicOffsets(t.topic);
+      let n = 0;
+      for (const p of t.partitions) {
+        const end = ends.find((e) => e.partition === p.partition);
+        const at = Number(p.offset);
+        n += Math.max(0, Number(end?.high ?? 0) - (at < 0 ? Number(end?.low ?? 0) : at));
+      }
+      lag.set(t.topic, n);
+    }
+    return lag;
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+async function topicSize(kafka: Kafka, topic: string): Promise<number> {
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    const offsets = await admin.fetchTopicOffsets(topic).catch(() => []);
+    return offsets.reduce((n, p) => n + (Number(p.high) - Number(p.low)), 0);
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+async function partitionsOf(kafka: Kafka, topics: string[]): Promise<Map<string, number>> {
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    const meta = await admin.fetchTopicMetadata({ topics });
+    return new Map(meta.topics.map((t) => [t.name, t.partitions.length]));
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+function topicsOf(config: ReplicatorConfig, entities: readonly string[]) {
+  const raw = config.source.tables.map((t) => changeTopic(config.kafka.topicPrefix, t.schema, t.table));
+  const v2 = entities.map((e) => v2Topic(config.transform.topicPrefix, e));
+  return { raw, v2 };
+}
+
+/** The go/no-go conditions, each with what it measured. */
+export async function goNoGo(
+  o: Pick<CutoverOptions, 'config' | 'kafka' | 'maxLagSeconds' | 'budgetSeconds' | 'allowDlq'>,
+  target: pg.Client,
+  entities: readonly string[],
+): Promise<GoNoGo[]> {
+  const { config } = o;
+  const checks: GoNoGo[] = [];
+  const maxLag = o.maxLagSeconds ?? config.cutover.maxLagSeconds;
+  const lagRow = (
+    await target.query<{ lag: number | null }>(
+      'SELECT extract(epoch FROM now() - commit_ts)::float8 AS lag FROM replicator.applied WHERE group_id = $1',
+      [config.sink.groupId],
+    )
+  ).rows[0];
+  checks.push(
+    lagRow?.lag == null
+      ? { check: 'replication lag', ok: false, detail: 'the sink has applied nothing yet' }
+      : {
+          check: 'replication lag',
+          ok: lagRow.lag <= maxLag,
+          detail: `${lagRow.lag.toFixed(2)} s (max ${maxLag} s; heartbeats keep it fresh)`,
+        },
+  );
+  // Offsets include transaction control records: read the topic for an exact count when it is not empty.
+  const dlqOffsets = await topicSize(o.kafka, dlqTopic(config.kafka.topicPrefix));
+  const dlq =
+    dlqOffsets === 0 ? 0 : (await listDeadLetters(o.kafka, dlqTopic(config.kafka.topicPrefix))).length;
+  checks.push({
+    check: 'dead-letter queue',
+    ok: dlq === 0 || Boolean(o.allowDlq),
+    detail: `${dlq} message(s)${dlq > 0 ? (o.allowDlq ? ' (allowed by --allow-dlq)' : ': inspect with `replicator dlq list` or pass --allow-dlq') : ''}`,
+  });
+  const verifyTable = (await target.query("SELECT to_regclass('replicator.verify_runs') AS r")).rows[0]?.r;
+  const lastVerify = verifyTable
+    ? (
+        await target.query<{ clean: boolean; finished_at: string }>(
+          'SELECT clean, finished_at::text FROM replicator.verify_runs WHERE finished_at IS NOT NULL ORDER BY started_at DESC LIMIT 1',
+        )
+      ).rows[0]
+    : undefined;
+  checks.push(
+    lastVerify
+      ? {
+          check: 'last verify',
+          ok: lastVerify.clean,
+          detail: `${lastVerify.clean ? 'clean' : 'DRIFT'} at ${lastVerify.finished_at}`,
+        }
+      : { check: 'last verify', ok: false, detail: 'no verify run yet: run `replicator verify` first' },
+  );
+  const { raw, v2 } = topicsOf(config, entities);
+  const lags = [
+    ...(await groupLag(o.kafka, config.transform.groupId, raw)),
+    ...(await groupLag(o.kafka, config.sink.groupId, v2)),
+  ];
+  // Each committed Kafka transaction leaves a control record per partition it wrote, counted here but never
+  // consumed: at most one per partition of a V2 topic is not backlog.
+  const v2Parts = await partitionsOf(o.kafka, v2);
+  const markerSlack = [...v2Parts.values()].reduce((a, b) => a + b, 0);
+  const backlog = Math.max(0, lags.reduce((n, [, l]) => n + l, 0) - markerSlack);
+  const applied = async () =>
+    Number(
+      (
+        await target.query<{ n: string }>(
+          'SELECT coalesce(sum(next_offset), 0)::text AS n FROM replicator.sink_offsets WHERE group_id = $1',
+          [config.sink.groupId],
+        )
+      ).rows[0]!.n,
+    );
+  const a0 = await applied();
+  const t0 = Date.now();
+  await sleep(1_000);
+  const rate = ((await applied()) - a0) / ((Date.now() - t0) / 1000);
+  const budget = o.budgetSeconds ?? config.cutover.budgetSeconds;
+  const predicted = backlog === 0 ? 0 : rate > 0 ? backlog / rate : Number.POSITIVE_INFINITY;
+  checks.push({
+    check: 'predicted drain',
+    ok: predicted <= budget,
+    detail: `${backlog} message(s) behind at ${rate.toFixed(0)}/s ≈ ${Number.isFinite(predicted) ? predicted.toFixed(2) : '∞'} s (budget ${budget} s)${
+      backlog > 0
+        ? `; ${lags
+            .filter(([, l]) => l > 0)
+            .map(([t, l]) => `${t}: ${l}`)
+            .join(', ')}`
+        : ''
+    }`,
+  });
+  return checks;
+}
+
+async function runActions(
+  actions: readonly FlipAction[],
+  ctx: { id: string; shop?: string; legacy: pg.Client; target: pg.Client },
+) {
+  for (const a of actions) {
+    if ('shell' in a) {
+      await run('sh', ['-c', a.shell], {
+        env: { ...process.env, CUTOVER_ID: ctx.id, CUTOVER_SHOP: ctx.shop ?? '' },
+      });
+    } else {
+      const client = a.on === 'legacy' ? ctx.legacy : ctx.target;
+      await client.query(a.sql, ctx.shop !== undefined && a.sql.includes('$1') ? [ctx.shop] : []);
+    }
+  }
+}
+
+/** Target sequences to at least the legacy value + gap (PostgreSQL's logical replication does not carry them). */
+async function syncSequences(
+  config: ReplicatorConfig,
+  legacy: pg.Client,
+  target: pg.Client,
+): Promise<string[]> {
+  const lines: string[] = [];
+  for (const s of config.cutover.sequences) {
+    const [ls, lt] = s.legacy.split('.') as [string, string];
+    const [ts, tt] = s.target.split('.') as [string, string];
+    const legacyValue = BigInt(
+      (await legacy.query<{ v: string }>(`SELECT last_value::text AS v FROM ${qualifiedName(ls, lt)}`))
+        .rows[0]!.v,
+    );
+    const current = BigInt(
+      (await target.query<{ v: string }>(`SELECT last_value::text AS v FROM ${qualifiedName(ts, tt)}`))
+        .rows[0]!.v,
+    );
+    const next = legacyValue + BigInt(s.gap) > current ? legacyValue + BigInt(s.gap) : current;
+    await target.query('SELECT setval($1::regclass, $2::bigint)', [qualifiedName(ts, tt), next.toString()]);
+    lines.push(`${s.target} → ${next} (legacy ${legacyValue} + gap ${s.gap})`);
+  }
+  return lines;
+}
+
+/** After the flip, record every write to the V2 tables, so a rollback can list what the application wrote. */
+async function installPostFlipCapture(target: pg.Client, id: string, entities: readonly string[]) {
+  await target.query(`CREATE TABLE IF NOT EXISTS replicator.post_flip_changes (
+    cutover_id text NOT NULL, table_name text NOT NULL, op text NOT NULL, row_data jsonb NOT NULL, at timestamptz NOT NULL DEFAULT now())`);
+  await target.query(`CREATE OR REPLACE FUNCTION replicator.capture_post_flip() RETURNS trigger LANGUAGE plpgsql AS $c$
+    BEGIN
+      INSERT INTO replicator.post_flip_changes (cutover_id, table_name, op, row_data)
+      VALUES (TG_ARGV[0], TG_TABLE_NAME, TG_OP, to_jsonb(COALESCE(NEW, OLD)));
+      RETURN NULL;
+    END $c$`);
+  for (const e of entities) {
+    await target.query(`DROP TRIGGER IF EXISTS replicator_post_flip ON ${quoteIdent(e)}`);
+    await target.query(
+      `CREATE TRIGGER replicator_post_flip AFTER INSERT OR UPDATE OR DELETE ON ${quoteIdent(e)} FOR EACH ROW EXECUTE FUNCTION replicator.capture_post_flip(${`'${id.replace(/'/g, "''")}'`})`,
+    );
+  }
+}
+
+async function dropPostFlipCapture(target: pg.Client, entities: readonly string[]) {
+  for (const e of entities)
+    await target.query(`DROP TRIGGER IF EXISTS replicator_post_flip ON ${quoteIdent(e)}`);
+}
+
+interface CutoverRow {
+  id: string;
+  shop: string | null;
+  phase: CutoverPhase;
+  fence_committed_at: string | null;
+}
+
+/**
+ * `replicator cutover`: go/no-go, fence, exact drain, final verify, flip — a state machine persisted in the target.
+ * A cutover interrupted before its flip is rolled back (fence removed) the next time, then attempted afresh; one
+ * interrupted during its flip is resumed (flip actions must be idempotent). Any failure before the flip removes
+ * the fence: legacy is never left fenced with nothing flipped.
+ */
+export async function runCutover(o: CutoverOptions, entities: readonly string[]): Promise<CutoverResult> {
+  const { config, print } = o;
+  const target = targetClient(config);
+  const legacy = new pg.Client({ connectionString: legacyAdminUrl(config) });
+  await target.connect();
+  await legacy.connect();
+  let fenceClock: number | undefined;
+  const setPhase = async (id: string, phase: CutoverPhase, extra: Record<string, unknown> = {}) => {
+    if (phase === 'fenced') fenceClock = Date.now();
+    const cols = Object.keys(extra);
+    await target.query(
+      `UPDATE replicator.cutovers SET phase = $2${cols.map((c, i) => `, ${quoteIdent(c)} = $${i + 3}`).join('')} WHERE id = $1`,
+      [id, phase, ...cols.map((c) => extra[c])],
+    );
+    o.onPhase?.(phase);
+    print(
+      `[cutover ${id.slice(0, 8)}] ${phase}${fenceClock !== undefined ? ` (+${Date.now() - fenceClock} ms since the fence)` : ''}`,
+    );
+    if (o.pauseAfter === phase) await new Promise(() => {});
+  };
+  try {
+    await ensureReplicatorSchema(target);
+    let resumed: string | undefined;
+    const open = (
+      await target.query<CutoverRow>(
+        `SELECT id, shop, phase, fence_committed_at::text FROM replicator.cutovers
+          WHERE phase NOT IN ('aborted', 'rolled-back', 'dry-run', 'finalized', 'flipped')
+            AND shop IS NOT DISTINCT FROM $1 ORDER BY started_at DESC`,
+        [o.shop ?? null],
+      )
+    ).rows;
+    for (const c of open) {
+      if (c.phase === 'flipping') {
+        print(`[cutover ${c.id.slice(0, 8)}] was interrupted while flipping: resuming the flip`);
+        const result = await flip(o, target, legacy, c.id, c.fence_committed_at, setPhase);
+        return { ...result, checks: [], resumed: c.id };
+      }
+      print(`[cutover ${c.id.slice(0, 8)}] was interrupted at ${c.phase}: removing its fence (rolled back)`);
+      await removeFence(legacy, c.id, config.source.tables);
+      await target.query(
+        "UPDATE replicator.cutovers SET phase = 'aborted', error = $2, finished_at = now() WHERE id = $1",
+        [c.id, `interrupted at ${c.phase}; fence removed by a later run`],
+      );
+      resumed = c.id;
+    }
+    const done = (
+      await target.query<{ id: string }>(
+        "SELECT id FROM replicator.cutovers WHERE phase = 'flipped' AND shop IS NOT DISTINCT FROM $1 LIMIT 1",
+        [o.shop ?? null],
+      )
+    ).rows[0];
+    if (done) {
+      throw new ReplicatorError(
+        ErrorCodes.CUTOVER_REFUSED,
+        `already cut over (${done.id}); use \`replicator rollback\` first`,
+      );
+    }
+
+    const checks = await goNoGo(o, target, entities);
+    for (const c of checks) print(`  ${c.ok ? 'GO   ' : 'NO-GO'} ${c.check}: ${c.detail}`);
+    const id = randomUUID();
+    if (o.dryRun) {
+      await target.query(
+        "INSERT INTO replicator.cutovers (id, shop, phase, dry_run, details) VALUES ($1, $2, 'dry-run', true, $3)",
+        [id, o.shop ?? null, JSON.stringify({ checks })],
+      );
+      print(
+        `dry run: would fence ${config.source.tables.map((t) => `${t.schema}.${t.table}`).join(', ')}${o.shop ? ` (shop ${o.shop})` : ''}, drain to the marker, verify, sync ${config.cutover.sequences.length} sequence(s), run ${config.cutover.flip.length} flip action(s)`,
+      );
+      return { id, phase: 'dry-run', checks, ...(resumed ? { resumed } : {}) };
+    }
+    const failed = checks.filter((c) => !c.ok);
+    if (failed.length > 0) {
+      throw new ReplicatorError(
+        ErrorCodes.CUTOVER_REFUSED,
+        `cutover refused: ${failed.map((c) => `${c.check} (${c.detail})`).join('; ')}`,
+        { details: { checks } },
+      );
+    }
+    if (config.cutover.postponeFile && existsSync(config.cutover.postponeFile)) {
+      print(`postponed while ${config.cutover.postponeFile} exists`);
+      while (existsSync(config.cutover.postponeFile)) await sleep(500);
+    }
+
+    await target.query(
+      "INSERT INTO replicator.cutovers (id, shop, phase, details) VALUES ($1, $2, 'planned', $3)",
+      [id, o.shop ?? null, JSON.stringify({ checks })],
+    );
+    try {
+      await setPhase(id, 'fencing');
+      const fence = await installFence(legacy, {
+        cutoverId: id,
+        tables: config.source.tables,
+        ...(o.shop ? { shop: o.shop } : {}),
+        topicPrefix: config.kafka.topicPrefix,
+        lockTimeoutMs: config.cutover.lockTimeoutMs,
+        lockRetries: config.cutover.lockRetries,
+      });
+      const fencedAt = new Date().toISOString();
+      await setPhase(id, 'fenced', { fence_committed_at: fencedAt, fence_lsn: fence.markerLsn });
+      print(
+        `  fenced ${fence.tables.map((t) => `${t.schema}.${t.table}`).join(', ')} at ${fence.markerLsn} (${fence.attempts} attempt(s))`,
+      );
+
+      await setPhase(id, 'draining');
+      const { raw, v2 } = topicsOf(config, entities);
+      const parts = await partitionsOf(o.kafka, [...raw, ...v2]);
+      const expected =
+        raw.reduce((n, t) => n + (parts.get(t) ?? 0), 0) * v2.reduce((n, t) => n + (parts.get(t) ?? 0), 0);
+      const deadline = Date.now() + config.cutover.drainTimeoutSeconds * 1000;
+      for (;;) {
+        const got = Number(
+          (
+            await target.query<{ n: string }>(
+              'SELECT count(*)::text AS n FROM replicator.fence_markers WHERE cutover_id = $1 AND group_id = $2',
+              [id, config.sink.groupId],
+            )
+          ).rows[0]!.n,
+        );
+        if (got >= expected) break;
+        if (Date.now() > deadline) {
+          throw new ReplicatorError(
+            ErrorCodes.CUTOVER_FAILED,
+            `drain timed out: ${got}/${expected} partition markers applied`,
+          );
+        }
+        await sleep(50);
+      }
+      await setPhase(id, 'drained', { drained_at: new Date().toISOString() });
+
+      await setPhase(id, 'verifying');
+      const outcome = await o.verify(o.shop ? { shop: o.shop } : {});
+      print(`  final verify: ${outcome.clean ? 'clean' : 'DRIFT'} ${outcome.summary}`);
+      if (!outcome.clean)
+        throw new ReplicatorError(ErrorCodes.CUTOVER_FAILED, `final verify found drift: ${outcome.summary}`);
+      await setPhase(id, 'verified', { verified_at: new Date().toISOString() });
+      const result = await flip(o, target, legacy, id, fencedAt, setPhase);
+      return { ...result, checks, ...(resumed ? { resumed } : {}) };
+    } catch (e) {
+      // Before the flip, any failure unfences legacy.
+      const phase = (
+        await target.query<{ phase: string }>('SELECT phase FROM replicator.cutovers WHERE id = $1', [id])
+      ).rows[0]?.phase;
+      if (phase !== 'flipping' && phase !== 'flipped') {
+        await removeFence(legacy, id, config.source.tables).catch((err: unknown) =>
+          o.logger.error({ err: String(err) }, 'could not remove the fence: remove it by hand'),
+        );
+        await target.query(
+          "UPDATE replicator.cutovers SET phase = 'aborted', error = $2, finished_at = now() WHERE id = $1",
+          [id, e instanceof Error ? e.message : String(e)],
+        );
+        o.onPhase?.('aborted');
+        print(
+          `[cutover ${id.slice(0, 8)}] aborted: fence removed (${e instanceof Error ? e.message : String(e)})`,
+        );
+      }
+      throw e;
+    }
+  } finally {
+    await target.end().catch(() => {});
+    await legacy.end().catch(() => {});
+  }
+}
+
+async function flip(
+  o: CutoverOptions,
+  target: pg.Client,
+  legacy: pg.Client,
+  id: string,
+  fencedAt: string | null,
+  setPhase: (id: string, phase: CutoverPhase, extra?: Record<string, unknown>) => Promise<void>,
+): Promise<{ id: string; phase: CutoverPhase; writeBlockedMs?: number }> {
+  const { config, print } = o;
+  await setPhase(id, 'flipping');
+  for (const line of await syncSequences(config, legacy, target)) print(`  sequence ${line}`);
+  await runActions(config.cutover.flip, { id, ...(o.shop ? { shop: o.shop } : {}), legacy, target });
+  await target.query('BEGIN');
+  await installPostFlipCapture(target, id, o.v2Tables);
+  const flipped = (
+    await target.query<{ at: string; ms: number | null }>(
+      `UPDATE replicator.cutovers SET phase = 'flipped', flip_committed_at = clock_timestamp(), finished_at = clock_timestamp(),
+              write_blocked_ms = extract(epoch FROM clock_timestamp() - fence_committed_at) * 1000
+        WHERE id = $1 RETURNING flip_committed_at::text AS at, write_blocked_ms AS ms`,
+      [id],
+    )
+  ).rows[0]!;
+  await target.query('COMMIT');
+  o.onPhase?.('flipped');
+  const ms = flipped.ms ?? (fencedAt ? Date.parse(flipped.at) - Date.parse(fencedAt) : undefined);
+  print(
+    `[cutover ${id.slice(0, 8)}] flipped; write-blocked window ${ms === undefined ? '?' : `${ms.toFixed(0)} ms`}`,
+  );
+  return { id, phase: 'flipped', ...(ms !== undefined ? { writeBlockedMs: ms } : {}) };
+}
+
+/** `replicator rollback`: flip-back actions, fence removed; lists what was written to V2 after the flip. */
+export async function rollbackCutover(
+  o: Pick<CutoverOptions, 'config' | 'print' | 'shop' | 'onPhase' | 'v2Tables'>,
+): Promise<{ id: string; postFlipWrites: { table: string; op: string; row: unknown }[] }> {
+  const { config, print } = o;
+  const target = targetClient(config);
+  const legacy = new pg.Client({ connectionString: legacyAdminUrl(config) });
+  await target.connect();
+  await legacy.connect();
+  try {
+    await ensureReplicatorSchema(target);
+    const c = (
+      await target.query<{ id: string }>(
+        `SELECT id FROM replicator.cutovers WHERE phase NOT IN ('aborted', 'rolled-back', 'dry-run', 'finalized')
+           AND shop IS NOT DISTINCT FROM $1 ORDER BY started_at DESC LIMIT 1`,
+        [o.shop ?? null],
+      )
+    ).rows[0];
+    if (!c)
+      throw new ReplicatorError(
+        ErrorCodes.CUTOVER_REFUSED,
+        'no cutover to roll back (finalized ones cannot be)',
+      );
+    await runActions(config.cutover.flipBack, {
+      id: c.id,
+      ...(o.shop ? { shop: o.shop } : {}),
+      legacy,
+      target,
+    });
+    await removeFence(legacy, c.id, config.source.tables);
+    const hasCapture = (await target.query("SELECT to_regclass('replicator.post_flip_changes') AS r")).rows[0]
+      ?.r;
+    const writes = hasCapture
+      ? (
+          await target.query<{ table_name: string; op: string; row_data: unknown }>(
+            'SELECT table_name, op, row_data FROM replicator.post_flip_changes WHERE cutover_id = $1 ORDER BY at',
+            [c.id],
+          )
+        ).rows.map((r) => ({ table: r.table_name, op: r.op, row: r.row_data }))
+      : [];
+    await dropPostFlipCapture(target, o.v2Tables);
+    await target.query(
+      "UPDATE replicator.cutovers SET phase = 'rolled-back', rolled_back_at = now() WHERE id = $1",
+      [c.id],
+    );
+    o.onPhase?.('rolled-back');
+    print(
+      `[cutover ${c.id.slice(0, 8)}] rolled back: fence removed, ${config.cutover.flipBack.length} flip-back action(s) run`,
+    );
+    print(
+      `  ${writes.length} row(s) written to V2 after the flip${writes.length ? ' (reverse replication is a later step):' : ''}`,
+    );
+    for (const w of writes.slice(0, 50)) print(`    ${w.op} ${w.table} ${JSON.stringify(w.row)}`);
+    return { id: c.id, postFlipWrites: writes };
+  } finally {
+    await target.end().catch(() => {});
+    await legacy.end().catch(() => {});
+  }
+}
+
+/** `replicator finalize`: after a flip, drop the slot and the publication (the daemon must be stopped). */
+export async function finalizeCutover(
+  o: Pick<CutoverOptions, 'config' | 'print' | 'v2Tables'>,
+): Promise<void> {
+  const { config, print } = o;
+  const target = targetClient(config);
+  const legacy = new pg.Client({ connectionString: legacyAdminUrl(config) });
+  await target.connect();
+  await legacy.connect();
+  try {
+    const c = (
+      await target.query<{ id: string }>(
+        "SELECT id FROM replicator.cutovers WHERE phase = 'flipped' AND shop IS NULL LIMIT 1",
+      )
+    ).rows[0];
+    if (!c) throw new ReplicatorError(ErrorCodes.CUTOVER_REFUSED, 'finalize needs a flipped (full) cutover');
+    const slot = await legacy.query<{ active: boolean }>(
+      'SELECT active FROM pg_replication_slots WHERE slot_name = $1',
+      [config.source.slot],
+    );
+    if (slot.rows[0]?.active) {
+      throw new ReplicatorError(
+        ErrorCodes.CUTOVER_REFUSED,
+        `slot ${config.source.slot} is still in use: stop the daemon first`,
+      );
+    }
+    if (slot.rowCount) await legacy.query('SELECT pg_drop_replication_slot($1)', [config.source.slot]);
+    await legacy.query(`DROP PUBLICATION IF EXISTS ${quoteIdent(config.source.publication)}`);
+    await dropPostFlipCapture(target, o.v2Tables);
+    await target.query("UPDATE replicator.cutovers SET phase = 'finalized' WHERE id = $1", [c.id]);
+    print(
+      `finalized: slot ${config.source.slot} and publication ${config.source.publication} dropped; legacy stays fenced`,
+    );
+  } finally {
+    await target.end().catch(() => {});
+    await legacy.end().catch(() => {});
+  }
+}

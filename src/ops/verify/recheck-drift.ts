@@ -1,0 +1,308 @@
+import pg from 'pg';
+import { TEXT_FORMAT_OPTIONS } from '../../../connectors/pgoutput-source/replication-stream.js';
+import type { JsonRow, JsonValue, TransformModule, V2Entity } from '../../contracts/transform-api.js';
+import type { Logger } from '../../core/logger.js';
+import { parseLsn } from '../../core/lsn.js';
+import { textTypes } from '../../core/pg-text-types.js';
+import { quoteIdent } from '../../core/sql.js';
+import { canonicalRow, canonicalValue, type EntityShape, keyObject, keyText } from './canonical-row.js';
+import { type RowDiff, rowDiff } from './compare-entity.js';
+import { ExpectedState, parseRef } from './expected-state.js';
+import { LegacyReader, type LegacyTable } from './legacy-reader.js';
+import { settledLsn } from './settled-lsn.js';
+
+/** Session settings of verify's target connections: timestamps as UTC text, like the sink's. */
+export const TARGET_OPTIONS = '-c TimeZone=UTC -c DateStyle=ISO,YMD';
+
+/** A V2 key in the re-verify queue. */
+export interface RecheckItem {
+  entity: V2Entity;
+  values: JsonValue[];
+  keyText: string;
+  /** Legacy rows (refText) the row derives from, as far as known: the expected side's origin, then the lineage's. */
+  refs: Set<string>;
+  /** users: the normalized email. */
+  email?: string;
+  /** Re-checks at which it still differed while the target had not applied anything newer for its legacy rows. */
+  confirmations: number;
+  /** At the last re-check the target had already applied a change newer than that re-check's snapshot. */
+  inFlux: boolean;
+  diff: RowDiff;
+}
+
+export interface RecheckRound {
+  round: number;
+  snapshotLsn: string;
+  /** Whether the sink reached the snapshot LSN before the timeout. */
+  applied: boolean;
+  keys: number;
+  resolved: number;
+  confirmed: number;
+  inFlux: number;
+  seconds: number;
+}
+
+export interface RecheckOptions {
+  legacyUrl: string;
+  targetUrl: string;
+  tables: ReadonlyMap<string, LegacyTable>;
+  modules: readonly TransformModule[];
+  shapes: Readonly<Record<V2Entity, EntityShape>>;
+  waitForApplied: (lsn: string) => Promise<boolean>;
+  rounds: number;
+  /** Differing re-checks (with the sink past the snapshot and nothing newer applied) that make a key drift. */
+  confirmations?: number;
+  logger: Logger;
+  onRound?: (round: RecheckRound) => void;
+}
+
+export interface RecheckResult {
+  drift: RecheckItem[];
+  inFlux: RecheckItem[];
+  rounds: RecheckRound[];
+  /** The sink did not reach a re-check's snapshot in time: what still differs may include lag. */
+  timedOut: boolean;
+}
+
+/**
+ * The re-verify queue, worked off in rounds. Each round takes a fresh legacy snapshot that sees every commit before
+ * a settled position P (read first; transactions then in flight waited for) and none after its own LSN S; waits
+ * until the sink has applied past S; then compares each queued key's target row with what the legacy rows it
+ * derives from (re-read in that snapshot) produce.
+ * - Equal: the difference was lag; the key leaves the queue.
+ * - Different, and the lineage shows the sink applied nothing at or after P for those legacy rows: the target holds
+ *   their state as of before P, which the snapshot shows too — one confirmation. `confirmations` of them (2 by
+ *   default, so one fetch of partition skew cannot fake drift) make the key drift.
+ * - Different, but the sink already applied a change of those rows at or after P (written again meanwhile): "in
+ *   flux", nothing concluded; re-checked next round, and after the last round left queued as in flux, never
+ *   reported as drift — lag never becomes drift.
+ */
+export async function recheckDrift(items: RecheckItem[], o: RecheckOptions): Promise<RecheckResult> {
+  const need = o.confirmations ?? 2;
+  const rounds: RecheckRound[] = [];
+  const drift: RecheckItem[] = [];
+  let queue = items;
+  let timedOut = false;
+  for (let round = 1; round <= o.rounds && queue.length > 0; round++) {
+    const started = Date.now();
+    const { snapshotLsn, applied, next, resolved, confirmed } = await oneRound(queue, o, need);
+    for (const item of confirmed) drift.push(item);
+    const r: RecheckRound = {
+      round,
+      snapshotLsn,
+      applied,
+      keys: queue.length,
+      resolved,
+      confirmed: confirmed.length,
+      inFlux: next.filter((i) => i.inFlux).length,
+      seconds: (Date.now() - started) / 1000,
+    };
+    rounds.push(r);
+    o.onRound?.(r);
+    o.logger.info(r, 'verify: re-check round');
+    queue = next;
+    if (!applied) {
+      timedOut = true;
+      break;
+    }
+  }
+  const inFlux: RecheckItem[] = [];
+  for (const item of queue) (item.inFlux && !timedOut ? inFlux : drift).push(item);
+  return { drift, inFlux, rounds, timedOut };
+}
+
+async function oneRound(queue: RecheckItem[], o: RecheckOptions, need: number) {
+  const legacy = new pg.Client({ connectionString: o.legacyUrl, options: TEXT_FORMAT_OPTIONS });
+  const target = new pg.Client({ connectionString: o.targetUrl, types: textTypes, options: TARGET_OPTIONS });
+  await legacy.connect();
+  try {
+    // The snapshot sees every commit before `settled` (read before it, in-flight commits waited for) and none
+    // after `snapshotLsn` (read in it): commits between the two may or may not be visible.
+    const settled = parseLsn((await settledLsn(legacy, { logger: o.logger })).lsn);
+    await legacy.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    const snapshotLsn = (await legacy.query<{ l: string }>('SELECT pg_current_wal_insert_lsn()::text AS l'))
+      .rows[0]!.l;
+    const applied = await o.waitForApplied(snapshotLsn);
+    await target.connect();
+    await target.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    const actual = await readTargetRows(target, queue, o.shapes);
+    for (const item of queue) {
+      if (item.entity === 'users' && !item.email) {
+        const email = actual.get(itemId(item))?.email;
+        if (typeof email === 'string') item.email = email;
+      }
+    }
+    const lsnByRef = await readLineage(target, queue, o.shapes);
+    await target.query('COMMIT');
+
+    const reader = new LegacyReader(legacy);
+    const byTable = new Map<string, JsonRow[]>();
+    for (const item of queue) {
+      for (const ref of item.refs) {
+        const { table, key } = parseRef(ref);
+        if (!o.tables.has(table)) continue;
+        let keys = byTable.get(table);
+        if (!keys) {
+          keys = [];
+          byTable.set(table, keys);
+        }
+        keys.push(key);
+      }
+    }
+    const tables = await reader.describe([...byTable.keys()]);
+    const state = new ExpectedState(o.modules, o.shapes);
+    for (const t of tables) {
+      for (const record of await reader.readByKeys(t, byTable.get(t.name)!))
+        state.add(t.name, record.key, record.row);
+    }
+    await legacy.query('COMMIT');
+
+    const next: RecheckItem[] = [];
+    const confirmed: RecheckItem[] = [];
+    let resolved = 0;
+    for (const item of queue) {
+      const shape = o.shapes[item.entity];
+      const expected =
+        item.entity === 'users'
+          ? item.email
+            ? state.deriveUser(item.email)
+            : null
+          : (state.rows.get(item.entity)?.get(item.keyText)?.row ?? null);
+      const found = actual.get(itemId(item)) ?? null;
+      if (expected === null && found === null) {
+        resolved++;
+        continue;
+      }
+      if (
+        expected !== null &&
+        found !== null &&
+        canonicalRow(shape, expected) === canonicalRow(shape, found)
+      ) {
+        resolved++;
+        continue;
+      }
+      const kind = expected === null ? 'extra' : found === null ? 'missing' : 'different';
+      item.diff = rowDiff(item.entity, shape, kind, item.values, expected, found);
+      // Changed at or after `settled`: the snapshot may or may not show that change, so nothing is concluded.
+      item.inFlux = [...item.refs].some((r) => (lsnByRef.get(r) ?? 0n) >= settled);
+      if (applied && !item.inFlux) item.confirmations++;
+      if (item.confirmations >= need) confirmed.push(item);
+      else next.push(item);
+    }
+    return { snapshotLsn, applied, next, resolved, confirmed };
+  } finally {
+    await target.end().catch(() => {});
+    await legacy.end().catch(() => {});
+  }
+}
+
+const itemId = (item: { entity: string; keyText: string }) => `${item.entity}\u0000${item.keyText}`;
+
+/** The target rows of the queued keys, by itemId. */
+async function readTargetRows(
+  client: pg.ClientBase,
+  queue: readonly RecheckItem[],
+  shapes: Readonly<Record<V2Entity, EntityShape>>,
+): Promise<Map<string, JsonRow>> {
+  const out = new Map<string, JsonRow>();
+  const byEntity = new Map<V2Entity, RecheckItem[]>();
+  for (const item of queue) {
+    const list = byEntity.get(item.entity) ?? [];
+    list.push(item);
+    byEntity.set(item.entity, list);
+  }
+  for (const [entity, list] of byEntity) {
+    const shape = shapes[entity];
+    const table = quoteIdent(entity);
+    const on = shape.key.map((k) => `t.${quoteIdent(k.name)} = k.${quoteIdent(k.name)}`).join(' AND ');
+    const { rows } = await client.query<JsonRow>(
+      `SELECT t.* FROM ${table} t
+         JOIN (SELECT DISTINCT ${shape.key.map((k) => quoteIdent(k.name)).join(', ')}
+                 FROM json_populate_recordset(NULL::${table}, $1::json)) k ON ${on}`,
+      [JSON.stringify(list.map((i) => keyObject(shape, i.values)))],
+    );
+    for (const row of rows) {
+      out.set(
+        itemId({ entity, keyText: keyText(shape.key.map((k) => canonicalValue(k.kind, row[k.name]))) }),
+        row,
+      );
+    }
+  }
+  return out;
+}
+
+/**
+ * The lineage of the queued keys' legacy rows: the commit LSN of the change last applied for each (refText →
+ * LSN). Also adds to each item the legacy rows the lineage says produce it (an extra row's origin) or, for a user,
+ * whose V2 rows carry its email.
+ */
+async function readLineage(
+  client: pg.ClientBase,
+  queue: readonly RecheckItem[],
+  shapes: Readonly<Record<V2Entity, EntityShape>>,
+): Promise<Map<string, bigint>> {
+  const lsnByRef = new Map<string, bigint>();
+  const exists = (await client.query("SELECT to_regclass('replicator.lineage') IS NOT NULL AS ok")).rows[0]
+    ?.ok;
+  if (!exists) return lsnByRef;
+  const refTables: string[] = [];
+  const refKeys: string[] = [];
+  const outputs: string[] = [];
+  const byOutput = new Map<string, RecheckItem[]>();
+  const byEmail = new Map<string, RecheckItem[]>();
+  for (const item of queue) {
+    for (const ref of item.refs) {
+      const i = ref.indexOf('\u0000');
+      refTables.push(ref.slice(0, i));
+      refKeys.push(ref.slice(i + 1));
+    }
+    if (item.entity === 'users') {
+      if (item.email) byEmail.set(item.email, [...(byEmail.get(item.email) ?? []), item]);
+      continue;
+    }
+    // The lineage lists the upserted rows a legacy row produced; a component is found through its bundle.
+    const [entity, key] =
+      item.entity === 'bundle_components'
+        ? (['bundles', { id: keyObject(shapes[item.entity], item.values).bundle_id ?? null }] as const)
+        : ([item.entity, keyObject(shapes[item.entity], item.values)] as const);
+    const id = outputId(shapes, entity, key);
+    if (item.refs.size === 0) outputs.push(JSON.stringify([entity, key]));
+    byOutput.set(id, [...(byOutput.get(id) ?? []), item]);
+  }
+  const parts = [
+    `SELECT source_table, source_key, commit_lsn::text AS lsn, outputs, emails FROM replicator.lineage
+      WHERE (source_table, source_key) IN (SELECT * FROM unnest($1::text[], $2::text[]))`,
+  ];
+  const values: unknown[] = [refTables, refKeys];
+  if (outputs.length > 0) {
+    values.push(outputs);
+    parts.push(`SELECT l.source_table, l.source_key, l.commit_lsn::text, l.outputs, l.emails FROM replicator.lineage l
+      CROSS JOIN LATERAL jsonb_array_elements(l.outputs) o JOIN unnest($${values.length}::jsonb[]) k(v) ON o.value = k.v`);
+  }
+  if (byEmail.size > 0) {
+    values.push([...byEmail.keys()]);
+    parts.push(`SELECT source_table, source_key, commit_lsn::text, outputs, emails FROM replicator.lineage
+      WHERE emails && $${values.length}::text[]`);
+  }
+  const { rows } = await client.query<{
+    source_table: string;
+    source_key: string;
+    lsn: string;
+    outputs: [V2Entity, JsonRow][];
+    emails: string[];
+  }>(parts.join('\nUNION\n'), values);
+  for (const r of rows) {
+    const ref = `${r.source_table}\u0000${r.source_key}`;
+    lsnByRef.set(ref, parseLsn(r.lsn));
+    for (const [entity, key] of r.outputs) {
+      for (const item of byOutput.get(outputId(shapes, entity, key)) ?? []) item.refs.add(ref);
+    }
+    for (const email of r.emails) for (const item of byEmail.get(email) ?? []) item.refs.add(ref);
+  }
+  return lsnByRef;
+}
+
+function outputId(shapes: Readonly<Record<V2Entity, EntityShape>>, entity: V2Entity, key: JsonRow): string {
+  const shape = shapes[entity];
+  return `${entity}\u0000${keyText(shape.key.map((k) => canonicalValue(k.kind, key[k.name])))}`;
+}

@@ -1,0 +1,113 @@
+import type pg from 'pg';
+import type { JsonRow, V2Entity } from '../../contracts/transform-api.js';
+
+/**
+ * Verify's record in the target's `replicator` schema, next to the sink's bookkeeping:
+ * - verify_runs: one row per run — its snapshot LSN, whether it found the target clean, and the report's summary;
+ *   finished_at stays NULL for a run that did not finish (cutover's go/no-go reads the last finished run).
+ * - reverify_queue: the keys a run leaves to re-check (key: JSON text of the key columns) — status 'drift' (still
+ *   different after the re-checks) or 'in-flux' (changed again at every re-check: the next verify, or cutover's
+ *   fenced final verify, decides).
+ * The tables are also in the sink's REPLICATOR_SCHEMA_DDL; this adds what verify needs when an older sink made them.
+ */
+export const VERIFY_SCHEMA_DDL = `
+CREATE SCHEMA IF NOT EXISTS replicator;
+CREATE TABLE IF NOT EXISTS replicator.verify_runs (
+  id text PRIMARY KEY, started_at timestamptz NOT NULL DEFAULT now(), finished_at timestamptz,
+  snapshot_lsn pg_lsn, clean boolean, summary jsonb NOT NULL DEFAULT '{}');
+CREATE TABLE IF NOT EXISTS replicator.reverify_queue (
+  run_id text NOT NULL, entity text NOT NULL, key text NOT NULL, PRIMARY KEY (run_id, entity, key));
+ALTER TABLE replicator.reverify_queue ADD COLUMN IF NOT EXISTS status text NOT NULL DEFAULT 'drift';
+`;
+
+export interface QueuedKey {
+  entity: V2Entity;
+  key: JsonRow;
+  status: 'drift' | 'in-flux';
+}
+
+/** Creates the tables (serialized with the sink's own schema setup: CREATE … IF NOT EXISTS is not concurrency-safe). */
+export async function ensureVerifySchema(client: pg.ClientBase): Promise<void> {
+  await client.query('BEGIN');
+  try {
+    await client.query("SELECT pg_advisory_xact_lock(hashtext('replicator.schema'))");
+    await client.query(VERIFY_SCHEMA_DDL);
+    await client.query('COMMIT');
+  } catch (e) {
+    await client.query('ROLLBACK').catch(() => {});
+    throw e;
+  }
+}
+
+export async function startRun(
+  client: pg.ClientBase,
+  run: { id: string; snapshotLsn: string; summary: unknown },
+): Promise<void> {
+  await client.query('INSERT INTO replicator.verify_runs (id, snapshot_lsn, summary) VALUES ($1, $2, $3)', [
+    run.id,
+    run.snapshotLsn,
+    JSON.stringify(run.summary),
+  ]);
+}
+
+/** Replaces the run's queue with `keys`, in one transaction with the run's outcome. */
+export async function finishRun(
+  client: pg.ClientBase,
+  run: { id: string; clean: boolean; summary: unknown; queue: readonly QueuedKey[] },
+): Promise<void> {
+  await client.query('BEGIN');
+  try {
+    await client.query('DELETE FROM replicator.reverify_queue WHERE run_id = $1', [run.id]);
+    for (let i = 0; i < run.queue.length; i += 5_000) {
+      const part = run.queue.slice(i, i + 5_000);
+      await client.query(
+        `INSERT INTO replicator.reverify_queue (run_id, entity, key, status)
+         SELECT $1, e, k, s FROM unnest($2::text[], $3::text[], $4::text[]) AS q(e, k, s)
+         ON CONFLICT DO NOTHING`,
+        [
+          run.id,
+          part.map((q) => q.entity),
+          part.map((q) => JSON.stringify(q.key)),
+          part.map((q) => q.status),
+        ],
+      );
+    }
+    await client.query(
+      'UPDATE replicator.verify_runs SET finished_at = now(), clean = $2, summary = $3 WHERE id = $1',
+      [run.id, run.clean, JSON.stringify(run.summary)],
+    );
+    await client.query('COMMIT');
+  } catch (e) {
+    await client.query('ROLLBACK').catch(() => {});
+    throw e;
+  }
+}
+
+/** The newest finished run and its queue (what cutover reads). */
+export async function lastVerifyRun(
+  client: pg.ClientBase,
+): Promise<
+  { id: string; clean: boolean; snapshotLsn: string; finishedAt: string; queue: QueuedKey[] } | undefined
+> {
+  const exists = (await client.query("SELECT to_regclass('replicator.verify_runs') IS NOT NULL AS ok"))
+    .rows[0]?.ok;
+  if (!exists) return undefined;
+  const run = (
+    await client.query<{ id: string; clean: boolean; snapshot_lsn: string; finished_at: string }>(
+      `SELECT id, clean, snapshot_lsn::text, finished_at::text FROM replicator.verify_runs
+        WHERE finished_at IS NOT NULL ORDER BY started_at DESC, finished_at DESC LIMIT 1`,
+    )
+  ).rows[0];
+  if (!run) return undefined;
+  const { rows } = await client.query<{ entity: V2Entity; key: string; status: QueuedKey['status'] }>(
+    'SELECT entity, key, status FROM replicator.reverify_queue WHERE run_id = $1 ORDER BY entity, key',
+    [run.id],
+  );
+  return {
+    id: run.id,
+    clean: run.clean,
+    snapshotLsn: run.snapshot_lsn,
+    finishedAt: run.finished_at,
+    queue: rows.map((r) => ({ entity: r.entity, key: JSON.parse(r.key) as JsonRow, status: r.status })),
+  };
+}

@@ -1,0 +1,114 @@
+import { readFile } from 'node:fs/promises';
+import { extname } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import type { z } from 'zod';
+import { ErrorCodes, ReplicatorError } from '../../core/errors.js';
+import { type ConfigInput, configSchema, type ParsedConfig } from './schema.js';
+
+export interface TableRef {
+  readonly schema: string;
+  readonly table: string;
+}
+
+/** The frozen domain config every stage receives; built only by `parseConfig`. */
+export type ReplicatorConfig = Readonly<
+  Omit<ParsedConfig, 'source'> & {
+    source: Readonly<Omit<ParsedConfig['source'], 'tables'> & { tables: readonly TableRef[] }>;
+  }
+>;
+
+/** Typed helper for `replicator.config.ts` files. */
+export const defineConfig = (config: ConfigInput): ConfigInput => config;
+
+/** Environment variables that override connection settings, applied before validation. */
+export const ENV_OVERRIDES = {
+  REPLICATOR_SOURCE_URL: ['source', 'url'],
+  REPLICATOR_TARGET_URL: ['target', 'url'],
+  REPLICATOR_KAFKA_BROKERS: ['kafka', 'brokers'],
+  REPLICATOR_SCHEMA_REGISTRY_URL: ['schemaRegistry', 'url'],
+  REPLICATOR_METRICS_HOST: ['metrics', 'host'],
+  REPLICATOR_METRICS_PORT: ['metrics', 'port'],
+} as const;
+
+type Json = Record<string, unknown>;
+
+function applyEnv(input: Json, env: NodeJS.ProcessEnv): Json {
+  const out: Json = structuredClone(input);
+  for (const [name, [section, key]] of Object.entries(ENV_OVERRIDES)) {
+    const raw = env[name];
+    if (raw === undefined || raw === '') continue;
+    const value =
+      key === 'brokers'
+        ? raw.split(',').map((s) => s.trim())
+        : key === 'port' && /^\d+$/.test(raw)
+          ? Number(raw)
+          : raw;
+    const current = out[section];
+    out[section] = { ...(current && typeof current === 'object' ? (current as Json) : {}), [key]: value };
+  }
+  return out;
+}
+
+function describeIssues(issues: z.core.$ZodIssue[]): string {
+  return issues
+    .map((i) => {
+      const path = i.path.join('.');
+      if (i.code === 'unrecognized_keys') {
+        return i.keys.map((k) => `${path ? `${path}.` : ''}${k}: unknown key`).join('; ');
+      }
+      return `${path || '(root)'}: ${i.message}`;
+    })
+    .join('; ');
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object') {
+    for (const v of Object.values(value)) deepFreeze(v);
+    Object.freeze(value);
+  }
+  return value;
+}
+
+/** Validates raw config (+ env overrides) and returns the frozen domain config, or throws CONFIG_INVALID naming each bad field. */
+export function parseConfig(input: unknown, env: NodeJS.ProcessEnv = process.env): ReplicatorConfig {
+  if (!input || typeof input !== 'object' || Array.isArray(input)) {
+    throw new ReplicatorError(ErrorCodes.CONFIG_INVALID, 'config must be an object');
+  }
+  const result = configSchema.safeParse(applyEnv(input as Json, env));
+  if (!result.success) {
+    throw new ReplicatorError(
+      ErrorCodes.CONFIG_INVALID,
+      `invalid config: ${describeIssues(result.error.issues)}`,
+      {
+        details: { issues: result.error.issues.map((i) => ({ path: i.path.join('.'), message: i.message })) },
+      },
+    );
+  }
+  const parsed = result.data;
+  const tables = parsed.source.tables.map((t) => {
+    const [schema, table] = t.split('.') as [string, string];
+    return { schema, table };
+  });
+  return deepFreeze({ ...parsed, source: { ...parsed.source, tables } });
+}
+
+/** Reads a JSON, YAML or TypeScript/JavaScript (default export) config file and parses it. */
+export async function loadConfig(
+  path: string,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<ReplicatorConfig> {
+  const ext = extname(path);
+  let raw: unknown;
+  if (ext === '.ts' || ext === '.js' || ext === '.mjs') {
+    const mod = (await import(new URL(path, `file://${process.cwd()}/`).href)) as { default?: unknown };
+    raw = mod.default;
+  } else {
+    const text = await readFile(path, 'utf8');
+    try {
+      raw = ext === '.json' ? JSON.parse(text) : parseYaml(text);
+    } catch (e) {
+      throw new ReplicatorError(ErrorCodes.CONFIG_INVALID, `cannot parse ${path}`, { cause: e });
+    }
+  }
+  return parseConfig(raw, env);
+}

@@ -1,0 +1,45 @@
+import { describe, expect, it } from 'vitest';
+import { listDeadLetters, replayDeadLetters } from '../../../../src/ops/dlq/dead-letters.js';
+import { readTopics } from '../../../helpers/kafka-read.js';
+import { freshTopic, testKafka } from '../../../helpers/resources.js';
+
+const kafka = testKafka();
+
+describe('dead letters', () => {
+  it('lists dead letters with their headers and replays chosen ones to the topic they came from', async () => {
+    const dlq = await freshTopic('dlq');
+    const origin = await freshTopic('origin', 2);
+    const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
+    await producer.connect();
+    await producer.send({
+      topic: dlq,
+      messages: [1, 2, 3].map((i) => ({
+        key: `{"id":${i}}`,
+        value: `{"after":{"id":${i}}}`,
+        headers: {
+          'error.code': i === 2 ? 'BOOKING_INVALID_EMAIL' : 'BOOKING_UNKNOWN_STATUS',
+          'error.message': `bad row ${i}`,
+          stage: 'transform',
+          transform: 'bookings',
+          'source.topic': origin,
+          'source.partition': '0',
+          'source.offset': String(10 + i),
+        },
+      })),
+    });
+    await producer.disconnect();
+
+    const letters = await listDeadLetters(kafka, dlq);
+    expect(letters.map((d) => [d.id, d.code, d.sourceOffset])).toEqual([
+      ['0:0', 'BOOKING_UNKNOWN_STATUS', '11'],
+      ['0:1', 'BOOKING_INVALID_EMAIL', '12'],
+      ['0:2', 'BOOKING_UNKNOWN_STATUS', '13'],
+    ]);
+    const replayed = await replayDeadLetters(kafka, dlq, ['0:1']);
+    expect(replayed.map((d) => d.id)).toEqual(['0:1']);
+    const again = await readTopics(kafka, [origin], (m) => m.length >= 1, 30_000, 1_000);
+    expect(again.map((m) => [m.key, m.value, m.headers['replicator.replayed-from']])).toEqual([
+      ['{"id":2}', '{"after":{"id":2}}', `${dlq}/0:1`],
+    ]);
+  });
+});

@@ -1,0 +1,61 @@
+import { Registry, register } from 'prom-client';
+import { describe, expect, it } from 'vitest';
+import { createMetrics } from '../../../../src/pipeline/observability/metrics.js';
+
+/** One sample by series name (histograms: `<name>_count`, …) and labels. */
+async function value(registry: Registry, name: string, labels: Record<string, string> = {}) {
+  const samples = (await registry.getMetricsAsJSON()).flatMap((m) =>
+    m.values.map((v) => ({ ...v, series: (v as { metricName?: string }).metricName ?? m.name })),
+  );
+  const sample = samples.find(
+    (v) =>
+      v.series === name &&
+      Object.entries(labels).every(([k, l]) => String((v.labels as Record<string, unknown>)[k]) === l),
+  );
+  return sample?.value;
+}
+
+describe('createMetrics', () => {
+  it('registers on the registry it is given, never on the global one, so two can coexist', async () => {
+    const a = createMetrics(new Registry());
+    const b = createMetrics(new Registry());
+    a.cutoverPhase.set(2);
+    expect(await value(a.registry, 'replicator_cutover_phase')).toBe(2);
+    expect(await value(b.registry, 'replicator_cutover_phase')).toBe(0);
+    expect((await register.getMetricsAsJSON()).some((m) => m.name.startsWith('replicator_'))).toBe(false);
+  });
+
+  it('computes replication lag at scrape time from the newest applied commit, and observes end-to-end latency', async () => {
+    const m = createMetrics(new Registry());
+    const now = Date.now();
+    m.observeApplied('g', new Date(now - 4_000).toISOString(), now);
+    m.observeApplied('g', new Date(now - 9_000).toISOString(), now); // older: lag keeps the newest
+    const lag = await value(m.registry, 'replicator_replication_lag_seconds', { group: 'g' });
+    expect(lag).toBeGreaterThanOrEqual(4);
+    expect(lag).toBeLessThan(9);
+    expect(await value(m.registry, 'replicator_end_to_end_seconds_count')).toBe(2);
+    m.seedApplied('h', new Date(now - 60_000).toISOString());
+    expect(
+      await value(m.registry, 'replicator_replication_lag_seconds', { group: 'h' }),
+    ).toBeGreaterThanOrEqual(60);
+    expect(await value(m.registry, 'replicator_end_to_end_seconds_count')).toBe(2);
+  });
+
+  it('reads the leader state at scrape time', async () => {
+    const m = createMetrics(new Registry());
+    let leader = false;
+    m.trackLeader('slot_a', () => leader);
+    expect(await value(m.registry, 'replicator_leader', { slot: 'slot_a' })).toBe(0);
+    leader = true;
+    expect(await value(m.registry, 'replicator_leader', { slot: 'slot_a' })).toBe(1);
+  });
+
+  it('uses Prometheus naming: replicator_ prefix, base units, _total counters', async () => {
+    const m = createMetrics(new Registry());
+    for (const metric of await m.registry.getMetricsAsJSON()) {
+      expect(metric.name).toMatch(/^replicator_[a-z_]+$/);
+      if (String(metric.type) === 'counter') expect(metric.name).toMatch(/_total$/);
+      if (String(metric.type) === 'histogram') expect(metric.name).toMatch(/_seconds$/);
+    }
+  });
+});
