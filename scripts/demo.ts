@@ -10,6 +10,7 @@
  * Flags: --seconds N (60) --rate R (150) --bookings N (2000) --seed S (42) --prefix P (demo: databases P_legacy
  * and P_v2, slot P_slot, topics P.*) --metrics-port N (9464 when free, else any) --no-prometheus --clean
  */
+
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -19,7 +20,7 @@ import { parseArgs } from 'node:util';
 import type { Admin } from 'kafkajs';
 import pg from 'pg';
 import { initTarget } from '../src/cli/target-command.js';
-import { dlqTopic } from '../src/contracts/v2-unit.js';
+import { dlqTopic } from '../src/contracts/topics.js';
 import { createKafka } from '../src/core/kafka-client.js';
 import { silentLogger } from '../src/core/logger.js';
 import { redactUrl } from '../src/core/redact.js';

@@ -1,4 +1,6 @@
 import { type IHeaders, type Kafka, type Message, Partitioners } from 'kafkajs';
+import { type FenceMarker, isFenceMarker } from '../../src/contracts/fence.js';
+import { changeTopic, dlqTopic, heartbeatPrefix, v2Topic } from '../../src/contracts/topics.js';
 import {
   type JsonRow,
   type LegacyChange,
@@ -6,16 +8,10 @@ import {
   TransformRejection,
   type TransformResult,
 } from '../../src/contracts/transform-api.js';
-import { dlqTopic, unitKey, type V2Unit, v2Topic } from '../../src/contracts/v2-unit.js';
+import { unitKey, type V2Unit } from '../../src/contracts/v2-unit.js';
 import { ensureTopics } from '../../src/core/kafka-topics.js';
 import type { Logger } from '../../src/core/logger.js';
 import type { ReplicatorConfig } from '../../src/pipeline/config/load-config.js';
-import {
-  changeTopic,
-  type FenceMarker,
-  heartbeatPrefix,
-  isFenceMarker,
-} from '../pgoutput-source/change-builder.js';
 
 export interface TransformStageOptions {
   config: Pick<ReplicatorConfig, 'source' | 'kafka' | 'transform'>;

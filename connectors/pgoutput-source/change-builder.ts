@@ -1,7 +1,9 @@
 import { type ChangeEvent, type ChangeOp, type Row, serializeKey } from '../../src/contracts/change-event.js';
 import { type EventEncoder, jsonEncoder, type TableShape } from '../../src/contracts/event-encoder.js';
 import type { EventValue, TypeCatalog } from '../../src/contracts/event-value.js';
+import type { FenceMarker } from '../../src/contracts/fence.js';
 import type { OutMessage } from '../../src/contracts/publisher.js';
+import { changeTopic, fencePrefix, heartbeatPrefix } from '../../src/contracts/topics.js';
 import { ErrorCodes, ReplicatorError } from '../../src/core/errors.js';
 import { formatLsn, type Lsn } from '../../src/core/lsn.js';
 import { type DecodedMessage, type Relation, type Tuple, UNCHANGED_TOAST } from './pgoutput-decoder.js';
@@ -23,16 +25,6 @@ export interface ChangeBuilderOptions {
   /** Every change topic: a fence marker goes to each partition of each (see `fencePrefix`). */
   markerTopics?: readonly string[];
   now?: () => number;
-}
-
-/** A cutover's fence marker as it travels through every partition of the raw and V2 topics. */
-export interface FenceMarker {
-  marker: 'fence';
-  cutoverId: string;
-  /** The marker's own WAL position (its transaction is the fence's). */
-  lsn: string;
-  /** Where this copy came from, added by the transform stage: the drain needs every origin on every partition. */
-  origin?: { topic: string; partition: number };
 }
 
 interface RelationPlan {
@@ -58,15 +50,6 @@ export function isoFromMicros(us: bigint): string {
   const micros = Number(us % 1_000_000n);
   return `${new Date(ms).toISOString().slice(0, 19)}.${String(micros).padStart(6, '0')}Z`;
 }
-
-export function isFenceMarker(v: unknown): v is FenceMarker {
-  return typeof v === 'object' && v !== null && (v as { marker?: unknown }).marker === 'fence';
-}
-
-export const heartbeatPrefix = (topicPrefix: string) => `${topicPrefix}.heartbeat`;
-export const fencePrefix = (topicPrefix: string) => `${topicPrefix}.fence`;
-export const changeTopic = (topicPrefix: string, schema: string, table: string) =>
-  `${topicPrefix}.${schema}.${table}`;
 
 /**
  * Turns decoded pgoutput messages into Debezium-shaped change events and durable positions. Stateful only in what

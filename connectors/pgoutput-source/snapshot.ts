@@ -3,11 +3,11 @@ import { type Row, serializeKey, snapshotSource } from '../../src/contracts/chan
 import type { EventEncoder, TableShape } from '../../src/contracts/event-encoder.js';
 import { type EventValue, loadTypes, type TypeCatalog } from '../../src/contracts/event-value.js';
 import type { Publisher } from '../../src/contracts/publisher.js';
+import { changeTopic } from '../../src/contracts/topics.js';
 import { ErrorCodes, ReplicatorError } from '../../src/core/errors.js';
 import type { Logger } from '../../src/core/logger.js';
 import { formatLsn, type Lsn } from '../../src/core/lsn.js';
 import { qualifiedName, quoteIdent, quoteLiteral } from '../../src/core/sql.js';
-import { changeTopic } from './change-builder.js';
 import type { TableInfo } from './preflight.js';
 import { TEXT_FORMAT_OPTIONS } from './replication-stream.js';
 

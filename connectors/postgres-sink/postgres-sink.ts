@@ -1,7 +1,9 @@
 import { type Kafka, type KafkaMessage, Partitioners, type Producer } from 'kafkajs';
 import pg from 'pg';
+import { type FenceMarker, isFenceMarker } from '../../src/contracts/fence.js';
+import { dlqTopic, v2Topic } from '../../src/contracts/topics.js';
 import type { TransformModule } from '../../src/contracts/transform-api.js';
-import { dlqTopic, type V2Unit, v2Topic } from '../../src/contracts/v2-unit.js';
+import type { V2Unit } from '../../src/contracts/v2-unit.js';
 import { ErrorCodes, isTransient, ReplicatorError } from '../../src/core/errors.js';
 import { ensureTopics } from '../../src/core/kafka-topics.js';
 import type { Logger } from '../../src/core/logger.js';
@@ -9,7 +11,6 @@ import { formatLsn, parseLsn } from '../../src/core/lsn.js';
 import { textTypes } from '../../src/core/pg-text-types.js';
 import { describePgUrl } from '../../src/core/redact.js';
 import type { ReplicatorConfig } from '../../src/pipeline/config/load-config.js';
-import { type FenceMarker, isFenceMarker } from '../pgoutput-source/change-builder.js';
 import { applyBatch } from './batch-applier.js';
 import { ensureReplicatorSchema } from './target-schema.js';
 import { readColumnTypes, UnitApplier } from './unit-applier.js';

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { dlqTopic } from '../contracts/v2-unit.js';
+import { dlqTopic } from '../contracts/topics.js';
 import { createKafka } from '../core/kafka-client.js';
 import { createLogger } from '../core/logger.js';
 import { listDeadLetters, replayDeadLetters } from '../ops/dlq/dead-letters.js';

@@ -1,8 +1,8 @@
 import { SchemaRegistryClient } from '@confluentinc/schemaregistry';
 import { type Command, InvalidArgumentError } from 'commander';
 import { pino } from 'pino';
-import { heartbeatPrefix } from '../../connectors/pgoutput-source/change-builder.js';
 import { AvroEncoder } from '../../connectors/schema-registry-encoder/avro-encoder.js';
+import { heartbeatPrefix } from '../contracts/topics.js';
 import type { V2Entity } from '../contracts/transform-api.js';
 import { ErrorCodes, ReplicatorError } from '../core/errors.js';
 import { createKafka } from '../core/kafka-client.js';

@@ -31,6 +31,3 @@ export interface V2Unit {
 export function unitKey(table: string, key: JsonRow): string {
   return JSON.stringify([table, key]);
 }
-
-export const v2Topic = (v2Prefix: string, entity: string) => `${v2Prefix}.${entity}`;
-export const dlqTopic = (rawPrefix: string) => `${rawPrefix}.dlq`;

@@ -1,7 +1,6 @@
-import { changeTopic, heartbeatPrefix } from '../../connectors/pgoutput-source/change-builder.js';
 import { transformModules } from '../../transforms/index.js';
+import { changeTopic, dlqTopic, heartbeatPrefix, v2Topic } from '../contracts/topics.js';
 import type { TransformModule } from '../contracts/transform-api.js';
-import { dlqTopic, v2Topic } from '../contracts/v2-unit.js';
 import type { ReplicatorConfig } from './config/load-config.js';
 
 export interface GroupTopics {

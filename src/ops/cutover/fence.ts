@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { fencePrefix } from '../../../connectors/pgoutput-source/change-builder.js';
+import { fencePrefix } from '../../contracts/topics.js';
 import { ErrorCodes, ReplicatorError } from '../../core/errors.js';
 import { qualifiedName, quoteIdent, quoteLiteral } from '../../core/sql.js';
 import type { TableRef } from '../../pipeline/config/load-config.js';

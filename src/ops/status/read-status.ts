@@ -1,8 +1,8 @@
 import type { Admin, Kafka } from 'kafkajs';
 import pg from 'pg';
 import { KafkaStateStore } from '../../../connectors/kafka-publisher/kafka-state-store.js';
-import { changeTopic } from '../../../connectors/pgoutput-source/change-builder.js';
 import { type Finding, readSlot, type SlotState } from '../../../connectors/pgoutput-source/preflight.js';
+import { changeTopic } from '../../contracts/topics.js';
 import { createKafka } from '../../core/kafka-client.js';
 import type { Logger } from '../../core/logger.js';
 import { parseLsn } from '../../core/lsn.js';

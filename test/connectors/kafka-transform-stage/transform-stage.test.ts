@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { changeTopic } from '../../../connectors/pgoutput-source/change-builder.js';
-import { dlqTopic, type V2Unit, v2Topic } from '../../../src/contracts/v2-unit.js';
+import { changeTopic, dlqTopic, v2Topic } from '../../../src/contracts/topics.js';
+import type { V2Unit } from '../../../src/contracts/v2-unit.js';
 import { ensureTopics } from '../../../src/core/kafka-topics.js';
 import { formatLsn } from '../../../src/core/lsn.js';
 import { parseConfig } from '../../../src/pipeline/config/load-config.js';

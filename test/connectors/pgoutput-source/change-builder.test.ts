@@ -2,8 +2,6 @@ import { describe, expect, it } from 'vitest';
 import {
   ChangeBuilder,
   type ChangeBuilderOptions,
-  changeTopic,
-  heartbeatPrefix,
   isoFromMicros,
 } from '../../../connectors/pgoutput-source/change-builder.js';
 import {
@@ -15,6 +13,7 @@ import {
 import type { ChangeEvent } from '../../../src/contracts/change-event.js';
 import { TypeCatalog } from '../../../src/contracts/event-value.js';
 import type { OutMessage } from '../../../src/contracts/publisher.js';
+import { changeTopic, heartbeatPrefix } from '../../../src/contracts/topics.js';
 import { ErrorCodes, isReplicatorError } from '../../../src/core/errors.js';
 import { formatLsn } from '../../../src/core/lsn.js';
 

@@ -1,8 +1,8 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { heartbeatPrefix } from '../../../connectors/pgoutput-source/change-builder.js';
 import { readSlot } from '../../../connectors/pgoutput-source/preflight.js';
+import { heartbeatPrefix } from '../../../src/contracts/topics.js';
 import { parseLsn } from '../../../src/core/lsn.js';
 import { ensureKafka, stopKafka } from '../../../src/stack/local-kafka.js';
 import { findLocalCluster } from '../../../src/stack/local-postgres.js';

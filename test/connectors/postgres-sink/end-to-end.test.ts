@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { dlqTopic } from '../../../src/contracts/v2-unit.js';
+import { dlqTopic } from '../../../src/contracts/topics.js';
 import { isClean } from '../../../src/ops/verify/diff-states.js';
 import { userId } from '../../../transforms/ids.js';
 import { readTopics } from '../../helpers/kafka-read.js';

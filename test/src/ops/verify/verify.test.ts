@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { heartbeatPrefix } from '../../../../connectors/pgoutput-source/change-builder.js';
+import { heartbeatPrefix } from '../../../../src/contracts/topics.js';
 import type { JsonRow, V2Entity } from '../../../../src/contracts/transform-api.js';
 import { silentLogger } from '../../../../src/core/logger.js';
 import { isClean } from '../../../../src/ops/verify/diff-states.js';

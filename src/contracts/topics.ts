@@ -1,0 +1,46 @@
+/**
+ * Every Kafka topic name the stages share, derived in one place. Raw topics carry the source's change events;
+ * V2 topics carry transform units; the dead-letter topic and the control topics (heartbeat, fence) sit beside them.
+ */
+export const changeTopic = (rawPrefix: string, schema: string, table: string) =>
+  `${rawPrefix}.${schema}.${table}`;
+export const heartbeatPrefix = (rawPrefix: string) => `${rawPrefix}.heartbeat`;
+export const fencePrefix = (rawPrefix: string) => `${rawPrefix}.fence`;
+export const v2Topic = (v2Prefix: string, entity: string) => `${v2Prefix}.${entity}`;
+export const dlqTopic = (rawPrefix: string) => `${rawPrefix}.dlq`;
+
+export interface TopicNaming {
+  /** kafka.topicPrefix: raw change topics, heartbeats, dead letters */
+  rawPrefix: string;
+  /** transform.topicPrefix: V2 unit topics */
+  v2Prefix: string;
+  /** The captured legacy tables. */
+  tables: readonly { schema: string; table: string }[];
+  /** V2 unit topics' entity names (each transform module's `topicFor`). */
+  entities: readonly string[];
+}
+
+export interface GroupTopics {
+  groupId: string;
+  topics: string[];
+}
+
+/** The raw change topics, one per captured table. */
+export const changeTopics = (n: Pick<TopicNaming, 'rawPrefix' | 'tables'>): string[] =>
+  n.tables.map((t) => changeTopic(n.rawPrefix, t.schema, t.table));
+
+/** What the transform stage consumes: every change topic and the heartbeat topic. */
+export const transformInputTopics = (n: Pick<TopicNaming, 'rawPrefix' | 'tables'>): string[] => [
+  ...changeTopics(n),
+  heartbeatPrefix(n.rawPrefix),
+];
+
+/** The V2 unit topics, one per entity, without the V2 heartbeat topic. */
+export const v2UnitTopics = (n: Pick<TopicNaming, 'v2Prefix' | 'entities'>): string[] =>
+  [...new Set(n.entities)].map((e) => v2Topic(n.v2Prefix, e));
+
+/** What the sink consumes: every V2 unit topic and the V2 heartbeat topic. */
+export const sinkInputTopics = (n: Pick<TopicNaming, 'v2Prefix' | 'entities'>): string[] => [
+  ...v2UnitTopics(n),
+  v2Topic(n.v2Prefix, 'heartbeat'),
+];
