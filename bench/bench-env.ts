@@ -3,9 +3,10 @@ import { mkdtempSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
-import { initLegacy, initTarget } from '../src/cli/target-command.js';
+import { initTarget } from '../src/cli/target-command.js';
 import { quoteIdent } from '../src/core/sql.js';
 import { kafkaBrokers, stackSettings, stackUp } from '../src/stack/stack.js';
+import { initLegacy } from '../src/workload/init-legacy.js';
 
 /** Shared set-up for the pipeline benchmarks: the stack, fresh databases, a config file and the daemon as a child. */
 
@@ -64,7 +65,6 @@ export async function freshBenchEnv(
     },
     target: { url: targetUrl },
     kafka: { brokers: [kafkaBrokers(settings)], topicPrefix: `raw${tag}`, partitions: 6 },
-    transform: { topicPrefix: `v2${tag}`, groupId: `t${tag}`, sessionTimeoutMs: 6000 },
     sink: { groupId: `k${tag}`, sessionTimeoutMs: 6000 },
     metrics: { port: 0 },
     ...extra,

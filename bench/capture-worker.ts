@@ -1,9 +1,10 @@
 import { readFileSync } from 'node:fs';
-import { PgoutputSource } from '../connectors/pgoutput-source/pgoutput-source.js';
+import { PgoutputSource } from '../connectors/pgoutput-source/index.js';
 import { createKafka } from '../src/core/kafka-client.js';
 import { createLogger } from '../src/core/logger.js';
 import { parseLsn } from '../src/core/lsn.js';
 import { parseConfig } from '../src/pipeline/config/load-config.js';
+import { sourceOptions } from '../src/pipeline/stage-options.js';
 
 /**
  * One capture run in its own process (so peak RSS is this run's): streams the slot until the source's durable
@@ -12,7 +13,7 @@ import { parseConfig } from '../src/pipeline/config/load-config.js';
 const [configFile, endLsnText] = process.argv.slice(2) as [string, string];
 const config = parseConfig(JSON.parse(readFileSync(configFile, 'utf8')), {});
 const logger = createLogger({ level: 'warn' });
-const source = new PgoutputSource({ config, kafka: createKafka(config.kafka, logger), logger });
+const source = new PgoutputSource(sourceOptions(config, createKafka(config.kafka, logger), logger));
 const end = parseLsn(endLsnText);
 const controller = new AbortController();
 const started = process.hrtime.bigint();

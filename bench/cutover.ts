@@ -1,13 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
-import { fullVerify } from '../src/cli/cutover-command.js';
 import { createKafka } from '../src/core/kafka-client.js';
 import { silentLogger } from '../src/core/logger.js';
 import { rollbackCutover, runCutover } from '../src/ops/cutover/cutover.js';
 import { FENCE_ERROR_PREFIX } from '../src/ops/cutover/fence.js';
+import { finalVerify } from '../src/ops/cutover/final-verify.js';
 import { parseConfig } from '../src/pipeline/config/load-config.js';
 import { LegacyWorkload } from '../src/workload/legacy-workload.js';
-import { transformModules } from '../transforms/index.js';
 import { V2_KEYS } from '../transforms/v2-schema.js';
 import { benchStack, Daemon, freshBenchEnv, percentile, sleep } from './bench-env.js';
 import { fmt, numberArg, report, stats } from './bench-report.js';
@@ -25,7 +24,6 @@ const env = await freshBenchEnv(admin, 'cutover', {
   cutover: { maxLagSeconds: 10, budgetSeconds: 30, lockTimeoutMs: 2000, lockRetries: 20 },
 });
 const config = parseConfig(env.config, {});
-const entities = [...new Set(transformModules.flatMap((m) => m.tables.map((t) => m.topicFor(t))))];
 const kafka = createKafka(config.kafka, silentLogger(), 'bench-cutover');
 const workload = new LegacyWorkload({ seed: 5, customers: 300, shops: 3, invalidShare: 0, bigNotesBytes: 0 });
 const legacy = new pg.Client({ connectionString: env.legacyUrl });
@@ -34,7 +32,7 @@ for (const w of workload.seed(BOOKINGS)) await legacy.query(w.sql, w.params);
 await legacy.end();
 
 async function recordVerify() {
-  const outcome = await fullVerify(config);
+  const outcome = await finalVerify(config);
   const c = new pg.Client({ connectionString: env.targetUrl });
   await c.connect();
   await c.query(
@@ -53,7 +51,7 @@ try {
   for (let run = 0; run < RUNS; run++) {
     // Caught up and verified before each cutover (its go/no-go requires both).
     for (let i = 0; i < 600; i++) {
-      if ((await fullVerify(config)).clean) break;
+      if ((await finalVerify(config)).clean) break;
       await sleep(200);
     }
     await recordVerify();
@@ -81,20 +79,17 @@ try {
     let result: Awaited<ReturnType<typeof runCutover>>;
     for (let attempt = 0; ; attempt++) {
       try {
-        result = await runCutover(
-          {
-            config,
-            kafka,
-            logger: silentLogger(),
-            print: (l) => {
-              if (process.env.BENCH_VERBOSE) console.log(l);
-            },
-            allowDlq: true,
-            verify: ({ shop }) => fullVerify(config, shop),
-            v2Tables: Object.keys(V2_KEYS),
+        result = await runCutover({
+          config,
+          kafka,
+          logger: silentLogger(),
+          print: (l) => {
+            if (process.env.BENCH_VERBOSE) console.log(l);
           },
-          entities,
-        );
+          allowDlq: true,
+          verify: ({ shop }) => finalVerify(config, shop),
+          v2Tables: Object.keys(V2_KEYS),
+        });
         break;
       } catch (e) {
         // Refused (lag right after a restart): wait and ask again; anything else is a failure.

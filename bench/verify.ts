@@ -1,13 +1,14 @@
 import pg from 'pg';
-import { TEXT_FORMAT_OPTIONS } from '../connectors/pgoutput-source/replication-stream.js';
-import { initLegacy, initTarget } from '../src/cli/target-command.js';
+import { initTarget } from '../src/cli/target-command.js';
 import type { V2Entity } from '../src/contracts/transform-api.js';
 import { createLogger } from '../src/core/logger.js';
+import { TEXT_FORMAT_OPTIONS } from '../src/core/pg-text-types.js';
 import { quoteIdent } from '../src/core/sql.js';
 import { ExpectedState } from '../src/ops/verify/expected-state.js';
 import { LegacyReader } from '../src/ops/verify/legacy-reader.js';
 import { readEntityShapes, runVerify } from '../src/ops/verify/verify.js';
 import { stackSettings, stackUp } from '../src/stack/stack.js';
+import { initLegacy } from '../src/workload/init-legacy.js';
 import { transformModules } from '../transforms/index.js';
 import { fmt, numberArg, report, stats } from './bench-report.js';
 

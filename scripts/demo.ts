@@ -167,9 +167,6 @@ async function withKafkaAdmin<T>(fn: (a: Admin) => Promise<T>): Promise<T> {
     {
       brokers: [kafkaBrokers(settings)],
       clientId: 'replicator-demo',
-      partitions: 3,
-      replicationFactor: 1,
-      topicPrefix: names.rawPrefix,
     },
     silentLogger(),
     'replicator-demo',
@@ -526,7 +523,6 @@ async function demo(): Promise<void> {
       topicPrefix: names.rawPrefix,
       partitions: 3,
     },
-    transform: { topicPrefix: names.v2Prefix, groupId: names.transformGroup, sessionTimeoutMs: 6000 },
     sink: { groupId: names.sinkGroup, sessionTimeoutMs: 6000 },
     cutover: {
       maxLagSeconds: 10,

@@ -2,7 +2,8 @@ import type { Kafka } from 'kafkajs';
 import pg from 'pg';
 import { type EventEncoder, jsonEncoder } from '../../src/contracts/event-encoder.js';
 import { loadTypes, TypeCatalog } from '../../src/contracts/event-value.js';
-import { changeTopic, heartbeatPrefix } from '../../src/contracts/topics.js';
+import type { Publisher, PublisherSettings, StateStore } from '../../src/contracts/publisher.js';
+import { changeTopic, heartbeatPrefix, stateTopic, type TableRef } from '../../src/contracts/topics.js';
 import { AsyncQueue } from '../../src/core/async-queue.js';
 import { ErrorCodes, isTransient, ReplicatorError } from '../../src/core/errors.js';
 import { ensureTopics } from '../../src/core/kafka-topics.js';
@@ -10,9 +11,6 @@ import type { Logger } from '../../src/core/logger.js';
 import { formatLsn, type Lsn, maxLsn, parseLsn } from '../../src/core/lsn.js';
 import { describePgUrl } from '../../src/core/redact.js';
 import { quoteIdent } from '../../src/core/sql.js';
-import type { ReplicatorConfig } from '../../src/pipeline/config/load-config.js';
-import { KafkaPublisher } from '../kafka-publisher/kafka-publisher.js';
-import { KafkaStateStore } from '../kafka-publisher/kafka-state-store.js';
 import { ChangeBuilder } from './change-builder.js';
 import { type DecodedMessage, PgoutputDecoder, type Relation } from './pgoutput-decoder.js';
 import { assertPreflight, describeTable, readSlot, runPreflight, type TableInfo } from './preflight.js';
@@ -21,9 +19,38 @@ import { runSnapshot } from './snapshot.js';
 
 export type SourceRole = 'starting' | 'standby' | 'leader' | 'stopped';
 
+/** What the source reads and how: the legacy side of the configuration. */
+export interface SourceSettings {
+  url: string;
+  slot: string;
+  publication: string;
+  createPublication: boolean;
+  tables: readonly TableRef[];
+  snapshot: 'initial' | 'never';
+  snapshotChunkRows: number;
+  snapshotParallelism: number;
+  statusIntervalMs: number;
+  heartbeatIntervalMs: number;
+  maxBufferedEvents: number;
+  maxBufferedBytes: number;
+}
+
+/** Where its events go: raw topic naming and the topics' shape when the source creates them. */
+export interface SourceTopicSettings {
+  topicPrefix: string;
+  partitions: number;
+  replicationFactor: number;
+}
+
 export interface PgoutputSourceOptions {
-  config: Pick<ReplicatorConfig, 'source' | 'kafka'>;
+  source: SourceSettings;
+  topics: SourceTopicSettings;
+  /** For the topic admin (creating the change, heartbeat and state topics). */
   kafka: Kafka;
+  /** Makes the session's publisher (the publish stage), given its buffer limits and acknowledgement callback. */
+  createPublisher: (settings: PublisherSettings) => Publisher;
+  /** Where the snapshot-completion marker lives (topic `stateTopic(topicPrefix)`). */
+  stateStore: StateStore;
   logger: Logger;
   /** How often a standby retries the leader lock. */
   standbyPollMs?: number;
@@ -106,7 +133,7 @@ export class PgoutputSource {
   }
 
   private async session(signal: AbortSignal): Promise<void> {
-    const { source, kafka } = this.o.config;
+    const { source, topics: kafka } = this.o;
     const log = this.o.logger;
     const closers: (() => Promise<unknown>)[] = [];
     const close = async () => {
@@ -167,7 +194,6 @@ export class PgoutputSource {
       const kafkaAdmin = this.o.kafka.admin();
       await kafkaAdmin.connect();
       closers.push(() => kafkaAdmin.disconnect());
-      const stateTopic = `${kafka.topicPrefix}.replicator-state`;
       const partitions = await ensureTopics(kafkaAdmin, [
         ...source.tables.map((t) => ({
           topic: changeTopic(kafka.topicPrefix, t.schema, t.table),
@@ -179,13 +205,16 @@ export class PgoutputSource {
           partitions: 1,
           replicationFactor: kafka.replicationFactor,
         },
-        { topic: stateTopic, partitions: 1, replicationFactor: kafka.replicationFactor, compact: true },
+        {
+          topic: stateTopic(kafka.topicPrefix),
+          partitions: 1,
+          replicationFactor: kafka.replicationFactor,
+          compact: true,
+        },
       ]);
-      const state = new KafkaStateStore(this.o.kafka, stateTopic);
+      const state = this.o.stateStore;
 
-      const publisher = new KafkaPublisher({
-        kafka: this.o.kafka,
-        logger: log,
+      const publisher = this.o.createPublisher({
         checkpoint: (lsn) => {
           this.durable = maxLsn(this.durable, lsn);
         },
@@ -250,11 +279,11 @@ export class PgoutputSource {
     database: string,
     tables: TableInfo[],
     catalog: TypeCatalog,
-    publisher: KafkaPublisher,
-    state: KafkaStateStore,
+    publisher: Publisher,
+    state: StateStore,
     markerKey: string,
   ): Promise<void> {
-    const { source, kafka } = this.o.config;
+    const { source, topics: kafka } = this.o;
     const log = this.o.logger;
     await createSlot(url, slotName, 'export', async (snapshotName, consistentPoint) => {
       log.info({ slot: slotName, consistentPoint: formatLsn(consistentPoint) }, 'initial snapshot started');
@@ -293,11 +322,11 @@ export class PgoutputSource {
     database: string,
     tables: TableInfo[],
     catalog: TypeCatalog,
-    publisher: KafkaPublisher,
+    publisher: Publisher,
     partitions: Map<string, number>,
     connectionLost: Promise<never>,
   ): Promise<void> {
-    const { source, kafka } = this.o.config;
+    const { source, topics: kafka } = this.o;
     const log = this.o.logger;
     const decoder = new PgoutputDecoder();
     const builder = new ChangeBuilder({

@@ -1,7 +1,7 @@
 import type pg from 'pg';
+import type { TableRef } from '../../src/contracts/topics.js';
 import { ErrorCodes, ReplicatorError } from '../../src/core/errors.js';
 import { qualifiedName, quoteIdent } from '../../src/core/sql.js';
-import type { TableRef } from '../../src/pipeline/config/load-config.js';
 
 /**
  * Preflight checks of the legacy database. Each check is small and returns findings; `runPreflight` runs them all

@@ -1,6 +1,7 @@
 import pg from 'pg';
 import { ErrorCodes, ReplicatorError } from '../../src/core/errors.js';
 import { formatLsn, type Lsn, readLsn } from '../../src/core/lsn.js';
+import { TEXT_FORMAT_OPTIONS } from '../../src/core/pg-text-types.js';
 import { quoteIdent, quoteLiteral } from '../../src/core/sql.js';
 
 /**
@@ -32,8 +33,6 @@ export interface ReplicationStreamOptions {
  * Session settings under which PostgreSQL renders values as exact, unambiguous text; the walsender (pgoutput) and
  * the snapshot readers both use them, so a row reads the same from either path.
  */
-export const TEXT_FORMAT_OPTIONS =
-  '-c DateStyle=ISO,YMD -c TimeZone=UTC -c IntervalStyle=iso_8601 -c extra_float_digits=3 -c bytea_output=hex';
 
 /** Microseconds between the Unix epoch and PostgreSQL's (2000-01-01T00:00:00Z). */
 const PG_EPOCH_OFFSET_US = 946_684_800_000_000n;

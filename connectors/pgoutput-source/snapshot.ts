@@ -7,9 +7,9 @@ import { changeTopic } from '../../src/contracts/topics.js';
 import { ErrorCodes, ReplicatorError } from '../../src/core/errors.js';
 import type { Logger } from '../../src/core/logger.js';
 import { formatLsn, type Lsn } from '../../src/core/lsn.js';
+import { TEXT_FORMAT_OPTIONS } from '../../src/core/pg-text-types.js';
 import { qualifiedName, quoteIdent, quoteLiteral } from '../../src/core/sql.js';
 import type { TableInfo } from './preflight.js';
-import { TEXT_FORMAT_OPTIONS } from './replication-stream.js';
 
 export interface SnapshotOptions {
   url: string;

@@ -1,34 +1,11 @@
 import type pg from 'pg';
 import type { JsonRow, V2Entity } from '../../src/contracts/transform-api.js';
+import type { V2Model } from '../../src/contracts/v2-model.js';
 import type { V2Unit } from '../../src/contracts/v2-unit.js';
-import { parseLsn } from '../../src/core/lsn.js';
 import { quoteIdent } from '../../src/core/sql.js';
-import type { ColumnTypes, Lineage } from './unit-applier.js';
-import { ensureUsers } from './user-recompute.js';
-
-/** Children before parents: the order in which a legacy row's former V2 rows are deleted. */
-export const DELETE_ORDER: readonly V2Entity[] = [
-  'payments',
-  'bundle_components',
-  'bundle_discounts',
-  'bookings',
-  'customer_profiles',
-  'bundles',
-  'users',
-];
-/** Parents before children. */
-const UPSERT_ORDER: readonly V2Entity[] = [
-  'users',
-  'customer_profiles',
-  'bundles',
-  'bookings',
-  'payments',
-  'bundle_components',
-  'bundle_discounts',
-];
-
-const lineageKey = (table: string, key: JsonRow) => `${table}\u0000${JSON.stringify(key)}`;
-const outputId = (entity: string, key: JsonRow) => `${entity}\u0000${JSON.stringify(key)}`;
+import { ensurePlaceholders } from './derived-rows.js';
+import { goneOutputs, isNewer, type Lineage, lineageKey, positionOf } from './lineage.js';
+import type { ColumnTypes } from './unit-applier.js';
 
 /** SQL type of a V2 column for jsonb_to_recordset (information_schema's data_type names are valid SQL types). */
 function sqlType(types: ColumnTypes, entity: string, column: string): string {
@@ -49,6 +26,7 @@ const recordDef = (types: ColumnTypes, entity: string, columns: readonly string[
  */
 export async function applyBatch(
   client: pg.ClientBase,
+  model: V2Model,
   types: ColumnTypes,
   units: readonly V2Unit[],
   lineage: Map<string, Lineage>,
@@ -78,16 +56,8 @@ export async function applyBatch(
 
   for (const [lk, unit] of newest) {
     const before = lineage.get(lk);
-    const position = { commitLsn: parseLsn(unit.source.commitLsn), seq: unit.source.seq };
-    if (
-      before &&
-      !(
-        position.commitLsn > before.commitLsn ||
-        (position.commitLsn === before.commitLsn && position.seq > before.seq)
-      )
-    ) {
-      continue;
-    }
+    const position = positionOf(unit);
+    if (before && !isNewer(position, before)) continue;
     applied++;
     if (unit.source.commitTs && unit.source.commitTs > newestTs) newestTs = unit.source.commitTs;
     const outputs: [V2Entity, JsonRow][] = [];
@@ -136,9 +106,7 @@ export async function applyBatch(
         unitEmails.push(...op.keys);
       }
     }
-    const keep = new Set(outputs.map(([e, k]) => outputId(e, k)));
-    for (const [entity, key] of before?.outputs ?? []) {
-      if (keep.has(outputId(entity, key))) continue;
+    for (const [entity, key] of goneOutputs(before, outputs)) {
       let m = deletes.get(entity);
       if (!m) {
         m = new Map();
@@ -163,7 +131,7 @@ export async function applyBatch(
   }
   if (applied === 0) return { emails, applied };
 
-  for (const entity of DELETE_ORDER) {
+  for (const entity of model.deleteOrder) {
     const keys = deletes.get(entity);
     if (!keys || keys.size === 0) continue;
     const cols = Object.keys(keys.values().next().value as JsonRow);
@@ -174,9 +142,9 @@ export async function applyBatch(
     );
   }
   // Parents first: a booking may arrive before its user exists (ids are deterministic; the recompute fills it).
-  await ensureUsers(client, [...placeholders].sort(), newestTs);
+  await ensurePlaceholders(client, model.derived, [...placeholders].sort(), newestTs);
   const groups = [...upserts.values()].sort(
-    (a, b) => UPSERT_ORDER.indexOf(a.entity) - UPSERT_ORDER.indexOf(b.entity),
+    (a, b) => model.upsertOrder.indexOf(a.entity) - model.upsertOrder.indexOf(b.entity),
   );
   for (const g of groups) {
     const nonKey = g.columns.filter((c) => !g.keyColumns.includes(c));

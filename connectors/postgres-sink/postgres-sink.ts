@@ -1,30 +1,62 @@
 import { type Kafka, type KafkaMessage, Partitioners, type Producer } from 'kafkajs';
 import pg from 'pg';
-import { type FenceMarker, isFenceMarker } from '../../src/contracts/fence.js';
-import { dlqTopic, v2Topic } from '../../src/contracts/topics.js';
+import { type DeadLetterInfo, deadLetterHeaders } from '../../src/contracts/dead-letter.js';
+import type { FenceMarker } from '../../src/contracts/fence.js';
 import type { TransformModule } from '../../src/contracts/transform-api.js';
+import type { V2Model } from '../../src/contracts/v2-model.js';
 import type { V2Unit } from '../../src/contracts/v2-unit.js';
-import { ErrorCodes, isTransient, ReplicatorError } from '../../src/core/errors.js';
+import { isTransient } from '../../src/core/errors.js';
 import { ensureTopics } from '../../src/core/kafka-topics.js';
 import type { Logger } from '../../src/core/logger.js';
 import { formatLsn, parseLsn } from '../../src/core/lsn.js';
 import { textTypes } from '../../src/core/pg-text-types.js';
 import { describePgUrl } from '../../src/core/redact.js';
-import type { ReplicatorConfig } from '../../src/pipeline/config/load-config.js';
 import { applyBatch } from './batch-applier.js';
+import { RawChangeReader } from './raw-change.js';
 import { ensureReplicatorSchema } from './target-schema.js';
 import { readColumnTypes, UnitApplier } from './unit-applier.js';
 
 export interface PostgresSinkOptions {
-  config: Pick<ReplicatorConfig, 'kafka' | 'transform' | 'target' | 'sink'>;
-  kafka: Kafka;
+  /** The V2 database. */
+  targetUrl: string;
+  /** The consumer group; also the key of this sink's offsets and applied position in the target. */
+  groupId: string;
+  /** Partitions applied at once (one target connection each). */
+  concurrency: number;
+  /** How long a dead instance holds its partitions before the group moves them. */
+  sessionTimeoutMs: number;
+  /** The raw change topics it consumes (one per captured table), and the source's heartbeat topic. */
+  changeTopics: readonly string[];
+  heartbeatTopic: string;
+  /** Where invalid rows and rows the target rejects go. */
+  dlqTopic: string;
+  /** For creating the topics when the sink starts before the source did (heartbeat and DLQ: 1 partition). */
+  partitions: number;
+  replicationFactor: number;
+  /** The transform modules, run in process on each change (the one Kafka hop between legacy and V2). */
   modules: readonly TransformModule[];
+  /** The V2 domain: entity order and the derived users. */
+  model: V2Model;
+  /** Fault injection for tests: hold each apply transaction open this long before COMMIT. */
+  holdBeforeCommitMs?: number;
+  /** Decodes a Confluent-framed (Avro) value; without it, values are JSON. */
+  decodeValue?: (value: Buffer) => Promise<unknown>;
+  kafka: Kafka;
   logger: Logger;
   onBatch?: (seconds: number, units: number) => void;
   onDeadLetter?: (reason: string) => void;
+  /** Called for every V2 unit a transform produced, with its legacy table (metrics). */
+  onUnit?: (table: string) => void;
+  /**
+   * Per-hop latency of each applied change, in seconds: legacy commit → produced to Kafka (`capture`), → fetched
+   * by this stage (`queue`), → committed in the target (`apply`).
+   */
+  onHops?: (hops: { capture: number; queue: number; apply: number }) => void;
   /** Newest source commit time applied (units and heartbeats), for lag. */
   onApplied?: (commitTs: string) => void;
 }
+
+type DeadInfo = Omit<DeadLetterInfo, 'sourceTopic' | 'sourcePartition' | 'sourceOffset'>;
 
 interface Entry {
   offset: string;
@@ -33,6 +65,8 @@ interface Entry {
   /** The heartbeat's WAL position (the newest applied source position, for verify). */
   heartbeatLsn?: string;
   marker?: FenceMarker;
+  /** Dead-lettered by the transform step; committed with the batch's offsets (a unit may still apply). */
+  dead?: DeadInfo;
   raw: KafkaMessage;
 }
 
@@ -45,7 +79,8 @@ function isRowError(e: unknown): e is Error & { code: string } {
 }
 
 /**
- * The sink: applies V2 units to the target exactly once. Each partition batch is one target transaction that also
+ * The sink (apply stage): reads the raw change topics, runs each change's transform module in process and applies
+ * the resulting V2 units to the target exactly once. Each partition batch is one target transaction that also
  * advances that partition's offset in replicator.sink_offsets — the offsets Kafka holds are informative only. A
  * batch is applied completely or not at all; a row the target rejects is isolated (the batch is replayed row by
  * row with savepoints) and dead-lettered with the database's error; an unreachable target is retried with backoff,
@@ -55,70 +90,67 @@ export class PostgresSink {
   private applied = 0;
   private deadLetters = 0;
 
-  constructor(private readonly o: PostgresSinkOptions) {}
+  private readonly reader: RawChangeReader;
+
+  constructor(private readonly o: PostgresSinkOptions) {
+    this.reader = new RawChangeReader(o.modules, o.heartbeatTopic);
+  }
 
   progress() {
     return { applied: this.applied, deadLetters: this.deadLetters };
   }
 
   async run(signal: AbortSignal): Promise<void> {
-    const { target, sink, transform } = this.o.config;
-    if (!target) throw new ReplicatorError(ErrorCodes.CONFIG_INVALID, 'the sink needs target.url');
-    const log = this.o.logger;
+    const o = this.o;
+    const log = o.logger;
     const pool = new pg.Pool({
-      connectionString: target.url,
-      max: sink.concurrency + 1,
+      connectionString: o.targetUrl,
+      max: o.concurrency + 1,
       types: textTypes,
       options: '-c TimeZone=UTC -c DateStyle=ISO,YMD',
+      // Names its sessions in pg_stat_activity, for operators (and the kill -9 test).
+      application_name: 'replicator-sink',
     });
     pool.on('error', (e) => log.warn({ err: e.message }, 'idle target connection failed'));
-    const entities = new Set<string>();
-    for (const m of this.o.modules) for (const t of m.tables) entities.add(m.topicFor(t));
-    const topics = [
-      ...[...entities].map((e) => v2Topic(transform.topicPrefix, e)),
-      v2Topic(transform.topicPrefix, 'heartbeat'),
-    ];
+    const topics = [...o.changeTopics, o.heartbeatTopic];
+    const heartbeatTopic = o.heartbeatTopic;
 
     const setup = await this.retrying(signal, () => pool.connect());
     let applier: UnitApplier;
     try {
       await ensureReplicatorSchema(setup);
-      applier = new UnitApplier(await readColumnTypes(setup));
+      applier = new UnitApplier(await readColumnTypes(setup), o.model);
     } finally {
       setup.release();
     }
-    log.info({ target: describePgUrl(target.url), topics }, 'sink starting');
+    log.info({ target: describePgUrl(o.targetUrl), topics }, 'sink starting');
 
-    // The sink may start before the transform stage has created the V2 topics.
-    const admin = this.o.kafka.admin();
+    // The sink may start before the source has created the change topics.
+    const admin = o.kafka.admin();
     await admin.connect();
     try {
       await ensureTopics(admin, [
         ...topics.map((topic) => ({
           topic,
-          partitions: topic.endsWith('.heartbeat') ? 1 : this.o.config.kafka.partitions,
-          replicationFactor: this.o.config.kafka.replicationFactor,
+          partitions: topic === heartbeatTopic ? 1 : o.partitions,
+          replicationFactor: o.replicationFactor,
         })),
-        {
-          topic: dlqTopic(this.o.config.kafka.topicPrefix),
-          partitions: 1,
-          replicationFactor: this.o.config.kafka.replicationFactor,
-        },
+        { topic: o.dlqTopic, partitions: 1, replicationFactor: o.replicationFactor },
       ]);
     } finally {
       await admin.disconnect();
     }
-    const dlq = this.o.kafka.producer({
+    const dlq = o.kafka.producer({
       idempotent: true,
       maxInFlightRequests: 1,
       allowAutoTopicCreation: false,
       createPartitioner: Partitioners.DefaultPartitioner,
     });
-    const consumer = this.o.kafka.consumer({
-      groupId: sink.groupId,
+    const consumer = o.kafka.consumer({
+      groupId: o.groupId,
       readUncommitted: false,
-      sessionTimeout: sink.sessionTimeoutMs,
-      heartbeatInterval: Math.floor(sink.sessionTimeoutMs / 5),
+      sessionTimeout: o.sessionTimeoutMs,
+      heartbeatInterval: Math.floor(o.sessionTimeoutMs / 5),
       allowAutoTopicCreation: false,
     });
     await dlq.connect();
@@ -135,7 +167,7 @@ export class PostgresSink {
         const assigned = Object.entries(payload.memberAssignment);
         const { rows } = await pool.query<{ topic: string; partition: number; next_offset: string }>(
           'SELECT topic, partition, next_offset::text FROM replicator.sink_offsets WHERE group_id = $1 AND topic = ANY($2)',
-          [sink.groupId, assigned.map(([t]) => t)],
+          [o.groupId, assigned.map(([t]) => t)],
         );
         for (const r of rows) {
           if (payload.memberAssignment[r.topic]?.includes(r.partition)) {
@@ -150,16 +182,20 @@ export class PostgresSink {
       await consumer.subscribe({ topics, fromBeginning: true });
       await consumer.run({
         autoCommit: false,
-        partitionsConsumedConcurrently: sink.concurrency,
+        partitionsConsumedConcurrently: o.concurrency,
         eachBatch: async ({ batch, isRunning, isStale }) => {
           if (batch.messages.length === 0) return;
-          const entries: Entry[] = batch.messages.map((m) => this.parse(m));
+          const fetchedAt = Date.now();
+          const entries: Entry[] = [];
+          for (const m of batch.messages) entries.push(await this.parse(batch.topic, m));
           const started = process.hrtime.bigint();
+          let applied = false;
           await this.retrying(signal, async () => {
             if (!isRunning() || isStale()) return;
-            await this.applyBatch(pool, applier, dlq, batch.topic, batch.partition, entries);
+            applied = await this.applyBatch(pool, applier, dlq, batch.topic, batch.partition, entries);
           });
-          this.o.onBatch?.(Number(process.hrtime.bigint() - started) / 1e9, entries.length);
+          o.onBatch?.(Number(process.hrtime.bigint() - started) / 1e9, entries.length);
+          if (applied && o.onHops) this.observeHops(entries, fetchedAt, Date.now());
           // Informative only: the target's table is what a restart trusts.
           await consumer
             .commitOffsets([
@@ -199,24 +235,48 @@ export class PostgresSink {
     }
   }
 
-  private parse(m: KafkaMessage): Entry {
-    const value = m.value?.toString('utf8');
-    if (!value) return { offset: m.offset, raw: m };
+  /** Decodes one raw message (JSON, or Avro when framed and a decoder is set) and runs its transform. */
+  private async parse(topic: string, m: KafkaMessage): Promise<Entry> {
+    const base = { offset: m.offset, raw: m };
+    if (m.value === null) return base;
+    let decoded: unknown;
     try {
-      const parsed = JSON.parse(value) as V2Unit | { sentAt?: string; lsn?: string };
-      if ('kind' in parsed && parsed.kind === 'change') return { offset: m.offset, unit: parsed, raw: m };
-      if (isFenceMarker(parsed)) return { offset: m.offset, marker: parsed, raw: m };
-      if ('sentAt' in parsed && typeof parsed.sentAt === 'string')
-        return {
-          offset: m.offset,
-          heartbeatTs: parsed.sentAt,
-          ...('lsn' in parsed && typeof parsed.lsn === 'string' ? { heartbeatLsn: parsed.lsn } : {}),
-          raw: m,
-        };
-    } catch {
-      // falls through: an unparseable message is dead-lettered by applyBatch
+      decoded =
+        m.value[0] === 0 && this.o.decodeValue
+          ? await this.o.decodeValue(m.value)
+          : JSON.parse(m.value.toString('utf8'));
+    } catch (e) {
+      decoded = e instanceof Error ? e : new Error(String(e));
     }
-    return { offset: m.offset, raw: m };
+    const r = this.reader.read(topic, m.key?.toString('utf8') ?? null, decoded);
+    switch (r.kind) {
+      case 'skip':
+        return base;
+      case 'heartbeat':
+        return { ...base, heartbeatTs: r.ts, ...(r.lsn ? { heartbeatLsn: r.lsn } : {}) };
+      case 'marker':
+        return { ...base, marker: r.marker };
+      case 'dead':
+        return { ...base, dead: r.dead };
+      case 'unit':
+        this.o.onUnit?.(r.unit.source.table);
+        return { ...base, unit: r.unit, ...(r.dead ? { dead: r.dead } : {}) };
+    }
+  }
+
+  /** Each applied change's hops, from its legacy commit time and its Kafka CreateTime (set when produced). */
+  private observeHops(entries: readonly Entry[], fetchedAt: number, appliedAt: number): void {
+    for (const e of entries) {
+      const ts = e.unit?.source.commitTs;
+      if (!ts || e.unit?.source.snapshot) continue;
+      const committed = Date.parse(ts);
+      const produced = Number(e.raw.timestamp);
+      this.o.onHops?.({
+        capture: Math.max(0, produced - committed) / 1000,
+        queue: Math.max(0, fetchedAt - produced) / 1000,
+        apply: Math.max(0, appliedAt - fetchedAt) / 1000,
+      });
+    }
   }
 
   /** Retries transient failures (target or Kafka unreachable) with backoff until they pass or the sink stops. */
@@ -237,6 +297,7 @@ export class PostgresSink {
     }
   }
 
+  /** Applies one partition batch; false when every message in it was already applied (nothing committed). */
   private async applyBatch(
     pool: pg.Pool,
     applier: UnitApplier,
@@ -244,54 +305,78 @@ export class PostgresSink {
     topic: string,
     partition: number,
     entries: Entry[],
-  ): Promise<void> {
+  ): Promise<boolean> {
+    // Dead letters go out before the transaction that passes their offsets commits: a crash in between sends
+    // them again on replay, and `dlq list` counts a letter once per origin (topic, partition, offset, code).
+    const send = async (letters: DeadLetterInfo[], of: Map<DeadLetterInfo, Entry>) => {
+      if (letters.length === 0) return;
+      await dlq.send({
+        topic: this.o.dlqTopic,
+        acks: -1,
+        messages: letters.map((d) => ({
+          key: of.get(d)!.raw.key,
+          value: of.get(d)!.raw.value,
+          headers: deadLetterHeaders(d),
+        })),
+      });
+    };
+    const report = (letters: DeadLetterInfo[]) => {
+      for (const d of letters) {
+        this.deadLetters++;
+        this.o.onDeadLetter?.(d.code);
+        this.o.logger.warn(
+          { code: d.code, stage: d.stage, table: d.table, topic, partition, offset: d.sourceOffset },
+          `dead-lettered: ${d.message}`,
+        );
+      }
+    };
     const client = await pool.connect();
+    let letters: DeadLetterInfo[] = [];
+    let committed: boolean;
     try {
       try {
-        await this.transaction(client, applier, topic, partition, entries, undefined);
+        committed = await this.transaction(
+          client,
+          applier,
+          topic,
+          partition,
+          entries,
+          undefined,
+          async (l, of) => {
+            letters = l;
+            await send(l, of);
+          },
+        );
       } catch (e) {
         if (!isRowError(e)) throw e;
         // Isolate the bad rows: the same batch again, one savepoint per unit; rejects go to the DLQ.
         const rejected: { entry: Entry; error: Error & { code: string } }[] = [];
-        await this.transaction(client, applier, topic, partition, entries, rejected, async () => {
-          if (rejected.length === 0) return;
-          await dlq.send({
-            topic: dlqTopic(this.o.config.kafka.topicPrefix),
-            acks: -1,
-            messages: rejected.map(({ entry, error }) => ({
-              key: entry.raw.key,
-              value: entry.raw.value,
-              headers: {
-                'error.code': error.code,
-                'error.message': error.message,
-                stage: 'sink',
-                transform: entry.unit?.source.table ?? '-',
-                'source.topic': topic,
-                'source.partition': String(partition),
-                'source.offset': entry.offset,
-              },
-            })),
-          });
-        });
-        for (const r of rejected) {
-          this.deadLetters++;
-          this.o.onDeadLetter?.(r.error.code);
-          this.o.logger.warn(
-            { code: r.error.code, topic, partition, offset: r.entry.offset },
-            `row rejected by the target: ${r.error.message}`,
-          );
-        }
+        committed = await this.transaction(
+          client,
+          applier,
+          topic,
+          partition,
+          entries,
+          rejected,
+          async (l, of) => {
+            letters = l;
+            await send(l, of);
+          },
+        );
       }
     } catch (e) {
       client.release(isTransient(e));
       throw e;
     }
     client.release();
+    report(letters);
+    return committed;
   }
 
   /**
    * One batch in one transaction. With `rejected`, each unit runs under a savepoint and a row error is recorded
-   * instead of aborting; `beforeCommit` runs (the DLQ send) before the offsets commit with the rows.
+   * instead of aborting; `beforeCommit` gets the batch's dead letters (transform rejections and target rejects) and
+   * runs before the offsets commit with the rows. False when nothing in the batch was new.
    */
   private async transaction(
     client: pg.PoolClient,
@@ -300,9 +385,9 @@ export class PostgresSink {
     partition: number,
     entries: Entry[],
     rejected: { entry: Entry; error: Error & { code: string } }[] | undefined,
-    beforeCommit?: () => Promise<void>,
-  ): Promise<void> {
-    const { groupId } = this.o.config.sink;
+    beforeCommit: (letters: DeadLetterInfo[], of: Map<DeadLetterInfo, Entry>) => Promise<void>,
+  ): Promise<boolean> {
+    const { groupId } = this.o;
     await client.query('BEGIN');
     try {
       await client.query(
@@ -321,7 +406,7 @@ export class PostgresSink {
       const fresh = entries.filter((e) => BigInt(e.offset) >= stored);
       if (fresh.length === 0) {
         await client.query('ROLLBACK');
-        return;
+        return false;
       }
       const units = fresh.flatMap((e) => (e.unit ? [e.unit] : []));
       const lineage = await applier.prepare(client, units);
@@ -335,7 +420,7 @@ export class PostgresSink {
         if (ts && (!newestTs || ts > newestTs)) newestTs = ts;
       }
       if (fastPath) {
-        const outcome = await applyBatch(client, applier.columnTypes, units, lineage);
+        const outcome = await applyBatch(client, this.o.model, applier.columnTypes, units, lineage);
         for (const e of outcome.emails) recompute.add(e);
         this.applied += units.length;
       }
@@ -350,7 +435,7 @@ export class PostgresSink {
           const l = parseLsn(lsn);
           if (newestLsn === undefined || l > newestLsn) newestLsn = l;
         }
-        if (entry.marker?.origin) {
+        if (entry.marker) {
           // Everything before this marker on this partition is applied in this same transaction.
           await client.query(
             `INSERT INTO replicator.fence_markers (cutover_id, group_id, topic, partition, origin_topic, origin_partition)
@@ -360,23 +445,14 @@ export class PostgresSink {
               groupId,
               topic,
               partition,
-              entry.marker.origin.topic,
-              entry.marker.origin.partition,
+              entry.marker.origin?.topic ?? topic,
+              entry.marker.origin?.partition ?? partition,
             ],
           );
           continue;
         }
-        if (!entry.unit) {
-          if (entry.heartbeatTs === undefined && rejected) {
-            rejected.push({
-              entry,
-              error: Object.assign(new Error('not a V2 unit'), { code: 'MALFORMED_UNIT' }),
-            });
-          } else if (entry.heartbeatTs === undefined) {
-            throw Object.assign(new Error('not a V2 unit'), { code: '22000' });
-          }
-          continue;
-        }
+        // Heartbeats, dead letters without a unit, tombstones and tables without a module: only their offset.
+        if (!entry.unit) continue;
         if (fastPath) continue;
         if (!rejected) {
           for (const e of await applier.apply(client, entry.unit, lineage)) recompute.add(e);
@@ -410,9 +486,32 @@ export class PostgresSink {
           [groupId, newestTs ?? null, newestLsn === undefined ? null : formatLsn(newestLsn)],
         );
       }
-      await beforeCommit?.();
+      const of = new Map<DeadLetterInfo, Entry>();
+      const at = (entry: Entry) => ({
+        sourceTopic: topic,
+        sourcePartition: partition,
+        sourceOffset: entry.offset,
+      });
+      for (const entry of fresh) if (entry.dead) of.set({ ...entry.dead, ...at(entry) }, entry);
+      for (const { entry, error } of rejected ?? []) {
+        const table = entry.unit?.source.table;
+        of.set(
+          {
+            code: error.code,
+            message: error.message,
+            stage: 'sink',
+            transform: '-',
+            ...(table ? { table } : {}),
+            ...at(entry),
+          },
+          entry,
+        );
+      }
+      await beforeCommit([...of.keys()], of);
+      if (this.o.holdBeforeCommitMs) await sleep(this.o.holdBeforeCommitMs);
       await client.query('COMMIT');
       if (newestTs) this.o.onApplied?.(newestTs);
+      return true;
     } catch (e) {
       await client.query('ROLLBACK').catch(() => {});
       throw e;

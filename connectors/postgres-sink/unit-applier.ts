@@ -1,17 +1,11 @@
 import type pg from 'pg';
 import type { JsonRow, JsonValue, V2Entity, V2Op } from '../../src/contracts/transform-api.js';
+import type { V2Model } from '../../src/contracts/v2-model.js';
 import type { V2Unit } from '../../src/contracts/v2-unit.js';
 import { parseLsn } from '../../src/core/lsn.js';
 import { quoteIdent } from '../../src/core/sql.js';
-import { DELETE_ORDER } from './batch-applier.js';
-import { ensureUser, lockUsers, recomputeUsers } from './user-recompute.js';
-
-export interface Lineage {
-  commitLsn: bigint;
-  seq: number;
-  outputs: [V2Entity, JsonRow][];
-  emails: string[];
-}
+import { ensurePlaceholders, lockDerived, recomputeDerived } from './derived-rows.js';
+import { goneOutputs, isNewer, type Lineage, lineageKey, type Position, positionOf } from './lineage.js';
 
 /** Column types of the V2 tables, read once from the target: jsonb values are bound as JSON text. */
 export type ColumnTypes = Map<string, Map<string, string>>;
@@ -31,14 +25,6 @@ export async function readColumnTypes(client: pg.ClientBase, schema = 'public'):
     t.set(r.column_name, r.data_type);
   }
   return types;
-}
-
-const lineageKey = (table: string, key: JsonRow) => `${table}\u0000${JSON.stringify(key)}`;
-const outputId = (entity: string, key: JsonRow) => `${entity}\u0000${JSON.stringify(key)}`;
-
-/** (commitLsn, seq) ordering of source positions. */
-function newer(a: { commitLsn: bigint; seq: number }, b: { commitLsn: bigint; seq: number }): boolean {
-  return a.commitLsn > b.commitLsn || (a.commitLsn === b.commitLsn && a.seq > b.seq);
 }
 
 function emailsOf(ops: readonly V2Op[]): string[] {
@@ -61,7 +47,10 @@ function outputsOf(ops: readonly V2Op[]): [V2Entity, JsonRow][] {
 export class UnitApplier {
   private readonly upsertSql = new Map<string, string>();
 
-  constructor(readonly columnTypes: ColumnTypes) {}
+  constructor(
+    readonly columnTypes: ColumnTypes,
+    readonly model: V2Model,
+  ) {}
 
   /** Every email the units touch, now or (via lineage) before — lock these before `apply`. */
   async prepare(client: pg.ClientBase, units: readonly V2Unit[]): Promise<Map<string, Lineage>> {
@@ -90,7 +79,7 @@ export class UnitApplier {
         [tables, keys],
       );
       for (const r of rows) {
-        lineage.set(`${r.source_table}\u0000${r.source_key}`, {
+        lineage.set(lineageKey(r.source_table, r.source_key), {
           commitLsn: parseLsn(r.commit_lsn),
           seq: r.seq,
           outputs: r.outputs,
@@ -112,7 +101,7 @@ export class UnitApplier {
   }
 
   async lock(client: pg.ClientBase, emails: Iterable<string>): Promise<void> {
-    await lockUsers(client, emails);
+    await lockDerived(client, this.model.derived, emails);
   }
 
   /**
@@ -120,22 +109,23 @@ export class UnitApplier {
    * Throws the database's error for a row the target rejects (the caller isolates it with a savepoint).
    */
   async apply(client: pg.ClientBase, unit: V2Unit, lineage: Map<string, Lineage>): Promise<string[]> {
-    const position = { commitLsn: parseLsn(unit.source.commitLsn), seq: unit.source.seq };
+    const position = positionOf(unit);
     if (unit.truncate) return this.truncate(client, unit, position);
     const lk = lineage.get(lineageKey(unit.source.table, unit.source.key));
-    if (lk && !newer(position, lk)) return [];
+    if (lk && !isNewer(position, lk)) return [];
 
     const outputs = outputsOf(unit.ops);
-    const keep = new Set(outputs.map(([e, k]) => outputId(e, k)));
-    if (lk) {
-      const gone = lk.outputs.filter(([e, k]) => !keep.has(outputId(e, k)));
-      gone.sort((a, b) => DELETE_ORDER.indexOf(a[0]) - DELETE_ORDER.indexOf(b[0]));
-      for (const [entity, key] of gone) await this.deleteRow(client, entity, key);
+    for (const [entity, key] of this.childrenFirst(goneOutputs(lk, outputs))) {
+      await this.deleteRow(client, entity, key);
     }
     const emails = emailsOf(unit.ops);
     // Parents first: a booking may arrive before its user exists (ids are deterministic; recompute fills it).
-    for (const email of emails)
-      await ensureUser(client, email, unit.source.commitTs ?? new Date().toISOString());
+    await ensurePlaceholders(
+      client,
+      this.model.derived,
+      emails,
+      unit.source.commitTs ?? new Date().toISOString(),
+    );
     for (const op of unit.ops) await this.applyOp(client, op);
 
     const next: Lineage = { ...position, outputs, emails };
@@ -159,15 +149,11 @@ export class UnitApplier {
 
   /** Recomputes (or deletes) the users of these emails, in one statement. */
   async recompute(client: pg.ClientBase, emails: readonly string[]): Promise<void> {
-    await recomputeUsers(client, emails);
+    await recomputeDerived(client, this.model.derived, emails);
   }
 
   /** Every row of the truncated legacy table is now absent: remove what each produced before the truncate. */
-  private async truncate(
-    client: pg.ClientBase,
-    unit: V2Unit,
-    position: { commitLsn: bigint; seq: number },
-  ): Promise<string[]> {
+  private async truncate(client: pg.ClientBase, unit: V2Unit, position: Position): Promise<string[]> {
     const { rows } = await client.query<{
       source_key: string;
       outputs: [V2Entity, JsonRow][];
@@ -179,8 +165,7 @@ export class UnitApplier {
     );
     const emails = new Set<string>();
     for (const r of rows) {
-      const gone = [...r.outputs].sort((a, b) => DELETE_ORDER.indexOf(a[0]) - DELETE_ORDER.indexOf(b[0]));
-      for (const [entity, key] of gone) await this.deleteRow(client, entity, key);
+      for (const [entity, key] of this.childrenFirst(r.outputs)) await this.deleteRow(client, entity, key);
       for (const e of r.emails) emails.add(e);
     }
     await client.query(
@@ -189,6 +174,12 @@ export class UnitApplier {
       [unit.source.table, unit.source.commitLsn, position.seq],
     );
     return [...emails];
+  }
+
+  /** V2 rows in the model's delete order (children before parents). */
+  private childrenFirst(rows: readonly [V2Entity, JsonRow][]): [V2Entity, JsonRow][] {
+    const order = this.model.deleteOrder;
+    return [...rows].sort((a, b) => order.indexOf(a[0]) - order.indexOf(b[0]));
   }
 
   private async applyOp(client: pg.ClientBase, op: V2Op): Promise<void> {

@@ -37,9 +37,7 @@ program
   .command('start')
   .description('run the replicator daemon (with /metrics, /healthz and /readyz on metrics.host:metrics.port)')
   .addOption(
-    new Option('--role <role>', 'which stages to run')
-      .choices(['source', 'transform', 'sink', 'all'])
-      .default('all'),
+    new Option('--role <role>', 'which stages to run').choices(['source', 'sink', 'all']).default('all'),
   )
   .option('--config <file>', 'config file (.json, .yaml, .ts)', 'replicator.config.yaml')
   .action(async (opts: { role: Role; config: string }) => {
@@ -79,7 +77,14 @@ program
     );
     const registry = new Registry();
     const metrics = createMetrics(registry, { defaultMetrics: true });
-    const pipeline = buildPipeline(config, { role: opts.role, logger, metrics });
+    // Test-only fault hook (kill -9 tests prove a kill lands inside an open apply transaction).
+    const holdApplyMs = Number(process.env.REPLICATOR_FAULT_HOLD_APPLY_MS ?? 0);
+    const pipeline = buildPipeline(config, {
+      role: opts.role,
+      logger,
+      metrics,
+      ...(holdApplyMs > 0 ? { holdApplyMs } : {}),
+    });
     const server = createHttpServer({
       host: config.metrics.host,
       port: config.metrics.port,

@@ -1,7 +1,6 @@
 import type { Command } from 'commander';
 import pg from 'pg';
-import { ensureReplicatorSchema } from '../../connectors/postgres-sink/target-schema.js';
-import { LEGACY_DDL } from '../../transforms/legacy-schema.js';
+import { ensureReplicatorSchema } from '../../connectors/postgres-sink/index.js';
 import { V2_DDL } from '../../transforms/v2-schema.js';
 import { ErrorCodes, ReplicatorError } from '../core/errors.js';
 import { describePgUrl } from '../core/redact.js';
@@ -14,17 +13,6 @@ export async function initTarget(url: string): Promise<void> {
   try {
     await client.query(V2_DDL);
     await ensureReplicatorSchema(client);
-  } finally {
-    await client.end();
-  }
-}
-
-/** Creates the legacy schema (for the demo, tests and benchmarks; a real legacy database has its own). */
-export async function initLegacy(url: string): Promise<void> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    await client.query(LEGACY_DDL);
   } finally {
     await client.end();
   }

@@ -1,7 +1,7 @@
 import { SchemaRegistryClient } from '@confluentinc/schemaregistry';
 import { type Command, InvalidArgumentError } from 'commander';
 import { pino } from 'pino';
-import { AvroEncoder } from '../../connectors/schema-registry-encoder/avro-encoder.js';
+import { AvroEncoder } from '../../connectors/schema-registry-encoder/index.js';
 import { heartbeatPrefix } from '../contracts/topics.js';
 import type { V2Entity } from '../contracts/transform-api.js';
 import { ErrorCodes, ReplicatorError } from '../core/errors.js';

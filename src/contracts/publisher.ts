@@ -15,6 +15,8 @@ export interface OutMessage {
  * so the caller may then tell PostgreSQL that the WAL up to that position can go.
  */
 export interface Publisher {
+  /** Connects; call once before publishing. */
+  start(): Promise<void>;
   /** Queues a message; false when the buffer is over its limit and the caller should wait for `drained()`. */
   publish(m: OutMessage): boolean;
   /** Queues a position; see the interface comment. */
@@ -24,4 +26,18 @@ export interface Publisher {
   /** Resolves when everything queued so far is acknowledged. */
   flush(): Promise<void>;
   close(): Promise<void>;
+}
+
+/** Options of a publisher the source creates per session (its own buffer limits and acknowledgement callback). */
+export interface PublisherSettings {
+  /** Called with a position once every message queued before it is acknowledged. */
+  checkpoint: (lsn: Lsn) => void;
+  maxBufferedMessages: number;
+  maxBufferedBytes: number;
+}
+
+/** Small durable key → JSON state (the source's snapshot marker), kept outside the legacy database. */
+export interface StateStore {
+  get<T>(key: string): Promise<T | undefined>;
+  put(key: string, value: unknown): Promise<void>;
 }

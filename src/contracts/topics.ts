@@ -8,6 +8,14 @@ export const heartbeatPrefix = (rawPrefix: string) => `${rawPrefix}.heartbeat`;
 export const fencePrefix = (rawPrefix: string) => `${rawPrefix}.fence`;
 export const v2Topic = (v2Prefix: string, entity: string) => `${v2Prefix}.${entity}`;
 export const dlqTopic = (rawPrefix: string) => `${rawPrefix}.dlq`;
+/** Compacted topic of the source's own small state (its snapshot-completion marker). */
+export const stateTopic = (rawPrefix: string) => `${rawPrefix}.replicator-state`;
+
+/** A captured legacy table. */
+export interface TableRef {
+  readonly schema: string;
+  readonly table: string;
+}
 
 export interface TopicNaming {
   /** kafka.topicPrefix: raw change topics, heartbeats, dead letters */
@@ -15,7 +23,7 @@ export interface TopicNaming {
   /** transform.topicPrefix: V2 unit topics */
   v2Prefix: string;
   /** The captured legacy tables. */
-  tables: readonly { schema: string; table: string }[];
+  tables: readonly TableRef[];
   /** V2 unit topics' entity names (each transform module's `topicFor`). */
   entities: readonly string[];
 }

@@ -1,5 +1,4 @@
 import { Kafka, type KafkaConfig, logLevel, type SASLOptions } from 'kafkajs';
-import type { ReplicatorConfig } from '../pipeline/config/load-config.js';
 import type { Logger } from './logger.js';
 
 const LEVELS: Record<number, 'error' | 'warn' | 'info' | 'debug'> = {
@@ -9,12 +8,20 @@ const LEVELS: Record<number, 'error' | 'warn' | 'info' | 'debug'> = {
   [logLevel.DEBUG]: 'debug',
 };
 
+/** The connection settings a client needs (the config's `kafka` section satisfies it). */
+export interface KafkaConnection {
+  brokers: readonly string[];
+  clientId: string;
+  ssl?: KafkaConfig['ssl'] | undefined;
+  sasl?: unknown;
+}
+
 /**
  * A kafkajs client for the configured brokers, logging through our logger (kafkajs's own INFO chatter is debug).
  * `overrides` tunes connection behaviour (timeouts, retries) for short-lived callers such as `status`.
  */
 export function createKafka(
-  config: ReplicatorConfig['kafka'],
+  config: KafkaConnection,
   logger: Logger,
   clientId = config.clientId,
   overrides: Pick<KafkaConfig, 'connectionTimeout' | 'requestTimeout' | 'retry'> = {},

@@ -12,3 +12,7 @@ export const textTypes: pg.CustomTypesConfig = {
       ? (v: string) => v
       : pg.types.getTypeParser(oid, format as 'text')) as pg.CustomTypesConfig['getTypeParser'],
 };
+
+/** Session settings under which every value's text form is the one the change events are built from (UTC, ISO). */
+export const TEXT_FORMAT_OPTIONS =
+  '-c DateStyle=ISO,YMD -c TimeZone=UTC -c IntervalStyle=iso_8601 -c extra_float_digits=3 -c bytea_output=hex';

@@ -1,19 +1,20 @@
 import { SchemaRegistryClient } from '@confluentinc/schemaregistry';
 import type { Kafka } from 'kafkajs';
-import { TransformStage } from '../../connectors/kafka-transform-stage/transform-stage.js';
-import { PgoutputSource } from '../../connectors/pgoutput-source/pgoutput-source.js';
-import { PostgresSink } from '../../connectors/postgres-sink/postgres-sink.js';
-import { AvroEncoder, decodeAvroValue } from '../../connectors/schema-registry-encoder/avro-encoder.js';
+import { PgoutputSource } from '../../connectors/pgoutput-source/index.js';
+import { PostgresSink } from '../../connectors/postgres-sink/index.js';
+import { AvroEncoder, decodeAvroValue } from '../../connectors/schema-registry-encoder/index.js';
 import { transformModules } from '../../transforms/index.js';
+import { v2Model } from '../../transforms/v2-model.js';
+import type { GroupTopics } from '../contracts/topics.js';
 import { createKafka } from '../core/kafka-client.js';
 import type { Logger } from '../core/logger.js';
 import type { ReplicatorConfig } from './config/load-config.js';
 import type { Readiness } from './observability/http-server.js';
 import type { Metrics } from './observability/metrics.js';
 import { MetricsSampler } from './observability/metrics-sampler.js';
-import { type GroupTopics, stageTopics } from './stage-topics.js';
+import { sinkOptions, sourceOptions, stageTopics } from './stage-options.js';
 
-export type Role = 'source' | 'transform' | 'sink' | 'all';
+export type Role = 'source' | 'sink' | 'all';
 
 export interface Pipeline {
   /** Runs the configured stages until `signal` aborts (graceful: flush, acknowledge, commit). */
@@ -21,7 +22,6 @@ export interface Pipeline {
   /** Whether every configured stage is connected (for `/readyz`). */
   readiness(): Readiness;
   source?: PgoutputSource;
-  transform?: TransformStage;
   sink?: PostgresSink;
 }
 
@@ -30,6 +30,8 @@ export interface PipelineOptions {
   logger: Logger;
   /** Where the stages record; without it nothing is measured (and nothing is sampled). */
   metrics?: Metrics;
+  /** Fault injection for tests: the sink holds each apply transaction open this long before it commits. */
+  holdApplyMs?: number;
 }
 
 /**
@@ -66,18 +68,20 @@ export function buildPipeline(config: ReplicatorConfig, options: PipelineOptions
   const stages: { name: string; run: (signal: AbortSignal) => Promise<void> }[] = [];
   const consumerStates: Record<string, { connected: boolean }> = {};
   let source: PgoutputSource | undefined;
-  let transform: TransformStage | undefined;
   let sink: PostgresSink | undefined;
   const registry = config.schemaRegistry
     ? new SchemaRegistryClient({ baseURLs: [config.schemaRegistry.url] })
     : undefined;
-  const topics = stageTopics(config, transformModules);
+  const topics = stageTopics(config);
   const lagGroups: GroupTopics[] = [];
   if (role === 'source' || role === 'all') {
+    const sourceLogger = logger.child({ stage: 'source' });
     source = new PgoutputSource({
-      config,
-      kafka: createKafka(config.kafka, logger.child({ stage: 'source' }), `${config.kafka.clientId}-source`),
-      logger: logger.child({ stage: 'source' }),
+      ...sourceOptions(
+        config,
+        createKafka(config.kafka, sourceLogger, `${config.kafka.clientId}-source`),
+        sourceLogger,
+      ),
       ...(registry ? { encoder: new AvroEncoder({ client: registry }) } : {}),
       ...(metrics ? { onEvent: (table: string, op: string) => metrics.sourceEvents.inc({ table, op }) } : {}),
     });
@@ -90,42 +94,28 @@ export function buildPipeline(config: ReplicatorConfig, options: PipelineOptions
     metrics?.trackLeader(config.source.slot, () => s.progress().role === 'leader');
     stages.push({ name: 'source', run: (signal) => s.run(signal) });
   }
-  if (role === 'transform' || role === 'all') {
-    const stageLogger = logger.child({ stage: 'transform' });
-    const state = { connected: false };
-    consumerStates.transform = state;
-    transform = new TransformStage({
-      config,
-      kafka: trackConsumers(
-        createKafka(config.kafka, stageLogger, `${config.kafka.clientId}-transform`),
-        state,
-      ),
-      modules: transformModules,
-      logger: stageLogger,
-      ...(registry ? { decodeValue: (buf: Buffer) => decodeAvroValue(registry, buf) } : {}),
-      ...(metrics
-        ? {
-            onDeadLetter: (reason: string) => metrics.dlqMessages.inc({ stage: 'transform', reason }),
-            onUnit: (table: string) => metrics.transformUnits.inc({ table }),
-          }
-        : {}),
-    });
-    const t = transform;
-    lagGroups.push(topics.transform);
-    stages.push({ name: 'transform', run: (signal) => t.run(signal) });
-  }
   if (role === 'sink' || role === 'all') {
     const stageLogger = logger.child({ stage: 'sink' });
     const state = { connected: false };
     consumerStates.sink = state;
     const group = config.sink.groupId;
     sink = new PostgresSink({
-      config,
-      kafka: trackConsumers(createKafka(config.kafka, stageLogger, `${config.kafka.clientId}-sink`), state),
-      modules: transformModules,
-      logger: stageLogger,
+      ...sinkOptions(config, {
+        modules: transformModules,
+        model: v2Model,
+        kafka: trackConsumers(createKafka(config.kafka, stageLogger, `${config.kafka.clientId}-sink`), state),
+        logger: stageLogger,
+      }),
+      ...(registry ? { decodeValue: (buf: Buffer) => decodeAvroValue(registry, buf) } : {}),
+      ...(options.holdApplyMs ? { holdBeforeCommitMs: options.holdApplyMs } : {}),
       ...(metrics
         ? {
+            onUnit: (table: string) => metrics.transformUnits.inc({ table }),
+            onHops: (hops: { capture: number; queue: number; apply: number }) => {
+              metrics.stageLatencySeconds.observe({ stage: 'capture' }, hops.capture);
+              metrics.stageLatencySeconds.observe({ stage: 'queue' }, hops.queue);
+              metrics.stageLatencySeconds.observe({ stage: 'apply' }, hops.apply);
+            },
             onBatch: (seconds: number, units: number) => {
               metrics.sinkBatchSeconds.observe(seconds);
               metrics.sinkMessages.inc(units);
@@ -172,7 +162,6 @@ export function buildPipeline(config: ReplicatorConfig, options: PipelineOptions
   }
   return {
     ...(source ? { source } : {}),
-    ...(transform ? { transform } : {}),
     ...(sink ? { sink } : {}),
     readiness: () => {
       const states: Record<string, string> = {};

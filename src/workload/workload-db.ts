@@ -1,6 +1,6 @@
 import pg from 'pg';
-import { initLegacy } from '../cli/target-command.js';
 import { ErrorCodes, ReplicatorError } from '../core/errors.js';
+import { initLegacy } from './init-legacy.js';
 import type { LegacyWorkload } from './legacy-workload.js';
 import { type IntervalStats, type OpenLoopResult, runOpenLoop } from './open-loop.js';
 

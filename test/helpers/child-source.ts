@@ -16,7 +16,7 @@ export class ChildReplicator {
 
   constructor(
     config: ReplicatorConfig,
-    private readonly role: 'source' | 'transform' | 'sink' | 'all' = 'source',
+    private readonly role: 'source' | 'sink' | 'all' = 'source',
     private readonly env: Record<string, string> = {},
   ) {
     const { tables, ...source } = config.source;

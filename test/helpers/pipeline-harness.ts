@@ -1,17 +1,22 @@
 import pg from 'pg';
-import { TEXT_FORMAT_OPTIONS } from '../../connectors/pgoutput-source/replication-stream.js';
 import type { V2Entity } from '../../src/contracts/transform-api.js';
 import { createLogger, silentLogger } from '../../src/core/logger.js';
-import { textTypes } from '../../src/core/pg-text-types.js';
-import { diffStates, type EntityDiff, isClean } from '../../src/ops/verify/diff-states.js';
-import { expectedV2, type LegacyRow } from '../../src/ops/verify/expected-v2.js';
-import { readLegacyRows, readTargetState } from '../../src/ops/verify/read-state.js';
+import { TEXT_FORMAT_OPTIONS, textTypes } from '../../src/core/pg-text-types.js';
 import { parseConfig, type ReplicatorConfig } from '../../src/pipeline/config/load-config.js';
 import { buildPipeline } from '../../src/pipeline/pipeline-builder.js';
 import { transformModules } from '../../transforms/index.js';
 import { LEGACY_DDL } from '../../transforms/legacy-schema.js';
 import { V2_DDL, V2_KEYS } from '../../transforms/v2-schema.js';
 import { freshDatabase, freshName, kafkaBrokers, withClient } from './resources.js';
+import {
+  diffStates,
+  type EntityDiff,
+  expectedV2,
+  isClean,
+  type LegacyRow,
+  readLegacyRows,
+  readTargetState,
+} from './v2-oracle.js';
 
 export const LEGACY_TABLES = [
   { schema: 'public', table: 'bookings', primaryKey: ['id'] },
@@ -41,7 +46,6 @@ export async function freshPipeline(
       },
       target: { url: target.url },
       kafka: { brokers: [kafkaBrokers()], topicPrefix: freshName('raw'), partitions: 3 },
-      transform: { topicPrefix: freshName('v2'), groupId: freshName('tgroup'), sessionTimeoutMs: 6000 },
       sink: { groupId: freshName('sgroup'), sessionTimeoutMs: 6000 },
     },
     {},
@@ -53,10 +57,7 @@ const testLogger = () =>
   process.env.REPLICATOR_TEST_LOG ? createLogger({ level: process.env.REPLICATOR_TEST_LOG }) : silentLogger();
 
 /** All stages in this process. */
-export function startPipeline(
-  config: ReplicatorConfig,
-  role: 'all' | 'source' | 'transform' | 'sink' = 'all',
-) {
+export function startPipeline(config: ReplicatorConfig, role: 'all' | 'source' | 'sink' = 'all') {
   const controller = new AbortController();
   const pipeline = buildPipeline(config, { role, logger: testLogger() });
   const running = pipeline.run(controller.signal);

@@ -1,8 +1,9 @@
 import type { Kafka } from 'kafkajs';
-import { PgoutputSource } from '../../connectors/pgoutput-source/pgoutput-source.js';
+import { PgoutputSource } from '../../connectors/pgoutput-source/index.js';
 import { createLogger, silentLogger } from '../../src/core/logger.js';
 import { parseConfig, type ReplicatorConfig } from '../../src/pipeline/config/load-config.js';
 import type { ConfigInput } from '../../src/pipeline/config/schema.js';
+import { sourceOptions } from '../../src/pipeline/stage-options.js';
 import { freshName, kafkaBrokers } from './resources.js';
 
 /** A source config for a test database: fresh slot, publication and topic prefix. */
@@ -30,14 +31,10 @@ export function sourceConfig(
 /** Runs a source in this process until `stop()`. */
 export function startSource(config: ReplicatorConfig, kafka: Kafka) {
   const controller = new AbortController();
-  const source = new PgoutputSource({
-    config,
-    kafka,
-    logger: process.env.REPLICATOR_TEST_LOG
-      ? createLogger({ level: process.env.REPLICATOR_TEST_LOG })
-      : silentLogger(),
-    standbyPollMs: 200,
-  });
+  const logger = process.env.REPLICATOR_TEST_LOG
+    ? createLogger({ level: process.env.REPLICATOR_TEST_LOG })
+    : silentLogger();
+  const source = new PgoutputSource({ ...sourceOptions(config, kafka, logger), standbyPollMs: 200 });
   const running = source.run(controller.signal);
   return {
     source,

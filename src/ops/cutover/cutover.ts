@@ -4,14 +4,15 @@ import { existsSync } from 'node:fs';
 import { promisify } from 'node:util';
 import type { Kafka } from 'kafkajs';
 import pg from 'pg';
-import { ensureReplicatorSchema } from '../../../connectors/postgres-sink/target-schema.js';
-import { changeTopic, dlqTopic, v2Topic } from '../../contracts/topics.js';
+import { ensureReplicatorSchema } from '../../../connectors/postgres-sink/index.js';
+import { changeTopics, dlqTopic } from '../../contracts/topics.js';
 import { ErrorCodes, ReplicatorError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import { textTypes } from '../../core/pg-text-types.js';
 import { qualifiedName, quoteIdent } from '../../core/sql.js';
 import type { ReplicatorConfig } from '../../pipeline/config/load-config.js';
 import type { cutoverSchema } from '../../pipeline/config/schema.js';
+import { readConsumerLag } from '../../pipeline/observability/consumer-lag.js';
 import { listDeadLetters } from '../dlq/dead-letters.js';
 import { installFence, removeFence } from './fence.js';
 
@@ -96,23 +97,15 @@ function targetClient(config: ReplicatorConfig): pg.Client {
 const legacyAdminUrl = (config: ReplicatorConfig) => config.cutover.adminUrl ?? config.source.url;
 
 /** A group's lag (high watermark − committed offset) per topic. */
-async function groupLag(kafka: Kafka, groupId: string, topics: string[]): Promise<Map<string, number>> {
+/** Messages the group has not consumed yet, per topic (from the group's committed offsets). */
+async function groupLag(kafka: Kafka, groupId: string, topics: string[]): Promise<[string, number][]> {
   const admin = kafka.admin();
   await admin.connect();
   try {
     const lag = new Map<string, number>();
-    const committed = await admin.fetchOffsets({ groupId, topics });
-    for (const t of committed) {
-      const ends = await admin.fetchTopicOffsets(t.topic);
-      let n = 0;
-      for (const p of t.partitions) {
-        const end = ends.find((e) => e.partition === p.partition);
-        const at = Number(p.offset);
-        n += Math.max(0, Number(end?.high ?? 0) - (at < 0 ? Number(end?.low ?? 0) : at));
-      }
-      lag.set(t.topic, n);
-    }
-    return lag;
+    for (const p of await readConsumerLag(admin, groupId, topics))
+      lag.set(p.topic, (lag.get(p.topic) ?? 0) + p.lag);
+    return [...lag];
   } finally {
     await admin.disconnect();
   }
@@ -140,17 +133,14 @@ async function partitionsOf(kafka: Kafka, topics: string[]): Promise<Map<string,
   }
 }
 
-function topicsOf(config: ReplicatorConfig, entities: readonly string[]) {
-  const raw = config.source.tables.map((t) => changeTopic(config.kafka.topicPrefix, t.schema, t.table));
-  const v2 = entities.map((e) => v2Topic(config.transform.topicPrefix, e));
-  return { raw, v2 };
-}
+/** The raw change topics: the sink applies them directly, and the fence marker reaches each of their partitions. */
+const changeTopicsOf = (config: ReplicatorConfig) =>
+  changeTopics({ rawPrefix: config.kafka.topicPrefix, tables: config.source.tables });
 
 /** The go/no-go conditions, each with what it measured. */
 export async function goNoGo(
   o: Pick<CutoverOptions, 'config' | 'kafka' | 'maxLagSeconds' | 'budgetSeconds' | 'allowDlq'>,
   target: pg.Client,
-  entities: readonly string[],
 ): Promise<GoNoGo[]> {
   const { config } = o;
   const checks: GoNoGo[] = [];
@@ -196,16 +186,8 @@ export async function goNoGo(
         }
       : { check: 'last verify', ok: false, detail: 'no verify run yet: run `replicator verify` first' },
   );
-  const { raw, v2 } = topicsOf(config, entities);
-  const lags = [
-    ...(await groupLag(o.kafka, config.transform.groupId, raw)),
-    ...(await groupLag(o.kafka, config.sink.groupId, v2)),
-  ];
-  // Each committed Kafka transaction leaves a control record per partition it wrote, counted here but never
-  // consumed: at most one per partition of a V2 topic is not backlog.
-  const v2Parts = await partitionsOf(o.kafka, v2);
-  const markerSlack = [...v2Parts.values()].reduce((a, b) => a + b, 0);
-  const backlog = Math.max(0, lags.reduce((n, [, l]) => n + l, 0) - markerSlack);
+  const lags = await groupLag(o.kafka, config.sink.groupId, changeTopicsOf(config));
+  const backlog = lags.reduce((n, [, l]) => n + l, 0);
   const applied = async () =>
     Number(
       (
@@ -313,7 +295,7 @@ interface CutoverRow {
  * interrupted during its flip is resumed (flip actions must be idempotent). Any failure before the flip removes
  * the fence: legacy is never left fenced with nothing flipped.
  */
-export async function runCutover(o: CutoverOptions, entities: readonly string[]): Promise<CutoverResult> {
+export async function runCutover(o: CutoverOptions): Promise<CutoverResult> {
   const { config, print } = o;
   const target = targetClient(config);
   const legacy = new pg.Client({ connectionString: legacyAdminUrl(config) });
@@ -371,7 +353,7 @@ export async function runCutover(o: CutoverOptions, entities: readonly string[])
       );
     }
 
-    const checks = await goNoGo(o, target, entities);
+    const checks = await goNoGo(o, target);
     for (const c of checks) print(`  ${c.ok ? 'GO   ' : 'NO-GO'} ${c.check}: ${c.detail}`);
     const id = randomUUID();
     if (o.dryRun) {
@@ -418,10 +400,10 @@ export async function runCutover(o: CutoverOptions, entities: readonly string[])
       );
 
       await setPhase(id, 'draining');
-      const { raw, v2 } = topicsOf(config, entities);
-      const parts = await partitionsOf(o.kafka, [...raw, ...v2]);
-      const expected =
-        raw.reduce((n, t) => n + (parts.get(t) ?? 0), 0) * v2.reduce((n, t) => n + (parts.get(t) ?? 0), 0);
+      // Drained when the sink has applied the marker on every partition of every change topic.
+      const raw = changeTopicsOf(config);
+      const parts = await partitionsOf(o.kafka, raw);
+      const expected = raw.reduce((n, t) => n + (parts.get(t) ?? 0), 0);
       const deadline = Date.now() + config.cutover.drainTimeoutSeconds * 1000;
       for (;;) {
         const got = Number(

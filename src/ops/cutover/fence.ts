@@ -1,8 +1,8 @@
 import type pg from 'pg';
+import type { TableRef } from '../../contracts/topics.js';
 import { fencePrefix } from '../../contracts/topics.js';
 import { ErrorCodes, ReplicatorError } from '../../core/errors.js';
 import { qualifiedName, quoteIdent, quoteLiteral } from '../../core/sql.js';
-import type { TableRef } from '../../pipeline/config/load-config.js';
 
 /**
  * The fence: BEFORE INSERT/UPDATE/DELETE (per row) and TRUNCATE (per statement) triggers on every replicated legacy

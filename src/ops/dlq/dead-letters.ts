@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { type IHeaders, type Kafka, Partitioners } from 'kafkajs';
+import { deadLetterOrigin, readDeadLetterHeaders } from '../../contracts/dead-letter.js';
 
 export interface DeadLetter {
   /** `<partition>:<offset>` in the DLQ topic. */
@@ -11,6 +12,8 @@ export interface DeadLetter {
   sourceTopic: string;
   sourcePartition: string;
   sourceOffset: string;
+  /** schema.table of the legacy row, when the stage knew it. */
+  table: string;
   key: string | null;
   value: Buffer | null;
   timestamp: string;
@@ -23,8 +26,9 @@ const header = (h: IHeaders | undefined, name: string): string => {
 
 /**
  * Reads the whole DLQ topic (from its start to its current end). Stops when every partition reached the end it
- * had when the read began, or when nothing more arrives for `idleMs` (transactional control records occupy the
- * last offsets of partitions written by the transform stage and are never delivered).
+ * had when the read began, or when nothing more arrives for `idleMs`. A letter sent again (the sink crashed after
+ * sending it and before committing the batch, then replayed the batch) is listed once: letters are identified by
+ * their origin (source topic, partition, offset) and reason.
  */
 export async function listDeadLetters(kafka: Kafka, topic: string, idleMs = 2_000): Promise<DeadLetter[]> {
   const admin = kafka.admin();
@@ -42,6 +46,7 @@ export async function listDeadLetters(kafka: Kafka, topic: string, idleMs = 2_00
     readUncommitted: false,
   });
   const out: DeadLetter[] = [];
+  const seen = new Set<string>();
   const reached = new Set<number>();
   await consumer.connect();
   try {
@@ -54,19 +59,25 @@ export async function listDeadLetters(kafka: Kafka, topic: string, idleMs = 2_00
           eachMessage: async ({ partition, message }) => {
             clearTimeout(idle);
             idle = setTimeout(resolve, idleMs);
-            out.push({
-              id: `${partition}:${message.offset}`,
-              stage: header(message.headers, 'stage'),
-              code: header(message.headers, 'error.code'),
-              message: header(message.headers, 'error.message'),
-              transform: header(message.headers, 'transform'),
-              sourceTopic: header(message.headers, 'source.topic'),
-              sourcePartition: header(message.headers, 'source.partition'),
-              sourceOffset: header(message.headers, 'source.offset'),
-              key: message.key?.toString('utf8') ?? null,
-              value: message.value,
-              timestamp: new Date(Number(message.timestamp)).toISOString(),
-            });
+            const info = readDeadLetterHeaders((name) => header(message.headers, name));
+            const identity = `${deadLetterOrigin(info)}/${info.code}`;
+            if (!seen.has(identity)) {
+              seen.add(identity);
+              out.push({
+                id: `${partition}:${message.offset}`,
+                stage: info.stage,
+                code: info.code,
+                message: info.message,
+                transform: info.transform,
+                sourceTopic: info.sourceTopic,
+                sourcePartition: String(info.sourcePartition),
+                sourceOffset: info.sourceOffset,
+                table: info.table ?? '',
+                key: message.key?.toString('utf8') ?? null,
+                value: message.value,
+                timestamp: new Date(Number(message.timestamp)).toISOString(),
+              });
+            }
             if (Number(message.offset) >= (ends.get(partition) ?? 0) - 1) reached.add(partition);
             if ([...ends].every(([p, h]) => h === 0 || reached.has(p))) {
               clearTimeout(idle);

@@ -5,9 +5,9 @@ import {
   checkPublication,
   type Finding,
   runPreflight,
-} from '../../../connectors/pgoutput-source/preflight.js';
+} from '../../../connectors/pgoutput-source/index.js';
+import type { TableRef } from '../../contracts/topics.js';
 import { qualifiedName, quoteIdent } from '../../core/sql.js';
-import type { TableRef } from '../../pipeline/config/load-config.js';
 
 /**
  * The publication check without its fixes: reports what the source would create or align at start (a warning

@@ -1,7 +1,7 @@
 import type { Admin, Kafka } from 'kafkajs';
 import pg from 'pg';
-import { KafkaStateStore } from '../../../connectors/kafka-publisher/kafka-state-store.js';
-import { type Finding, readSlot, type SlotState } from '../../../connectors/pgoutput-source/preflight.js';
+import { KafkaStateStore } from '../../../connectors/kafka-publisher/index.js';
+import { type Finding, readSlot, type SlotState } from '../../../connectors/pgoutput-source/index.js';
 import { changeTopic } from '../../contracts/topics.js';
 import { createKafka } from '../../core/kafka-client.js';
 import type { Logger } from '../../core/logger.js';
@@ -10,7 +10,7 @@ import { describePgUrl } from '../../core/redact.js';
 import { qualifiedName } from '../../core/sql.js';
 import type { ReplicatorConfig } from '../../pipeline/config/load-config.js';
 import { type PartitionLag, readConsumerLag, topicSize } from '../../pipeline/observability/consumer-lag.js';
-import { stageTopics } from '../../pipeline/stage-topics.js';
+import { stageTopics } from '../../pipeline/stage-options.js';
 import { readOnlyPreflight } from './read-only-preflight.js';
 
 export interface StatusOptions {
@@ -20,7 +20,7 @@ export interface StatusOptions {
 
 export interface GroupStatus {
   group: string;
-  stage: 'transform' | 'sink';
+  stage: 'sink';
   /** Kafka's group state (Stable, Empty, …); Empty or Dead means no consumer runs. */
   state: string;
   members: number;
@@ -293,11 +293,8 @@ async function readKafka(
   estimates: Map<string, number | null>,
 ): Promise<void> {
   const topics = stageTopics(config);
-  const described = await admin.describeGroups([topics.transform.groupId, topics.sink.groupId]);
-  for (const [stage, g] of [
-    ['transform', topics.transform],
-    ['sink', topics.sink],
-  ] as const) {
+  const described = await admin.describeGroups([topics.sink.groupId]);
+  for (const [stage, g] of [['sink', topics.sink]] as const) {
     const partitions = await readConsumerLag(admin, g.groupId, g.topics);
     const d = described.groups.find((x) => x.groupId === g.groupId);
     report.kafka.groups.push({

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { describeTable } from '../../../connectors/pgoutput-source/preflight.js';
+import { describeTable } from '../../../connectors/pgoutput-source/index.js';
 import type { Row } from '../../contracts/change-event.js';
 import { type EventValue, loadTypes, RawJson, TypeCatalog } from '../../contracts/event-value.js';
 import type { JsonRow, JsonValue } from '../../contracts/transform-api.js';

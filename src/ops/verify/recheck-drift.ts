@@ -1,9 +1,8 @@
 import pg from 'pg';
-import { TEXT_FORMAT_OPTIONS } from '../../../connectors/pgoutput-source/replication-stream.js';
 import type { JsonRow, JsonValue, TransformModule, V2Entity } from '../../contracts/transform-api.js';
 import type { Logger } from '../../core/logger.js';
 import { parseLsn } from '../../core/lsn.js';
-import { textTypes } from '../../core/pg-text-types.js';
+import { TEXT_FORMAT_OPTIONS, textTypes } from '../../core/pg-text-types.js';
 import { quoteIdent } from '../../core/sql.js';
 import { canonicalRow, canonicalValue, type EntityShape, keyObject, keyText } from './canonical-row.js';
 import { type RowDiff, rowDiff } from './compare-entity.js';

@@ -1,12 +1,12 @@
 import { type Kafka, type Message, Partitioners } from 'kafkajs';
 import pg from 'pg';
-import { TEXT_FORMAT_OPTIONS } from '../../../connectors/pgoutput-source/replication-stream.js';
 import { type ChangeEvent, type Row, serializeKey, snapshotSource } from '../../contracts/change-event.js';
 import { type EventEncoder, jsonEncoder, type TableShape } from '../../contracts/event-encoder.js';
 import { changeTopic } from '../../contracts/topics.js';
 import type { JsonRow } from '../../contracts/transform-api.js';
 import { ErrorCodes, toReplicatorError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
+import { TEXT_FORMAT_OPTIONS } from '../../core/pg-text-types.js';
 import { parseRef, refText } from './expected-state.js';
 import { LegacyReader } from './legacy-reader.js';
 import { settledLsn } from './settled-lsn.js';

@@ -1,13 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
-import { TEXT_FORMAT_OPTIONS } from '../../../connectors/pgoutput-source/replication-stream.js';
-import { readColumnTypes } from '../../../connectors/postgres-sink/unit-applier.js';
+import { readColumnTypes } from '../../../connectors/postgres-sink/index.js';
 import { transformModules } from '../../../transforms/index.js';
 import { V2_KEYS, V2Schemas } from '../../../transforms/v2-schema.js';
 import type { JsonRow, TransformModule, V2Entity } from '../../contracts/transform-api.js';
 import { ErrorCodes, ReplicatorError, toReplicatorError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
-import { textTypes } from '../../core/pg-text-types.js';
+import { TEXT_FORMAT_OPTIONS, textTypes } from '../../core/pg-text-types.js';
 import { qualifiedName } from '../../core/sql.js';
 import { type ColumnKind, columnKind, compareKeys, type EntityShape, keyValues } from './canonical-row.js';
 import {

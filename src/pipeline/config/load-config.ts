@@ -2,13 +2,11 @@ import { readFile } from 'node:fs/promises';
 import { extname } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import type { z } from 'zod';
+import type { TableRef } from '../../contracts/topics.js';
 import { ErrorCodes, ReplicatorError } from '../../core/errors.js';
 import { type ConfigInput, configSchema, type ParsedConfig } from './schema.js';
 
-export interface TableRef {
-  readonly schema: string;
-  readonly table: string;
-}
+export type { TableRef };
 
 /** The frozen domain config every stage receives; built only by `parseConfig`. */
 export type ReplicatorConfig = Readonly<

@@ -105,39 +105,19 @@ export const kafkaSchema = z
   })
   .strict();
 
-/** Consumer-group session timeout, shared by the transform and sink stages. */
+/** Consumer-group session timeout of the sink stage. */
 const sessionTimeoutMs = z
   .int()
   .min(6_000)
   .default(10_000)
   .meta({ description: 'How long a dead instance holds its partitions before the group moves them.' });
 
-export const transformSchema = z
-  .object({
-    topicPrefix: z
-      .string()
-      .regex(/^[A-Za-z0-9._-]+$/)
-      .default('v2')
-      .meta({ description: 'V2 topics are `<transform.topicPrefix>.<entity>`.' }),
-    groupId: z
-      .string()
-      .default('replicator-transform')
-      .meta({ description: 'Consumer group of the transform stage.' }),
-    instanceId: z
-      .string()
-      .regex(/^[A-Za-z0-9._-]+$/)
-      .default('0')
-      .meta({
-        description:
-          'Stable per instance: the Kafka transactional id is `<groupId>-<instanceId>`, which fences a restarted instance’s zombie.',
-      }),
-    sessionTimeoutMs,
-  })
-  .strict();
-
 export const sinkSchema = z
   .object({
-    groupId: z.string().default('replicator-sink').meta({ description: 'Consumer group of the sink stage.' }),
+    groupId: z
+      .string()
+      .default('replicator-sink')
+      .meta({ description: 'Consumer group of the sink (apply) stage; its offsets live in the target.' }),
     concurrency: z
       .int()
       .min(1)
@@ -221,7 +201,6 @@ export const configSchema = z
     source: sourceSchema,
     // A function default: each parse gets its own object (parseConfig freezes what it returns).
     kafka: kafkaSchema.default(() => kafkaSchema.parse({})),
-    transform: transformSchema.default(() => transformSchema.parse({})),
     sink: sinkSchema.default(() => sinkSchema.parse({})),
     cutover: cutoverSchema.default(() => cutoverSchema.parse({})),
     schemaRegistry: z.object({ url: z.url() }).strict().optional().meta({

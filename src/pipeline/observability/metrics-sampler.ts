@@ -1,12 +1,12 @@
 import type { Admin, Kafka } from 'kafkajs';
 import pg from 'pg';
-import type { SourceProgress } from '../../../connectors/pgoutput-source/pgoutput-source.js';
-import { readSlot } from '../../../connectors/pgoutput-source/preflight.js';
+import type { SourceProgress } from '../../../connectors/pgoutput-source/index.js';
+import { readSlot } from '../../../connectors/pgoutput-source/index.js';
+import type { GroupTopics } from '../../contracts/topics.js';
 import type { Logger } from '../../core/logger.js';
 import { parseLsn } from '../../core/lsn.js';
 import { qualifiedName } from '../../core/sql.js';
 import type { TableRef } from '../config/load-config.js';
-import type { GroupTopics } from '../stage-topics.js';
 import { readConsumerLag } from './consumer-lag.js';
 import type { Metrics } from './metrics.js';
 

@@ -16,6 +16,8 @@ export interface Metrics {
   /** now − commit time of the newest change applied at the target; computed at each scrape. */
   readonly replicationLagSeconds: Gauge<'group'>;
   readonly endToEndSeconds: Histogram;
+  /** Per-hop latency of each applied change: capture (commit → Kafka), queue (Kafka → fetched), apply (→ committed). */
+  readonly stageLatencySeconds: Histogram<'stage'>;
   readonly kafkaConsumerLag: Gauge<'group' | 'topic' | 'partition'>;
   readonly transformUnits: Counter<'table'>;
   readonly sinkBatchSeconds: Histogram;
@@ -37,6 +39,7 @@ export interface Metrics {
 }
 
 const END_TO_END_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600];
+const STAGE_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 const BATCH_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 
 export interface CreateMetricsOptions {
@@ -105,6 +108,13 @@ export function createMetrics(registry: Registry, options: CreateMetricsOptions 
     }),
     replicationLagSeconds,
     endToEndSeconds,
+    stageLatencySeconds: new Histogram({
+      name: 'replicator_stage_latency_seconds',
+      help: 'Per-hop latency of each applied change: capture (legacy commit → produced to Kafka), queue (→ fetched by the apply stage), apply (→ committed in the target).',
+      labelNames: ['stage'] as const,
+      buckets: STAGE_BUCKETS,
+      registers,
+    }),
     kafkaConsumerLag: new Gauge({
       name: 'replicator_kafka_consumer_lag',
       help: 'Messages between a partition’s end and the consumer group’s committed offset.',
@@ -113,7 +123,7 @@ export function createMetrics(registry: Registry, options: CreateMetricsOptions 
     }),
     transformUnits: new Counter({
       name: 'replicator_transform_units_total',
-      help: 'V2 units the transform stage produced, by legacy table.',
+      help: 'V2 units the transform modules produced in the apply stage, by legacy table.',
       labelNames: ['table'] as const,
       registers,
     }),

@@ -1,13 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
 import { quoteIdent, quoteLiteral } from '../../../src/core/sql.js';
-import { isClean } from '../../../src/ops/verify/diff-states.js';
 import type { ReplicatorConfig } from '../../../src/pipeline/config/load-config.js';
 import { applyWrites, LegacyWorkload } from '../../../src/workload/legacy-workload.js';
 import { ChildReplicator } from '../../helpers/child-source.js';
 import { ANY_PORT, daemonUrl, runCli, waitReady } from '../../helpers/daemon.js';
 import { freshPipeline, summary, waitForConvergence } from '../../helpers/pipeline-harness.js';
 import { dropSlot, freshName, withAdmin, withClient } from '../../helpers/resources.js';
+import { isClean } from '../../helpers/v2-oracle.js';
 
 /**
  * The daemon runs with connection URLs that carry a password, at debug level, through a snapshot, streaming, dead

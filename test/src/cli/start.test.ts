@@ -1,10 +1,10 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { isClean } from '../../../src/ops/verify/diff-states.js';
 import { applyWrites, LegacyWorkload } from '../../../src/workload/legacy-workload.js';
 import { ChildReplicator } from '../../helpers/child-source.js';
 import { ANY_PORT, daemonUrl, getJson, waitReady } from '../../helpers/daemon.js';
 import { freshPipeline, summary, waitForConvergence } from '../../helpers/pipeline-harness.js';
 import { dropSlot, withClient } from '../../helpers/resources.js';
+import { isClean } from '../../helpers/v2-oracle.js';
 
 const children: ChildReplicator[] = [];
 const slots: { url: string; slot: string }[] = [];

@@ -5,12 +5,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
-import { ensureReplicatorSchema } from '../../../../connectors/postgres-sink/target-schema.js';
-import { fullVerify } from '../../../../src/cli/cutover-command.js';
+import { ensureReplicatorSchema } from '../../../../connectors/postgres-sink/index.js';
 import { silentLogger } from '../../../../src/core/logger.js';
 import { runCutover } from '../../../../src/ops/cutover/cutover.js';
 import { FENCE_ERROR_PREFIX } from '../../../../src/ops/cutover/fence.js';
-import { isClean } from '../../../../src/ops/verify/diff-states.js';
+import { finalVerify } from '../../../../src/ops/cutover/final-verify.js';
 import type { ReplicatorConfig } from '../../../../src/pipeline/config/load-config.js';
 import { LegacyWorkload } from '../../../../src/workload/legacy-workload.js';
 import { V2_KEYS } from '../../../../transforms/v2-schema.js';
@@ -21,10 +20,10 @@ import {
   waitForConvergence,
 } from '../../../helpers/pipeline-harness.js';
 import { dropSlot, testKafka, withClient } from '../../../helpers/resources.js';
+import { isClean } from '../../../helpers/v2-oracle.js';
 
 const kafka = testKafka();
 const V2_TABLES = Object.keys(V2_KEYS);
-const ENTITY_TOPICS = ['bookings', 'customer_profiles', 'bundles'];
 const cleanups: (() => Promise<void>)[] = [];
 afterAll(async () => {
   for (const c of cleanups.reverse()) await c().catch(() => {});
@@ -33,7 +32,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** A verify run recorded as `replicator verify` does: cutover's go/no-go requires the last one to be clean. */
 async function recordVerify(config: ReplicatorConfig) {
-  const outcome = await fullVerify(config);
+  const outcome = await finalVerify(config);
   await withClient(config.target!.url, async (c) => {
     await ensureReplicatorSchema(c);
     await c.query(
@@ -125,18 +124,15 @@ describe('cutover', () => {
     })();
     await sleep(2_000);
     const lines: string[] = [];
-    const result = await runCutover(
-      {
-        config,
-        kafka,
-        logger: silentLogger(),
-        print: (l) => lines.push(l),
-        allowDlq: true,
-        verify: ({ shop }) => fullVerify(config, shop),
-        v2Tables: V2_TABLES,
-      },
-      ENTITY_TOPICS,
-    );
+    const result = await runCutover({
+      config,
+      kafka,
+      logger: silentLogger(),
+      print: (l) => lines.push(l),
+      allowDlq: true,
+      verify: ({ shop }) => finalVerify(config, shop),
+      v2Tables: V2_TABLES,
+    });
     await sleep(500);
     writing = false;
     await writer;
@@ -147,7 +143,7 @@ describe('cutover', () => {
     expect(outcomes.fenced).toBeGreaterThan(0);
     expect(outcomes.committed).toBeGreaterThan(500);
     // The final verify ran with writes fenced after the exact drain; check again, independently.
-    const after = await fullVerify(config);
+    const after = await finalVerify(config);
     expect(after.clean, after.summary).toBe(true);
     expect(lines.join('\n')).toMatch(/write-blocked window \d+ ms/);
   }, 180_000);
@@ -164,7 +160,7 @@ describe('cutover', () => {
         source: { ...source, tables: tables.map((t) => `${t.schema}.${t.table}`) },
       }),
     );
-    const bin = new URL('../../../bin/replicator.js', import.meta.url).pathname;
+    const bin = new URL('../../../../bin/replicator.js', import.meta.url).pathname;
     const cutover = (pauseAfter?: string) => {
       const child = spawn(process.execPath, [bin, 'cutover', '--config', configFile, '--allow-dlq'], {
         env: {
@@ -200,7 +196,7 @@ describe('cutover', () => {
       const triggers = await fenceTriggers(env.legacyUrl);
       expect(triggers.length).toBe(2 * config.source.tables.length);
       expect(new Set(triggers.map((t) => t.slice(-12))).size).toBe(1);
-      expect((await fullVerify(config)).clean).toBe(true);
+      expect((await finalVerify(config)).clean).toBe(true);
       const phases = await withClient(env.targetUrl, async (c) =>
         (
           await c.query<{ phase: string }>(
@@ -221,19 +217,16 @@ describe('cutover', () => {
 
   it('--shop A cuts over shop A while shop B keeps writing and replicating', async () => {
     const { env, config } = await setup('cutshop');
-    const result = await runCutover(
-      {
-        config,
-        kafka,
-        logger: silentLogger(),
-        print: () => {},
-        shop: 'shop-0',
-        allowDlq: true,
-        verify: ({ shop }) => fullVerify(config, shop),
-        v2Tables: V2_TABLES,
-      },
-      ENTITY_TOPICS,
-    );
+    const result = await runCutover({
+      config,
+      kafka,
+      logger: silentLogger(),
+      print: () => {},
+      shop: 'shop-0',
+      allowDlq: true,
+      verify: ({ shop }) => finalVerify(config, shop),
+      v2Tables: V2_TABLES,
+    });
     expect(result.phase).toBe('flipped');
     await withClient(env.legacyUrl, async (c) => {
       await expect(

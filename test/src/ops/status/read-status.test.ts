@@ -28,7 +28,6 @@ function configInput(url: string, createPublication: boolean) {
       createPublication,
     },
     kafka: { brokers: [kafkaBrokers()], topicPrefix: freshName('raw') },
-    transform: { groupId: freshName('tgroup') },
     sink: { groupId: freshName('sgroup') },
   };
 }

@@ -7,7 +7,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { heartbeatPrefix } from '../../../../src/contracts/topics.js';
 import type { JsonRow, V2Entity } from '../../../../src/contracts/transform-api.js';
 import { silentLogger } from '../../../../src/core/logger.js';
-import { isClean } from '../../../../src/ops/verify/diff-states.js';
 import { renderVerifyReport } from '../../../../src/ops/verify/render-verify-report.js';
 import { runVerify, type VerifyOptions, type VerifyReport } from '../../../../src/ops/verify/verify.js';
 import { lastVerifyRun } from '../../../../src/ops/verify/verify-store.js';
@@ -19,6 +18,7 @@ import {
   waitForConvergence,
 } from '../../../helpers/pipeline-harness.js';
 import { dropSlot, testKafka, withClient } from '../../../helpers/resources.js';
+import { isClean } from '../../../helpers/v2-oracle.js';
 
 const run = promisify(execFile);
 const kafka = testKafka();
@@ -186,7 +186,6 @@ describe('replicator verify', () => {
         },
         target: { url: env.targetUrl },
         kafka: { brokers: c.kafka.brokers, topicPrefix: c.kafka.topicPrefix, partitions: c.kafka.partitions },
-        transform: { topicPrefix: c.transform.topicPrefix, groupId: c.transform.groupId },
         sink: { groupId: c.sink.groupId },
       }),
     );

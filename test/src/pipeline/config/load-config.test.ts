@@ -48,12 +48,6 @@ describe('parseConfig', () => {
         partitions: 6,
         replicationFactor: 1,
       },
-      transform: {
-        topicPrefix: 'v2',
-        groupId: 'replicator-transform',
-        instanceId: '0',
-        sessionTimeoutMs: 10_000,
-      },
       sink: { groupId: 'replicator-sink', sessionTimeoutMs: 10_000, concurrency: 3 },
       cutover: {
         lockTimeoutMs: 2_000,

@@ -1,0 +1,62 @@
+/**
+ * The dead-letter record: a message that could not be applied goes to `<kafka.topicPrefix>.dlq` with its original
+ * key and value and these headers, which say why, where it came from and which legacy row it is.
+ */
+export interface DeadLetterInfo {
+  /** Reason code (a transform's reason, a stage reason such as MALFORMED_EVENT, or the target's SQLSTATE). */
+  code: string;
+  message: string;
+  /** The stage that gave up on it. */
+  stage: string;
+  /** The transform module involved, or '-'. */
+  transform: string;
+  sourceTopic: string;
+  sourcePartition: number;
+  sourceOffset: string;
+  /** schema.table of the legacy row, when known. */
+  table?: string;
+}
+
+const H = {
+  code: 'error.code',
+  message: 'error.message',
+  stage: 'stage',
+  transform: 'transform',
+  sourceTopic: 'source.topic',
+  sourcePartition: 'source.partition',
+  sourceOffset: 'source.offset',
+  table: 'source.table',
+} as const;
+
+/** The Kafka headers of a dead letter. */
+export function deadLetterHeaders(d: DeadLetterInfo): Record<string, string> {
+  return {
+    [H.code]: d.code,
+    [H.message]: d.message,
+    [H.stage]: d.stage,
+    [H.transform]: d.transform,
+    [H.sourceTopic]: d.sourceTopic,
+    [H.sourcePartition]: String(d.sourcePartition),
+    [H.sourceOffset]: d.sourceOffset,
+    ...(d.table ? { [H.table]: d.table } : {}),
+  };
+}
+
+/** Reads a dead letter's headers back (missing ones as ''). */
+export function readDeadLetterHeaders(get: (name: string) => string): DeadLetterInfo {
+  return {
+    code: get(H.code),
+    message: get(H.message),
+    stage: get(H.stage),
+    transform: get(H.transform),
+    sourceTopic: get(H.sourceTopic),
+    sourcePartition: Number(get(H.sourcePartition) || -1),
+    sourceOffset: get(H.sourceOffset),
+    ...(get(H.table) ? { table: get(H.table) } : {}),
+  };
+}
+
+/** Identity of a letter by where it came from: a replayed batch that dead-letters again must not count twice. */
+export const deadLetterOrigin = (
+  d: Pick<DeadLetterInfo, 'sourceTopic' | 'sourcePartition' | 'sourceOffset'>,
+) => `${d.sourceTopic}/${d.sourcePartition}/${d.sourceOffset}`;
