@@ -97,8 +97,16 @@ export class Daemon {
   constructor(
     private readonly configFile: string,
     private readonly role = 'all',
+    /** Where /metrics listens (the config says port 0: any free port). */
+    readonly metricsPort?: number,
   ) {
     this.log = `${configFile}.${role}.log`;
+  }
+
+  /** The daemon's Prometheus text (needs `metricsPort`). */
+  async metrics(): Promise<string> {
+    const res = await fetch(`http://127.0.0.1:${this.metricsPort}/metrics`);
+    return res.text();
   }
 
   start(): void {
@@ -109,7 +117,11 @@ export class Daemon {
       ['--max-old-space-size=256', bin, 'start', '--role', this.role, '--config', this.configFile],
       {
         stdio: ['ignore', out, out],
-        env: { ...process.env, REPLICATOR_LOG_LEVEL: 'warn' },
+        env: {
+          ...process.env,
+          REPLICATOR_LOG_LEVEL: 'warn',
+          ...(this.metricsPort ? { REPLICATOR_METRICS_PORT: String(this.metricsPort) } : {}),
+        },
       },
     );
     const child = this.child;
@@ -135,4 +147,46 @@ export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 export function percentile(sorted: number[], p: number): number {
   if (sorted.length === 0) return Number.NaN;
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+/** A TCP port free right now on 127.0.0.1. */
+export async function freePort(): Promise<number> {
+  const { createServer } = await import('node:net');
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as { port: number }).port;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * A quantile of a Prometheus histogram from its cumulative buckets (as histogram_quantile: linear within the
+ * bucket), for the series whose labels include `labels`. In seconds; NaN without observations.
+ */
+export function histogramQuantile(text: string, name: string, labels: string, q: number): number {
+  const buckets: [number, number][] = [];
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(`${name}_bucket{`) || !line.includes(labels)) continue;
+    const le = /le="([^"]+)"/.exec(line)?.[1];
+    const count = Number(line.slice(line.lastIndexOf(' ') + 1));
+    buckets.push([le === '+Inf' ? Number.POSITIVE_INFINITY : Number(le), count]);
+  }
+  buckets.sort((a, b) => a[0] - b[0]);
+  const total = buckets.at(-1)?.[1] ?? 0;
+  if (total === 0) return Number.NaN;
+  const rank = q * total;
+  let prevLe = 0;
+  let prevCount = 0;
+  for (const [le, count] of buckets) {
+    if (count >= rank) {
+      if (!Number.isFinite(le)) return prevLe;
+      return prevLe + ((le - prevLe) * (rank - prevCount)) / Math.max(1, count - prevCount);
+    }
+    prevLe = le;
+    prevCount = count;
+  }
+  return prevLe;
 }

@@ -1,15 +1,26 @@
 import pg from 'pg';
 import { LegacyWorkload } from '../src/workload/legacy-workload.js';
-import { benchStack, Daemon, freshBenchEnv, percentile, sleep } from './bench-env.js';
+import {
+  benchStack,
+  Daemon,
+  freePort,
+  freshBenchEnv,
+  histogramQuantile,
+  percentile,
+  sleep,
+} from './bench-env.js';
 import { fmt, numberArg, report, stats } from './bench-report.js';
 
 /**
- * `npm run bench:e2e`: legacy commit → V2 applied, through source, Kafka, transform and sink.
+ * `npm run bench:e2e`: legacy commit → V2 applied, through the source, Kafka and the sink (transforms in process).
  * - maximum sustained rate: a backlog of N booking inserts written while the daemon is stopped (its slot exists),
  *   then drained: changes/s until every one is applied, beside the capture rate (slot → Kafka) of the same run;
  * - latency at fixed offered loads (open loop: each insert is issued on schedule whatever earlier ones took):
- *   commit (as the client saw it) → applied (the sink's clock_timestamp in replicator.lineage), p50 and p99.
+ *   commit (as the client saw it) → applied (the sink's clock_timestamp in replicator.lineage), p50 and p99,
+ *   and the same changes per hop from the daemon's replicator_stage_latency_seconds histogram: capture (legacy
+ *   commit → produced to Kafka), queue (→ fetched by the sink), apply (→ committed in the target).
  */
+const HOPS = ['capture', 'queue', 'apply'] as const;
 const BACKLOG = numberArg('backlog', 20_000);
 const RUNS = numberArg('runs', 3);
 const SECONDS = numberArg('seconds', 10);
@@ -117,7 +128,7 @@ async function maxRateRun(i: number) {
 async function latencyRun(load: number, i: number) {
   const env = await freshBenchEnv(admin, `e2elat${load}_${i}`);
   const slot = (env.config.source as { slot: string }).slot;
-  const daemon = new Daemon(env.configFile);
+  const daemon = new Daemon(env.configFile, 'all', await freePort());
   const pool = new pg.Pool({ connectionString: env.legacyUrl, max: 24 });
   try {
     daemon.start();
@@ -157,7 +168,17 @@ async function latencyRun(load: number, i: number) {
       .map((r) => Number(r.at) - (committed.get((JSON.parse(r.key) as { id: string }).id) ?? Number.NaN))
       .filter((x) => Number.isFinite(x))
       .sort((a, b) => a - b);
-    return { p50: percentile(lat, 50), p99: percentile(lat, 99), offered, late };
+    const text = await daemon.metrics();
+    const hops = Object.fromEntries(
+      HOPS.map((h) => [
+        h,
+        {
+          p50: histogramQuantile(text, 'replicator_stage_latency_seconds', `stage="${h}"`, 0.5) * 1000,
+          p99: histogramQuantile(text, 'replicator_stage_latency_seconds', `stage="${h}"`, 0.99) * 1000,
+        },
+      ]),
+    ) as Record<(typeof HOPS)[number], { p50: number; p99: number }>;
+    return { p50: percentile(lat, 50), p99: percentile(lat, 99), offered, late, hops };
   } finally {
     await pool.end();
     await daemon.stop();
@@ -173,13 +194,14 @@ for (let i = 0; i < RUNS; i++) {
   );
   maxRuns.push(r);
 }
-const latency = new Map<number, { p50: number; p99: number; offered: number; late: number }[]>();
+type LatencyRun = Awaited<ReturnType<typeof latencyRun>>;
+const latency = new Map<number, LatencyRun[]>();
 for (const load of LOADS) {
   const runs = [];
   for (let i = 0; i < RUNS; i++) {
     const r = await latencyRun(load, i);
     console.log(
-      `${load}/s run ${i + 1}/${RUNS}: offered ${fmt(r.offered)}/s, p50 ${fmt(r.p50)} ms, p99 ${fmt(r.p99)} ms`,
+      `${load}/s run ${i + 1}/${RUNS}: offered ${fmt(r.offered)}/s, p50 ${fmt(r.p50)} ms, p99 ${fmt(r.p99)} ms; ${HOPS.map((h) => `${h} ${fmt(r.hops[h].p50)}/${fmt(r.hops[h].p99)}`).join(', ')} ms (p50/p99)`,
     );
     runs.push(r);
   }
@@ -219,6 +241,16 @@ for (const [load, runs] of latency) {
   ]);
   json[`p50At${load}`] = Math.round(p50.median);
   json[`p99At${load}`] = Math.round(p99.median);
+  for (const h of HOPS) {
+    const hp50 = stats(runs.map((r) => r.hops[h].p50));
+    const hp99 = stats(runs.map((r) => r.hops[h].p99));
+    table.push([
+      `  hop ${h} at ${fmt(load)}/s: p50 / p99, ms (from the stage histogram's buckets)`,
+      `${fmt(hp50.median)} / ${fmt(hp99.median)}`,
+      `${span(hp50)} / ${span(hp99)}`,
+    ]);
+    json[`${h}P99At${load}`] = Math.round(hp99.median);
+  }
 }
 report({
   title: `End to end: legacy commit → V2 applied (${RUNS} runs each)`,
@@ -227,7 +259,8 @@ report({
   table,
   notes: [
     'The daemon runs as one process (`replicator start --role all`, --max-old-space-size=256) beside PostgreSQL and the broker on the same 2 cores; the load generator is a fourth process.',
-    'Each change is a booking insert: one raw event → one V2 unit (booking + payment + user recompute) → one sink transaction share.',
+    'Each change is a booking insert: one raw event → its transform in the sink → booking + payment + user recompute, in a share of one target transaction.',
+    'Hop quantiles are interpolated within the histogram buckets (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1 … s), as Prometheus’s histogram_quantile does.',
     `Latency runs offer the load for ${SECONDS} s from 24 connections, open loop; "achieved" is what the generator managed to issue.`,
   ],
 });

@@ -153,16 +153,18 @@ describe('metrics in a real Prometheus', () => {
     expect(up.map((s) => s.value[1])).toEqual(['1']);
   });
 
-  it('counts what the workload did: snapshot rows, streamed events, units, dead letters, applied batches', async () => {
+  it('counts what the workload did: snapshot rows, streamed events, units, dead letters, applied batches, hop latencies', async () => {
     for (const expr of [
       'sum(replicator_snapshot_rows_total) > 0',
       'min(replicator_snapshot_progress_ratio) == 1',
       'sum(replicator_source_events_total{op="c"}) > 0',
       'sum(replicator_source_events_total{op="u"}) > 0',
       'sum(replicator_transform_units_total) > 0',
-      'sum by (stage) (replicator_dlq_messages_total{stage="transform"}) > 0',
+      'sum by (stage) (replicator_dlq_messages_total{stage="sink"}) > 0',
       'sum(replicator_sink_messages_total) > 0',
       'replicator_end_to_end_seconds_count > 0',
+      // Each streamed change applied is one sample of each hop: capture, queue and apply.
+      'count(replicator_stage_latency_seconds_count > 0) == 3',
       'replicator_replication_lag_seconds < 60',
       'replicator_leader == 1',
       'replicator_cutover_phase == 0',

@@ -68,7 +68,7 @@ const storedOffsets = (url: string) =>
     Object.fromEntries(
       (
         await c.query<{ t: string; n: string }>(
-          'SELECT topic || \'/\' || partition AS t, next_offset::text AS n FROM replicator.sink_offsets ORDER BY 1 COLLATE "C"',
+          'SELECT topic || \'/\' || partition AS t, next_offset::text AS n FROM replicator.sink_offsets ORDER BY (topic || \'/\' || partition) COLLATE "C"',
         )
       ).rows.map((r) => [r.t, r.n]),
     ),
