@@ -25,7 +25,7 @@ export function registerDlqCommands(program: Command): void {
         if (opts.json) console.log(JSON.stringify({ ...rest, value: value?.toString('utf8') ?? null }));
         else
           console.log(
-            `${d.id}  ${d.stage}/${d.transform}  ${d.code}  ${d.sourceTopic}[${d.sourcePartition}]@${d.sourceOffset}  ${d.message}`,
+            `${d.id}  ${d.stage}/${d.transform}  ${d.code}  ${d.table || '-'} ${d.key ?? '-'}  ${d.sourceTopic}[${d.sourcePartition}]@${d.sourceOffset}  ${d.message}`,
           );
       }
       if (!opts.json) console.log(`${letters.length} dead letter(s)`);
