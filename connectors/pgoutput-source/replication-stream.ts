@@ -110,6 +110,7 @@ export class ReplicationStream {
       connectionString: url,
       replication: 'database',
       options: TEXT_FORMAT_OPTIONS,
+      application_name: 'replicator-source',
     } as pg.ClientConfig);
     this.client = client;
     client.on('error', (e) => this.fail(e));

@@ -106,5 +106,6 @@ export function isTransient(e: unknown): boolean {
   }
   if (e.name.startsWith('KafkaJS'))
     return err.retriable !== false || /Connection|Retries|Timeout/.test(e.name);
-  return /Connection terminated|connection closed|timeout/i.test(e.message);
+  // pg's own wording for a client whose connection failed (no SQLSTATE: the socket is gone).
+  return /Connection terminated|connection closed|not queryable|timeout/i.test(e.message);
 }

@@ -35,6 +35,11 @@ export class ChildReplicator {
     this.exited = new Promise((resolve) => child.on('exit', (code) => resolve(code)));
   }
 
+  /** null while the process runs. */
+  get exitCode(): number | null {
+    return this.child?.exitCode ?? null;
+  }
+
   get pid(): number | undefined {
     return this.child?.pid;
   }
