@@ -151,7 +151,7 @@ export class PgoutputSource {
           );
       });
       connectionLost.catch(() => {});
-      const lock = new pg.Client({ connectionString: source.url });
+      const lock = new pg.Client({ connectionString: source.url, application_name: 'replicator-source' });
       lock.on('error', loseConnection);
       await lock.connect();
       closers.push(() => lock.end());
@@ -173,7 +173,7 @@ export class PgoutputSource {
       this.roleNow = 'leader';
       log.info({ slot: source.slot, db: describePgUrl(source.url) }, 'source is the leader');
 
-      const admin = new pg.Client({ connectionString: source.url });
+      const admin = new pg.Client({ connectionString: source.url, application_name: 'replicator-source' });
       admin.on('error', loseConnection);
       await admin.connect();
       closers.push(() => admin.end());
