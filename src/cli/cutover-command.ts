@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { V2_KEYS } from '../../transforms/v2-schema.js';
 import type { V2Entity } from '../contracts/transform-api.js';
 import { createKafka } from '../core/kafka-client.js';
-import { createLogger } from '../core/logger.js';
+import { commandLogger } from '../core/logger.js';
 import { finalizeCutover, rollbackCutover, runCutover } from '../ops/cutover/cutover.js';
 import { finalVerify } from '../ops/cutover/final-verify.js';
 import { loadConfig } from '../pipeline/config/load-config.js';
@@ -29,7 +29,7 @@ export function registerCutoverCommands(program: Command): void {
         allowDlq?: boolean;
       }) => {
         const config = await loadConfig(opts.config);
-        const logger = createLogger();
+        const logger = commandLogger('info');
         const result = await runCutover({
           config,
           kafka: createKafka(config.kafka, logger, `${config.kafka.clientId}-cutover`),

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { dlqTopic } from '../contracts/topics.js';
 import { createKafka } from '../core/kafka-client.js';
-import { createLogger } from '../core/logger.js';
+import { commandLogger } from '../core/logger.js';
 import { listDeadLetters, replayDeadLetters } from '../ops/dlq/dead-letters.js';
 import { loadConfig } from '../pipeline/config/load-config.js';
 
@@ -14,11 +14,7 @@ export function registerDlqCommands(program: Command): void {
     .option('--json', 'one JSON object per line')
     .action(async (opts: { config: string; json?: boolean }) => {
       const config = await loadConfig(opts.config);
-      const kafka = createKafka(
-        config.kafka,
-        createLogger({ level: 'error' }),
-        `${config.kafka.clientId}-dlq`,
-      );
+      const kafka = createKafka(config.kafka, commandLogger(), `${config.kafka.clientId}-dlq`);
       const letters = await listDeadLetters(kafka, dlqTopic(config.kafka.topicPrefix));
       for (const d of letters) {
         const { value, ...rest } = d;
@@ -37,11 +33,7 @@ export function registerDlqCommands(program: Command): void {
     .option('--id <id...>', 'only these (partition:offset, as `dlq list` shows)')
     .action(async (opts: { config: string; id?: string[] }) => {
       const config = await loadConfig(opts.config);
-      const kafka = createKafka(
-        config.kafka,
-        createLogger({ level: 'error' }),
-        `${config.kafka.clientId}-dlq`,
-      );
+      const kafka = createKafka(config.kafka, commandLogger(), `${config.kafka.clientId}-dlq`);
       const replayed = await replayDeadLetters(kafka, dlqTopic(config.kafka.topicPrefix), opts.id);
       console.log(`replayed ${replayed.length} dead letter(s)`);
     });

@@ -136,11 +136,16 @@ registerDlqCommands(program);
 registerTargetCommands(program);
 registerVerifyCommand(program);
 
+/** Exits once stdout and stderr have taken everything written (a pipe reader such as `| wc -l` sees it all). */
+function exitAfterFlush(code: number): void {
+  process.stdout.write('', () => process.stderr.write('', () => process.exit(code)));
+}
+
 program.parseAsync(process.argv).then(
-  () => process.exit(exitCode),
+  () => exitAfterFlush(exitCode),
   (e: unknown) => {
     const code = isReplicatorError(e) ? e.code : 'UNEXPECTED';
     console.error(JSON.stringify({ level: 'error', code, msg: e instanceof Error ? e.message : String(e) }));
-    process.exit(exitCodeFor(e));
+    exitAfterFlush(exitCodeFor(e));
   },
 );

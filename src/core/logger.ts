@@ -24,3 +24,10 @@ export function createLogger(
 
 /** A logger that writes nothing, for tests and library callers that pass none. */
 export const silentLogger = (): Logger => pino({ level: 'silent' });
+
+/**
+ * The logger of a command whose stdout is its output (a report, JSON lines): diagnostics, kafkajs's included, go to
+ * stderr, at `error` unless REPLICATOR_LOG_LEVEL says otherwise.
+ */
+export const commandLogger = (level = process.env.REPLICATOR_LOG_LEVEL ?? 'error'): Logger =>
+  createLogger({ level, destination: pino.destination(2) });

@@ -27,6 +27,25 @@ describe('dead letters', () => {
         },
       })),
     });
+    // The same letter sent again (the sink crashed after sending it, before its batch committed): listed once.
+    await producer.send({
+      topic: dlq,
+      messages: [
+        {
+          key: '{"id":1}',
+          value: '{"after":{"id":1}}',
+          headers: {
+            'error.code': 'BOOKING_UNKNOWN_STATUS',
+            'error.message': 'bad row 1',
+            stage: 'transform',
+            transform: 'bookings',
+            'source.topic': origin,
+            'source.partition': '0',
+            'source.offset': '11',
+          },
+        },
+      ],
+    });
     await producer.disconnect();
 
     const letters = await listDeadLetters(kafka, dlq);
