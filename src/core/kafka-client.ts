@@ -8,6 +8,9 @@ const LEVELS: Record<number, 'error' | 'warn' | 'info' | 'debug'> = {
   [logLevel.DEBUG]: 'debug',
 };
 
+const HANDLED_RESPONSE_ERRORS =
+  /Topic creation errors|does not host this topic-partition|no leader for this topic-partition|Topic with this name already exists/;
+
 /** The connection settings a client needs (the config's `kafka` section satisfies it). */
 export interface KafkaConnection {
   brokers: readonly string[];
@@ -34,7 +37,10 @@ export function createKafka(
       () =>
       ({ level, log }) => {
         const { message, ...extra } = log;
-        const to = level === logLevel.INFO ? 'debug' : (LEVELS[level] ?? 'debug');
+        // kafkajs logs every error response at ERROR before its caller handles it; those our code handles
+        // (two stages creating the same topic, a leader not elected yet) are not errors of the replicator.
+        const handled = level === logLevel.ERROR && HANDLED_RESPONSE_ERRORS.test(String(extra.error ?? ''));
+        const to = level === logLevel.INFO || handled ? 'debug' : (LEVELS[level] ?? 'debug');
         logger[to]({ kafka: extra }, `kafka: ${message}`);
       },
     ...(config.ssl !== undefined ? { ssl: config.ssl } : {}),
