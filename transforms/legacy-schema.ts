@@ -92,8 +92,9 @@ export type LegacyAiFbtBundle = z.infer<typeof legacyAiFbtBundleSchema>;
  *
  * REPLICA IDENTITY FULL: pgoutput sends an unchanged TOASTed column (a value stored out of line, roughly > 2 kB)
  * of an UPDATE as "unchanged", not as its value, and the transforms need every column they read. With FULL the
- * old tuple carries the whole row, so the stage fills such columns from it; without it the stage could only
- * dead-letter the event. Each table has a column that can grow past that size and that the transforms read:
+ * old tuple carries the whole row, so the source fills such columns from it; without it the sink completes the
+ * event from its image store or the legacy row (connectors/postgres-sink/toast-images.ts), at the cost of a copy of
+ * those columns in the target. Each table has a column that can grow past that size and that the transforms read:
  * bookings."contactDetails" (free-text notes next to the email), customers_kv.value,
  * bundle_discount_id.products and ai_fbt_bundles."bundledProductIds". FULL costs WAL (old rows are logged in full
  * on UPDATE and DELETE), which these tables' write rates afford.

@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import type { TableRef } from '../../src/contracts/topics.js';
 import { ErrorCodes, ReplicatorError } from '../../src/core/errors.js';
-import { qualifiedName, quoteIdent } from '../../src/core/sql.js';
+import { qualifiedName, quoteIdent, TOASTABLE_ATTRIBUTE } from '../../src/core/sql.js';
 
 /**
  * Preflight checks of the legacy database. Each check is small and returns findings; `runPreflight` runs them all
@@ -125,11 +125,28 @@ export const checkTables: Check = async ({ client, tables }) => {
         fix: `ALTER TABLE ${qualifiedName(t.schema, t.table)} REPLICA IDENTITY ${keyed ? 'DEFAULT' : 'FULL'}`,
       });
     } else if (info.replicaIdentity === 'full' || (keyed && info.replicaIdentity !== 'nothing')) {
-      findings.push({
-        check: 'replica identity',
-        level: 'ok',
-        message: `${name(t)}: ${keyed ? `primary key (${info.primaryKey.join(', ')})` : 'no primary key'}, replica identity ${info.replicaIdentity}`,
-      });
+      const toastable = info.replicaIdentity === 'full' ? [] : await toastableColumns(client, t, info);
+      findings.push(
+        toastable.length === 0
+          ? {
+              check: 'replica identity',
+              level: 'ok',
+              message: `${name(t)}: ${keyed ? `primary key (${info.primaryKey.join(', ')})` : 'no primary key'}, replica identity ${info.replicaIdentity}`,
+            }
+          : {
+              check: 'replica identity',
+              level: 'warn',
+              message:
+                `${name(t)} has replica identity ${info.replicaIdentity} and TOAST-able columns (${toastable.join(', ')}): ` +
+                'an UPDATE that leaves such a value unchanged while it is stored out of line (over ~2 kB) does not carry it. ' +
+                'The sink completes it from its image store (replicator.toast_images in the target: a copy of these ' +
+                'columns per row, written with every change; costs target storage and write time), or re-reads the legacy ' +
+                'row when it has no image (replicator_toast_refetch_total)',
+              fix:
+                `ALTER TABLE ${qualifiedName(t.schema, t.table)} REPLICA IDENTITY FULL (then no completion is needed, but ` +
+                'every UPDATE and DELETE writes the whole old row to WAL), or keep this identity and rely on the image store',
+            },
+      );
     } else {
       findings.push({
         check: 'replica identity',
@@ -143,6 +160,18 @@ export const checkTables: Check = async ({ client, tables }) => {
   }
   return findings;
 };
+
+/** Non-key columns whose unchanged values pgoutput may leave out of an UPDATE under this identity. */
+async function toastableColumns(client: pg.Client, t: TableRef, info: TableInfo): Promise<string[]> {
+  const identity = info.replicaIdentity === 'index' ? info.identityIndex : info.primaryKey;
+  const { rows } = await client.query<{ name: string }>(
+    `SELECT a.attname::text AS name FROM pg_attribute a
+      WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped AND ${TOASTABLE_ATTRIBUTE}
+      ORDER BY a.attnum`,
+    [qualifiedName(t.schema, t.table)],
+  );
+  return rows.map((r) => r.name).filter((c) => !identity.includes(c));
+}
 
 export const checkPublication: Check = async ({ client, tables, publication, createPublication }) => {
   const exists =

@@ -2,23 +2,30 @@ import { type Kafka, type KafkaMessage, Partitioners, type Producer } from 'kafk
 import pg from 'pg';
 import { type DeadLetterInfo, deadLetterHeaders } from '../../src/contracts/dead-letter.js';
 import type { FenceMarker } from '../../src/contracts/fence.js';
-import type { TransformModule } from '../../src/contracts/transform-api.js';
+import type { JsonRow, TransformModule } from '../../src/contracts/transform-api.js';
 import type { V2Model } from '../../src/contracts/v2-model.js';
 import type { V2Unit } from '../../src/contracts/v2-unit.js';
-import { isTransient } from '../../src/core/errors.js';
+import { ErrorCodes, isTransient, ReplicatorError } from '../../src/core/errors.js';
 import { ensureTopics } from '../../src/core/kafka-topics.js';
 import type { Logger } from '../../src/core/logger.js';
 import { formatLsn, parseLsn } from '../../src/core/lsn.js';
 import { textTypes } from '../../src/core/pg-text-types.js';
 import { describePgUrl } from '../../src/core/redact.js';
 import { applyBatch } from './batch-applier.js';
+import { PartitionQueues } from './partition-queues.js';
 import { RawChangeReader } from './raw-change.js';
 import { ensureReplicatorSchema } from './target-schema.js';
+import { LegacyRows, type RowChange, ToastImages, type ToastStep } from './toast-images.js';
 import { readColumnTypes, UnitApplier } from './unit-applier.js';
 
 export interface PostgresSinkOptions {
   /** The V2 database. */
   targetUrl: string;
+  /**
+   * The legacy database, read only (SELECT): which columns can be TOASTed, and the legacy row of an update whose
+   * unchanged TOASTed values have no image in the target (see toast-images.ts).
+   */
+  legacyUrl: string;
   /** The consumer group; also the key of this sink's offsets and applied position in the target. */
   groupId: string;
   /** Partitions applied at once (one target connection each). */
@@ -37,6 +44,10 @@ export interface PostgresSinkOptions {
   modules: readonly TransformModule[];
   /** The V2 domain: entity order and the derived users. */
   model: V2Model;
+  /** Most changes applied in one transaction (default 5,000); less when less is queued. */
+  maxBatchMessages?: number;
+  /** Changes queued per partition above which its fetching pauses (default 20,000). */
+  maxQueuedMessages?: number;
   /** Fault injection for tests: hold each apply transaction open this long before COMMIT. */
   holdBeforeCommitMs?: number;
   /** Decodes a Confluent-framed (Avro) value; without it, values are JSON. */
@@ -45,11 +56,13 @@ export interface PostgresSinkOptions {
   logger: Logger;
   onBatch?: (seconds: number, units: number) => void;
   onDeadLetter?: (reason: string) => void;
+  /** Rows whose unchanged TOASTed values were re-read from legacy (no image), per legacy table. */
+  onToastRefetch?: (table: string, rows: number) => void;
   /** Called for every V2 unit a transform produced, with its legacy table (metrics). */
   onUnit?: (table: string) => void;
   /**
-   * Per-hop latency of each applied change, in seconds: legacy commit → produced to Kafka (`capture`), → fetched
-   * by this stage (`queue`), → committed in the target (`apply`).
+   * Per-hop latency of each applied change, in seconds: legacy commit → produced to Kafka (`capture`), → its
+   * batch's apply started (`queue`: in Kafka and in this stage's queue), → committed in the target (`apply`).
    */
   onHops?: (hops: { capture: number; queue: number; apply: number }) => void;
   /** Newest source commit time applied (units and heartbeats), for lag. */
@@ -67,10 +80,27 @@ interface Entry {
   marker?: FenceMarker;
   /** Dead-lettered by the transform step; committed with the batch's offsets (a unit may still apply). */
   dead?: DeadInfo;
+  /**
+   * A change of a captured legacy row (not a truncate), for the image store; with `change.pending`, the event
+   * lacks unchanged TOASTed values and its unit is built inside the apply transaction.
+   */
+  change?: RowChange;
   raw: KafkaMessage;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const abortableSleep = (ms: number, signal: AbortSignal) =>
+  new Promise<void>((resolve) => {
+    const t = setTimeout(resolve, ms);
+    signal.addEventListener(
+      'abort',
+      () => {
+        clearTimeout(t);
+        resolve();
+      },
+      { once: true },
+    );
+  });
 
 /** Errors that say this row is bad (data exception, integrity violation), as opposed to the target being unwell. */
 function isRowError(e: unknown): e is Error & { code: string } {
@@ -91,16 +121,44 @@ export class PostgresSink {
   private deadLetters = 0;
 
   private readonly reader: RawChangeReader;
+  private readonly toast: ToastImages;
 
   constructor(private readonly o: PostgresSinkOptions) {
     this.reader = new RawChangeReader(o.modules, o.heartbeatTopic);
+    this.toast = new ToastImages(new LegacyRows(o.legacyUrl, o.logger));
   }
 
   progress() {
     return { applied: this.applied, deadLetters: this.deadLetters };
   }
 
+  /**
+   * Runs until `signal` aborts. A session that ends on a transient failure (the target or the broker gone, a
+   * consumer that crashed) is started again with backoff: the process stays up, and a restarted session resumes
+   * from the offsets stored in the target, so nothing is lost or applied twice.
+   */
   async run(signal: AbortSignal): Promise<void> {
+    let backoff = 500;
+    while (!signal.aborted) {
+      const started = Date.now();
+      try {
+        await this.session(signal);
+        return;
+      } catch (e) {
+        if (signal.aborted) return;
+        if (!isTransient(e)) throw e;
+        if (Date.now() - started > 60_000) backoff = 500;
+        this.o.logger.warn(
+          { err: e instanceof Error ? e.message : String(e), retryInMs: backoff },
+          'sink session ended; starting again',
+        );
+        await abortableSleep(backoff, signal);
+        backoff = Math.min(backoff * 2, 30_000);
+      }
+    }
+  }
+
+  private async session(signal: AbortSignal): Promise<void> {
     const o = this.o;
     const log = o.logger;
     const pool = new pg.Pool({
@@ -115,7 +173,7 @@ export class PostgresSink {
     const topics = [...o.changeTopics, o.heartbeatTopic];
     const heartbeatTopic = o.heartbeatTopic;
 
-    const setup = await this.retrying(signal, () => pool.connect());
+    const setup = await this.retrying(signal, () => this.checkout(pool));
     let applier: UnitApplier;
     try {
       await ensureReplicatorSchema(setup);
@@ -152,17 +210,59 @@ export class PostgresSink {
       sessionTimeout: o.sessionTimeoutMs,
       heartbeatInterval: Math.floor(o.sessionTimeoutMs / 5),
       allowAutoTopicCreation: false,
+      // The broker answers a fetch as soon as one byte is there (minBytes 1), so this only bounds an idle poll;
+      // a shorter one lets a paused-then-resumed partition and a stop be noticed sooner.
+      maxWaitTimeInMs: 500,
+      // Bigger fetches under a backlog: a batch of a few thousand changes amortizes a transaction's round trips.
+      maxBytesPerPartition: 4 * 1024 * 1024,
+    });
+    const queues = new PartitionQueues<Entry>({
+      concurrency: o.concurrency,
+      maxBatch: o.maxBatchMessages ?? 5_000,
+      highWater: o.maxQueuedMessages ?? 20_000,
+      pause: (tp) => consumer.pause([{ topic: tp.topic, partitions: [tp.partition] }]),
+      resume: (tp) => consumer.resume([{ topic: tp.topic, partitions: [tp.partition] }]),
+      apply: async (tp, entries) => {
+        const started = Date.now();
+        const t0 = process.hrtime.bigint();
+        let applied = false;
+        await this.retrying(signal, async () => {
+          if (signal.aborted) return;
+          applied = await this.applyBatch(pool, applier, dlq, tp.topic, tp.partition, entries);
+        });
+        o.onBatch?.(Number(process.hrtime.bigint() - t0) / 1e9, entries.length);
+        if (applied && o.onHops) this.observeHops(entries, started, Date.now());
+        // Informative only: the target's table is what a restart trusts.
+        const next = String(BigInt(entries[entries.length - 1]!.offset) + 1n);
+        await consumer
+          .commitOffsets([{ topic: tp.topic, partition: tp.partition, offset: next }])
+          .catch(() => {});
+      },
     });
     await dlq.connect();
     await consumer.connect();
     const crashed = new Promise<never>((_, reject) => {
+      // A consumer kafkajs gave up on (e.g. the broker gone past its retries) ends the session, which is then
+      // started again with a new consumer: never the process.
       consumer.on(consumer.events.CRASH, ({ payload }) => {
-        if (!payload.restart) reject(payload.error);
+        if (!payload.restart)
+          reject(
+            new ReplicatorError(
+              ErrorCodes.KAFKA_UNAVAILABLE,
+              `sink consumer crashed: ${payload.error.message}`,
+              {
+                cause: payload.error,
+                retryable: true,
+              },
+            ),
+          );
       });
     });
     crashed.catch(() => {});
     // On each assignment, resume from the offsets stored in the target, not Kafka's.
     consumer.on(consumer.events.GROUP_JOIN, ({ payload }) => {
+      // Partitions moved to another instance: what is queued for them is theirs now (from the stored offsets).
+      queues.retain((tp) => payload.memberAssignment[tp.topic]?.includes(tp.partition) ?? false);
       void (async () => {
         const assigned = Object.entries(payload.memberAssignment);
         const { rows } = await pool.query<{ topic: string; partition: number; next_offset: string }>(
@@ -182,35 +282,19 @@ export class PostgresSink {
       await consumer.subscribe({ topics, fromBeginning: true });
       await consumer.run({
         autoCommit: false,
-        partitionsConsumedConcurrently: o.concurrency,
-        eachBatch: async ({ batch, isRunning, isStale }) => {
-          if (batch.messages.length === 0) return;
-          const fetchedAt = Date.now();
+        // A fetched batch is parsed and queued, not applied here: kafkajs fetches again only once every batch of
+        // a fetch is handled, and the queues apply each partition as soon as a connection is free.
+        eachBatch: async ({ batch, isStale }) => {
+          if (batch.messages.length === 0 || isStale()) return;
           const entries: Entry[] = [];
           for (const m of batch.messages) entries.push(await this.parse(batch.topic, m));
-          const started = process.hrtime.bigint();
-          let applied = false;
-          await this.retrying(signal, async () => {
-            if (!isRunning() || isStale()) return;
-            applied = await this.applyBatch(pool, applier, dlq, batch.topic, batch.partition, entries);
-          });
-          o.onBatch?.(Number(process.hrtime.bigint() - started) / 1e9, entries.length);
-          if (applied && o.onHops) this.observeHops(entries, fetchedAt, Date.now());
-          // Informative only: the target's table is what a restart trusts.
-          await consumer
-            .commitOffsets([
-              {
-                topic: batch.topic,
-                partition: batch.partition,
-                offset: String(BigInt(batch.lastOffset()) + 1n),
-              },
-            ])
-            .catch(() => {});
+          queues.push({ topic: batch.topic, partition: batch.partition }, entries);
         },
       });
       let flipTimer: NodeJS.Timeout | undefined;
       await Promise.race([
         crashed,
+        queues.failed,
         new Promise<void>((resolve) => {
           if (signal.aborted) resolve();
           signal.addEventListener('abort', () => resolve(), { once: true });
@@ -230,8 +314,12 @@ export class PostgresSink {
       ]).finally(() => clearInterval(flipTimer));
     } finally {
       await consumer.disconnect().catch(() => {});
+      // Let the batches under way commit; what is only queued is fetched again from the stored offsets next time.
+      queues.retain(() => false);
+      await queues.idle();
       await dlq.disconnect().catch(() => {});
       await pool.end().catch(() => {});
+      await this.toast.legacy.end();
     }
   }
 
@@ -258,14 +346,36 @@ export class PostgresSink {
         return { ...base, marker: r.marker };
       case 'dead':
         return { ...base, dead: r.dead };
-      case 'unit':
+      case 'toast':
+        return { ...base, change: rowChange(r.pending.source, r.pending.change.after, r.pending) };
+      case 'unit': {
         this.o.onUnit?.(r.unit.source.table);
-        return { ...base, unit: r.unit, ...(r.dead ? { dead: r.dead } : {}) };
+        const { source } = r.unit;
+        return {
+          ...base,
+          unit: r.unit,
+          ...(r.dead ? { dead: r.dead } : {}),
+          ...(r.unit.truncate ? {} : { change: rowChange(source, source.op === 'd' ? null : r.after) }),
+        };
+      }
     }
   }
 
+  /**
+   * The batch as the apply transaction sees it: each pending change completed (see toast-images.ts) and
+   * transformed, or left without a unit when it is stale or its row is gone from legacy.
+   */
+  private completed(entry: Entry, values: JsonRow | 'skip' | undefined): Entry {
+    const pending = entry.change?.pending;
+    if (!pending) return entry;
+    if (values === undefined || values === 'skip') return entry;
+    const r = this.reader.complete(pending, values);
+    if (r.kind !== 'unit') return entry;
+    return { ...entry, unit: r.unit, ...(r.dead ? { dead: r.dead } : {}) };
+  }
+
   /** Each applied change's hops, from its legacy commit time and its Kafka CreateTime (set when produced). */
-  private observeHops(entries: readonly Entry[], fetchedAt: number, appliedAt: number): void {
+  private observeHops(entries: readonly Entry[], startedAt: number, appliedAt: number): void {
     for (const e of entries) {
       const ts = e.unit?.source.commitTs;
       if (!ts || e.unit?.source.snapshot) continue;
@@ -273,10 +383,27 @@ export class PostgresSink {
       const produced = Number(e.raw.timestamp);
       this.o.onHops?.({
         capture: Math.max(0, produced - committed) / 1000,
-        queue: Math.max(0, fetchedAt - produced) / 1000,
-        apply: Math.max(0, appliedAt - fetchedAt) / 1000,
+        queue: Math.max(0, startedAt - produced) / 1000,
+        apply: Math.max(0, appliedAt - startedAt) / 1000,
       });
     }
+  }
+
+  /**
+   * A pooled connection with an error listener while it is checked out: pg's pool listens only to idle clients,
+   * and a server-side termination (57P01, a restart, a failover) would otherwise be an unhandled 'error' event that
+   * ends the process. The query in flight fails too; the batch is then retried on a fresh connection.
+   */
+  private async checkout(pool: pg.Pool): Promise<pg.PoolClient> {
+    const client = await pool.connect();
+    const onError = (e: Error) => this.o.logger.warn({ err: e.message }, 'target connection lost');
+    client.on('error', onError);
+    const release = client.release.bind(client);
+    client.release = (err?: Error | boolean) => {
+      client.removeListener('error', onError);
+      return release(err);
+    };
+    return client;
   }
 
   /** Retries transient failures (target or Kafka unreachable) with backoff until they pass or the sink stops. */
@@ -330,7 +457,9 @@ export class PostgresSink {
         );
       }
     };
-    const client = await pool.connect();
+    // Which columns of the batch's tables can be TOASTed (legacy catalog, cached): before any target lock.
+    await this.toast.prepare(entries.flatMap((e) => (e.change ? [e.change.table] : [])));
+    const client = await this.checkout(pool);
     let letters: DeadLetterInfo[] = [];
     let committed: boolean;
     try {
@@ -365,7 +494,8 @@ export class PostgresSink {
         );
       }
     } catch (e) {
-      client.release(isTransient(e));
+      // Never hand a connection that failed mid-batch back to the pool: a new one costs little.
+      client.release(true);
       throw e;
     }
     client.release();
@@ -403,13 +533,27 @@ export class PostgresSink {
           )
         ).rows[0]!.n,
       );
-      const fresh = entries.filter((e) => BigInt(e.offset) >= stored);
-      if (fresh.length === 0) {
+      const candidates = entries.filter((e) => BigInt(e.offset) >= stored);
+      if (candidates.length === 0) {
         await client.query('ROLLBACK');
         return false;
       }
+      // The lineage of every changed row, locked (in key order) before its image is read: with the partition's
+      // offset row above, no other transaction touches these rows' images until this one ends.
+      const lineage = await applier.prepare(
+        client,
+        candidates.flatMap((e) => (e.change ? [{ source: e.change }] : [])),
+      );
+      const toast = await this.toast.resolve(client, candidates.map(toastStep), lineage);
+      const fresh = candidates.map((e, i) => this.completed(e, toast.completions.get(i)));
+      for (const [table, rows] of toast.refetched) {
+        this.o.onToastRefetch?.(table, rows);
+        this.o.logger.info(
+          { table, rows },
+          'unchanged TOASTed values without an image: re-read from the legacy rows',
+        );
+      }
       const units = fresh.flatMap((e) => (e.unit ? [e.unit] : []));
-      const lineage = await applier.prepare(client, units);
       await applier.lock(client, applier.emailsToLock(units, lineage));
       const recompute = new Set<string>();
       let newestTs: string | undefined;
@@ -472,6 +616,7 @@ export class PostgresSink {
           rejected.push({ entry, error: e });
         }
       }
+      await this.toast.write(client, toast.writes);
       await applier.recompute(client, [...recompute].sort());
       const last = fresh[fresh.length - 1]!;
       await client.query(
@@ -510,6 +655,13 @@ export class PostgresSink {
       await beforeCommit([...of.keys()], of);
       if (this.o.holdBeforeCommitMs) await sleep(this.o.holdBeforeCommitMs);
       await client.query('COMMIT');
+      candidates.forEach((entry, i) => {
+        const unit = fresh[i]!.unit;
+        if (!entry.change?.pending || !unit) return;
+        // Completed and applied: from now on it is an ordinary entry (metrics, hops).
+        entry.unit = unit;
+        this.o.onUnit?.(unit.source.table);
+      });
       if (newestTs) this.o.onApplied?.(newestTs);
       return true;
     } catch (e) {
@@ -517,4 +669,33 @@ export class PostgresSink {
       throw e;
     }
   }
+}
+
+/** What the image store needs of a change. */
+function rowChange(
+  source: { table: string; key: JsonRow; commitLsn: string; seq: number },
+  after: JsonRow | null,
+  pending?: RowChange['pending'],
+): RowChange {
+  return {
+    table: source.table,
+    key: source.key,
+    position: { commitLsn: parseLsn(source.commitLsn), seq: source.seq },
+    after,
+    ...(pending ? { pending } : {}),
+  };
+}
+
+function toastStep(entry: Entry): ToastStep {
+  if (entry.change) return { change: entry.change };
+  const unit = entry.unit;
+  if (unit?.truncate) {
+    return {
+      truncate: {
+        table: unit.source.table,
+        position: { commitLsn: parseLsn(unit.source.commitLsn), seq: unit.source.seq },
+      },
+    };
+  }
+  return undefined;
 }

@@ -9,12 +9,30 @@ import {
 } from '../../src/contracts/transform-api.js';
 import type { V2Unit } from '../../src/contracts/v2-unit.js';
 
-/** Why the apply stage itself (not a transform) dead-letters an event. */
+/**
+ * Why the apply stage itself (not a transform) dead-letters an event. UNCHANGED_TOAST is no longer produced (an
+ * update with unchanged TOASTed values is completed from the image store or the legacy row, see toast-images.ts);
+ * it stays so that letters written by earlier versions keep a known reason.
+ */
 export const StageReasons = {
   MALFORMED_EVENT: 'MALFORMED_EVENT',
   UNCHANGED_TOAST: 'UNCHANGED_TOAST',
   TRANSFORM_THREW: 'TRANSFORM_THREW',
 } as const;
+
+type DeadInfo = Omit<DeadLetterInfo, 'sourceTopic' | 'sourcePartition' | 'sourceOffset'>;
+
+/**
+ * A change whose new row lacks columns PostgreSQL did not send (unchanged TOASTed values, `unchangedToast`): its
+ * transform runs once the sink has completed `change.after` with those columns' values (`RawChangeReader.complete`).
+ */
+export interface PendingToast {
+  change: LegacyChange;
+  source: V2Unit['source'];
+  /** The columns to fill in, as the event lists them. */
+  unchanged: string[];
+  module: TransformModule;
+}
 
 /** The raw change event as the apply stage reads it (the source's envelope, parsed; see src/contracts/change-event). */
 interface RawEnvelope {
@@ -38,14 +56,15 @@ export type RawEntry =
   | { kind: 'skip' }
   | { kind: 'heartbeat'; ts: string; lsn?: string }
   | { kind: 'marker'; marker: FenceMarker }
-  /** A unit to apply; with `dead`, the row was invalid (the unit removes what it produced) and is dead-lettered. */
-  | {
-      kind: 'unit';
-      unit: V2Unit;
-      dead?: Omit<DeadLetterInfo, 'sourceTopic' | 'sourcePartition' | 'sourceOffset'>;
-    }
+  /**
+   * A unit to apply; with `dead`, the row was invalid (the unit removes what it produced) and is dead-lettered.
+   * `after`: the legacy row as the event carries it (null for a delete or a truncate), for the image store.
+   */
+  | { kind: 'unit'; unit: V2Unit; dead?: DeadInfo; after: JsonRow | null }
+  /** An update (or key change) with unchanged TOASTed columns: to complete, then transform. */
+  | { kind: 'toast'; pending: PendingToast }
   /** Nothing to apply (V2 stays as it is) and a dead letter. */
-  | { kind: 'dead'; dead: Omit<DeadLetterInfo, 'sourceTopic' | 'sourcePartition' | 'sourceOffset'> };
+  | { kind: 'dead'; dead: DeadInfo };
 
 /**
  * Turns a raw message into what to apply, running the transform module of its table in process: the one hop
@@ -104,16 +123,8 @@ export class RawChangeReader {
       return {
         kind: 'unit',
         unit: { v: 1, kind: 'change', source: { ...source, key: {} }, ops: [], truncate: true },
+        after: null,
       };
-    }
-    if (event.source.unchangedToast?.length) {
-      // The new row is incomplete; writing it would lose those columns. Keep V2 as it is and say why.
-      return dead(
-        StageReasons.UNCHANGED_TOAST,
-        `columns ${event.source.unchangedToast.join(', ')} were unchanged TOAST values not sent by PostgreSQL; set REPLICA IDENTITY FULL on ${table}`,
-        module.name,
-        table,
-      );
     }
     const change: LegacyChange = {
       op: event.op,
@@ -122,6 +133,31 @@ export class RawChangeReader {
       before: event.before,
       after: event.after,
     };
+    if (event.source.unchangedToast?.length && event.after) {
+      // The new row is incomplete; transforming it as it is would lose those columns.
+      return {
+        kind: 'toast',
+        pending: { change, source, unchanged: [...event.source.unchangedToast], module },
+      };
+    }
+    return this.transform(module, change, source);
+  }
+
+  /**
+   * Runs the pending change's transform on its new row completed with `values` (the unchanged columns' values; a
+   * column absent from `values` stays absent, and the transform judges the row as it is).
+   */
+  complete(p: PendingToast, values: JsonRow): RawEntry {
+    const after: JsonRow = { ...p.change.after };
+    for (const column of p.unchanged) {
+      if (Object.hasOwn(values, column)) after[column] = values[column]!;
+      else delete after[column];
+    }
+    return this.transform(p.module, { ...p.change, after }, p.source);
+  }
+
+  private transform(module: TransformModule, change: LegacyChange, source: V2Unit['source']): RawEntry {
+    const table = change.table;
     let result: TransformResult;
     try {
       result = module.transform(change);
@@ -135,6 +171,7 @@ export class RawChangeReader {
       return {
         kind: 'unit',
         unit: { v: 1, kind: 'change', source, ops: [] },
+        after: change.after,
         dead: {
           code: result.rejection.reason,
           message: result.rejection.message,
@@ -144,6 +181,10 @@ export class RawChangeReader {
         },
       };
     }
-    return { kind: 'unit', unit: { v: 1, kind: 'change', source, ops: result.ops } };
+    return {
+      kind: 'unit',
+      unit: { v: 1, kind: 'change', source, ops: result.ops },
+      after: change.after,
+    };
   }
 }

@@ -10,6 +10,10 @@ import type pg from 'pg';
  * - fence_markers: which partition has applied a cutover's fence marker from which origin (the exact drain).
  * - cutovers: the cutover state machine, persisted so a crashed cutover resumes or rolls back.
  * - verify_runs / reverify_queue: verify's outcomes (cutover's go/no-go reads the last) and the keys to re-check.
+ * - toast_images: per legacy row, the last known values of its TOAST-able columns and the source position they are
+ *   from (`toast-images.ts`), written in the apply transaction; an update that left such a value unchanged (not
+ *   sent by pgoutput without REPLICA IDENTITY FULL) is completed from it. json, not jsonb: kept verbatim (jsonb
+ *   rejects a \u0000 escape that a legacy json column may hold) and not re-parsed on every write.
  */
 export const REPLICATOR_SCHEMA_DDL = `
 CREATE SCHEMA IF NOT EXISTS replicator;
@@ -39,7 +43,17 @@ CREATE TABLE IF NOT EXISTS replicator.verify_runs (
   snapshot_lsn pg_lsn, clean boolean, summary jsonb NOT NULL DEFAULT '{}');
 CREATE TABLE IF NOT EXISTS replicator.reverify_queue (
   run_id text NOT NULL, entity text NOT NULL, key text NOT NULL, PRIMARY KEY (run_id, entity, key));
+CREATE TABLE IF NOT EXISTS replicator.toast_images (
+  source_table text NOT NULL, source_key text NOT NULL,
+  commit_lsn pg_lsn NOT NULL, seq integer NOT NULL,
+  columns json NOT NULL,
+  PRIMARY KEY (source_table, source_key));
 `;
+
+/** `replicator finalize`: the image store has no use once V2 belongs to the application. */
+export async function dropToastImages(client: pg.ClientBase): Promise<void> {
+  await client.query('DROP TABLE IF EXISTS replicator.toast_images');
+}
 
 export async function ensureReplicatorSchema(client: pg.ClientBase): Promise<void> {
   // Two sinks starting at once must not race on CREATE … IF NOT EXISTS (it is not concurrency-safe).

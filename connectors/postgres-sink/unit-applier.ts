@@ -52,8 +52,14 @@ export class UnitApplier {
     readonly model: V2Model,
   ) {}
 
-  /** Every email the units touch, now or (via lineage) before — lock these before `apply`. */
-  async prepare(client: pg.ClientBase, units: readonly V2Unit[]): Promise<Map<string, Lineage>> {
+  /**
+   * The lineage of these legacy rows (units, or changes whose unit is not built yet), locked in key order: what
+   * `emailsToLock` and `apply` need.
+   */
+  async prepare(
+    client: pg.ClientBase,
+    units: readonly { source: { table: string; key: JsonRow }; truncate?: boolean }[],
+  ): Promise<Map<string, Lineage>> {
     const tables: string[] = [];
     const keys: string[] = [];
     for (const u of units) {
@@ -171,6 +177,11 @@ export class UnitApplier {
     await client.query(
       `UPDATE replicator.lineage SET commit_lsn = $2, seq = $3, outputs = '[]', emails = '{}', applied_at = now()
         WHERE source_table = $1 AND (commit_lsn, seq) < ($2::pg_lsn, $3)`,
+      [unit.source.table, unit.source.commitLsn, position.seq],
+    );
+    // The rows' TOAST images go with them (toast-images.ts); images newer than the truncate belong to new rows.
+    await client.query(
+      'DELETE FROM replicator.toast_images WHERE source_table = $1 AND (commit_lsn, seq) < ($2::pg_lsn, $3)',
       [unit.source.table, unit.source.commitLsn, position.seq],
     );
     return [...emails];

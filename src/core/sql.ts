@@ -14,3 +14,10 @@ export function quoteLiteral(value: string): string {
 export function qualifiedName(schema: string, table: string): string {
   return `${quoteIdent(schema)}.${quoteIdent(table)}`;
 }
+
+/**
+ * A pg_attribute row (alias `a`) of a column whose values PostgreSQL may store out of line (TOAST): a varlena type
+ * (attlen -1: text, varchar, json, jsonb, bytea, numeric, arrays…) whose storage is not PLAIN. An UPDATE that leaves
+ * such a value unchanged while it is stored out of line is decoded without it unless REPLICA IDENTITY is FULL.
+ */
+export const TOASTABLE_ATTRIBUTE = "a.attlen = -1 AND a.attstorage <> 'p'";

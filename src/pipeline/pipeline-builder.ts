@@ -121,11 +121,14 @@ export function buildPipeline(config: ReplicatorConfig, options: PipelineOptions
               metrics.sinkMessages.inc(units);
             },
             onDeadLetter: (reason: string) => metrics.dlqMessages.inc({ stage: 'sink', reason }),
+            onToastRefetch: (table: string, rows: number) => metrics.toastRefetch.inc({ table }, rows),
             onApplied: (commitTs: string) => metrics.observeApplied(group, commitTs),
           }
         : {}),
     });
     const k = sink;
+    // Zero series from the start, as for the source's events.
+    for (const t of config.source.tables) metrics?.toastRefetch.inc({ table: `${t.schema}.${t.table}` }, 0);
     lagGroups.push(topics.sink);
     stages.push({ name: 'sink', run: (signal) => k.run(signal) });
   }

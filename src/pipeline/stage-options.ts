@@ -44,6 +44,8 @@ export function sinkOptions(
   const { groupId, concurrency, sessionTimeoutMs } = config.sink;
   return {
     targetUrl: config.target.url,
+    // Read only: the legacy catalog and rows whose unchanged TOASTed values have no image (the sink needs SELECT).
+    legacyUrl: config.source.url,
     groupId,
     concurrency,
     sessionTimeoutMs,

@@ -4,7 +4,7 @@ import { existsSync } from 'node:fs';
 import { promisify } from 'node:util';
 import type { Kafka } from 'kafkajs';
 import pg from 'pg';
-import { ensureReplicatorSchema } from '../../../connectors/postgres-sink/index.js';
+import { dropToastImages, ensureReplicatorSchema } from '../../../connectors/postgres-sink/index.js';
 import { changeTopics, dlqTopic } from '../../contracts/topics.js';
 import { ErrorCodes, ReplicatorError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
@@ -579,9 +579,11 @@ export async function finalizeCutover(
     if (slot.rowCount) await legacy.query('SELECT pg_drop_replication_slot($1)', [config.source.slot]);
     await legacy.query(`DROP PUBLICATION IF EXISTS ${quoteIdent(config.source.publication)}`);
     await dropPostFlipCapture(target, o.v2Tables);
+    // The sink's TOAST images (last known values of legacy rows) serve replication only.
+    await dropToastImages(target);
     await target.query("UPDATE replicator.cutovers SET phase = 'finalized' WHERE id = $1", [c.id]);
     print(
-      `finalized: slot ${config.source.slot} and publication ${config.source.publication} dropped; legacy stays fenced`,
+      `finalized: slot ${config.source.slot} and publication ${config.source.publication} dropped, the sink's TOAST images removed; legacy stays fenced`,
     );
   } finally {
     await target.end().catch(() => {});

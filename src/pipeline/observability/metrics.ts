@@ -23,6 +23,8 @@ export interface Metrics {
   readonly sinkBatchSeconds: Histogram;
   readonly sinkMessages: Counter;
   readonly dlqMessages: Counter<'stage' | 'reason'>;
+  /** Legacy rows the sink re-read because an update's unchanged TOASTed values had no image. */
+  readonly toastRefetch: Counter<'table'>;
   readonly snapshotRows: Counter<'table'>;
   readonly snapshotProgress: Gauge<'table'>;
   /** Set by `cutover`: 0 when no cutover is under way. */
@@ -110,7 +112,7 @@ export function createMetrics(registry: Registry, options: CreateMetricsOptions 
     endToEndSeconds,
     stageLatencySeconds: new Histogram({
       name: 'replicator_stage_latency_seconds',
-      help: 'Per-hop latency of each applied change: capture (legacy commit → produced to Kafka), queue (→ fetched by the apply stage), apply (→ committed in the target).',
+      help: 'Per-hop latency of each applied change: capture (legacy commit → produced to Kafka), queue (→ its batch started applying: in Kafka and queued in the sink), apply (→ committed in the target).',
       labelNames: ['stage'] as const,
       buckets: STAGE_BUCKETS,
       registers,
@@ -123,7 +125,7 @@ export function createMetrics(registry: Registry, options: CreateMetricsOptions 
     }),
     transformUnits: new Counter({
       name: 'replicator_transform_units_total',
-      help: 'V2 units the transform modules produced in the apply stage, by legacy table.',
+      help: 'V2 units the transform modules produced in the sink, by legacy table.',
       labelNames: ['table'] as const,
       registers,
     }),
@@ -142,6 +144,12 @@ export function createMetrics(registry: Registry, options: CreateMetricsOptions 
       name: 'replicator_dlq_messages_total',
       help: 'Messages sent to the dead-letter topic, by stage and reason.',
       labelNames: ['stage', 'reason'] as const,
+      registers,
+    }),
+    toastRefetch: new Counter({
+      name: 'replicator_toast_refetch_total',
+      help: 'Legacy rows the sink re-read because an update left TOASTed values unchanged and the image store had none, by legacy table.',
+      labelNames: ['table'] as const,
       registers,
     }),
     snapshotRows: new Counter({

@@ -67,7 +67,7 @@ describe('replicator status', () => {
     expect(report.preflight).toContainEqual(expect.objectContaining({ check: 'wal_level', level: 'ok' }));
     expect(report.snapshot.state).toBe('not started');
     expect(report.kafka.reachable).toBe(true);
-    expect(report.kafka.groups.map((g) => g.members)).toEqual([0, 0]);
+    expect(report.kafka.groups.map((g) => [g.stage, g.members])).toEqual([['sink', 0]]);
     expect(report.kafka.dlq.messages).toBe(0);
     expect(report.warnings).toContainEqual(expect.stringMatching(/no target configured/));
     // Read-only: the source would create the publication; status only says so.

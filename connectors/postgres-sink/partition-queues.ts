@@ -1,0 +1,142 @@
+/** A topic-partition. */
+export interface TopicPartition {
+  topic: string;
+  partition: number;
+}
+
+export interface PartitionQueuesOptions<T> {
+  /** Partition batches applied at once (one target connection each). */
+  concurrency: number;
+  /** Most items taken into one `apply` call: everything queued for the partition, up to this. */
+  maxBatch: number;
+  /** Above this many queued items a partition's fetching is paused (`pause`), and resumed once it is drained. */
+  highWater: number;
+  apply: (tp: TopicPartition, items: T[]) => Promise<void>;
+  pause: (tp: TopicPartition) => void;
+  resume: (tp: TopicPartition) => void;
+}
+
+interface Lane<T> {
+  tp: TopicPartition;
+  items: T[];
+  /** One past the highest offset queued: a message fetched again (after a seek or a rejoin) is queued once. */
+  next: bigint;
+  running: boolean;
+  paused: boolean;
+  /** Bumped when the partition is revoked: work queued before no longer belongs to this instance. */
+  generation: number;
+}
+
+/**
+ * Decouples fetching from applying. kafkajs fetches again only when every batch of the previous fetch has been
+ * handled, so one slow partition would hold back all of them; here a fetched batch is only queued, and each
+ * partition is applied by itself as soon as a connection is free. Whatever queued up for a partition while its
+ * previous batch was being applied is applied together: small batches when traffic is light (latency), large ones
+ * under a backlog (throughput). Per-partition order is kept (one batch of a partition at a time, in queue order).
+ */
+export class PartitionQueues<T extends { offset: string }> {
+  private readonly lanes = new Map<string, Lane<T>>();
+  private running = 0;
+  private failure: unknown;
+  /** Rejects with the first error an `apply` threw (the caller stops the stage). */
+  readonly failed: Promise<never>;
+  private fail!: (e: unknown) => void;
+  private idleWaiters: (() => void)[] = [];
+
+  constructor(private readonly o: PartitionQueuesOptions<T>) {
+    this.failed = new Promise<never>((_, reject) => {
+      this.fail = reject;
+    });
+    this.failed.catch(() => {});
+  }
+
+  push(tp: TopicPartition, items: readonly T[]): void {
+    if (items.length === 0) return;
+    const lane = this.lane(tp);
+    for (const item of items) {
+      const offset = BigInt(item.offset);
+      if (offset < lane.next) continue;
+      lane.items.push(item);
+      lane.next = offset + 1n;
+    }
+    if (!lane.paused && lane.items.length > this.o.highWater) {
+      lane.paused = true;
+      this.o.pause(tp);
+    }
+    this.schedule();
+  }
+
+  /** The partition was revoked: drop what is queued (its new owner resumes from the offsets in the target). */
+  revoke(tp: TopicPartition): void {
+    const lane = this.lanes.get(key(tp));
+    if (!lane) return;
+    lane.items = [];
+    lane.next = 0n;
+    lane.generation++;
+    if (lane.paused) {
+      lane.paused = false;
+      this.o.resume(tp);
+    }
+  }
+
+  /** After a rebalance: every partition no longer assigned is revoked. */
+  retain(assigned: (tp: TopicPartition) => boolean): void {
+    for (const lane of this.lanes.values()) if (!assigned(lane.tp)) this.revoke(lane.tp);
+  }
+
+  /** Resolves when nothing is queued or being applied. */
+  async idle(): Promise<void> {
+    if (this.isIdle()) return;
+    await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  private isIdle(): boolean {
+    return this.running === 0 && [...this.lanes.values()].every((l) => l.items.length === 0);
+  }
+
+  private lane(tp: TopicPartition): Lane<T> {
+    let lane = this.lanes.get(key(tp));
+    if (!lane) {
+      lane = { tp, items: [], next: 0n, running: false, paused: false, generation: 0 };
+      this.lanes.set(key(tp), lane);
+    }
+    return lane;
+  }
+
+  private schedule(): void {
+    if (this.failure !== undefined) return;
+    for (const lane of this.lanes.values()) {
+      if (this.running >= this.o.concurrency) return;
+      if (lane.running || lane.items.length === 0) continue;
+      const items = lane.items.splice(0, this.o.maxBatch);
+      lane.running = true;
+      this.running++;
+      const generation = lane.generation;
+      void this.o
+        .apply(lane.tp, items)
+        .then(
+          () => {
+            if (lane.paused && lane.generation === generation && lane.items.length <= this.o.highWater / 2) {
+              lane.paused = false;
+              this.o.resume(lane.tp);
+            }
+          },
+          (e: unknown) => {
+            this.failure ??= e;
+            this.fail(e);
+          },
+        )
+        .finally(() => {
+          lane.running = false;
+          this.running--;
+          // Round robin: the lane just served goes to the back, so busy partitions do not starve the others.
+          this.lanes.delete(key(lane.tp));
+          this.lanes.set(key(lane.tp), lane);
+          this.schedule();
+          if (this.isIdle()) for (const w of this.idleWaiters.splice(0)) w();
+        });
+    }
+  }
+}
+
+const key = (tp: TopicPartition) => `${tp.topic}\u0000${tp.partition}`;

@@ -1,0 +1,165 @@
+import { describe, expect, it } from 'vitest';
+import { PartitionQueues, type TopicPartition } from '../../../connectors/postgres-sink/partition-queues.js';
+
+/** An apply that records its calls and completes only when the test releases it. */
+function harness(o: { concurrency: number; maxBatch?: number; highWater?: number }) {
+  const calls: { tp: string; items: number[]; release: () => void; fail: (e: unknown) => void }[] = [];
+  const events: string[] = [];
+  let active = 0;
+  let maxActive = 0;
+  const q = new PartitionQueues<{ offset: string }>({
+    concurrency: o.concurrency,
+    maxBatch: o.maxBatch ?? 1000,
+    highWater: o.highWater ?? 1000,
+    apply: (tp, batch) =>
+      new Promise<void>((resolve, reject) => {
+        active++;
+        maxActive = Math.max(maxActive, active);
+        calls.push({
+          tp: `${tp.topic}/${tp.partition}`,
+          items: batch.map((x) => Number(x.offset)),
+          release: () => {
+            active--;
+            resolve();
+          },
+          fail: (e) => {
+            active--;
+            reject(e);
+          },
+        });
+      }),
+    pause: (tp) => events.push(`pause ${tp.topic}/${tp.partition}`),
+    resume: (tp) => events.push(`resume ${tp.topic}/${tp.partition}`),
+  });
+  const tick = () => new Promise((r) => setImmediate(r));
+  const push = (tp: TopicPartition, offsets: number[]) =>
+    q.push(
+      tp,
+      offsets.map((n) => ({ offset: String(n) })),
+    );
+  return { q, push, calls, events, tick, maxActive: () => maxActive };
+}
+
+const a: TopicPartition = { topic: 't', partition: 0 };
+const b: TopicPartition = { topic: 't', partition: 1 };
+const c: TopicPartition = { topic: 't', partition: 2 };
+
+describe('PartitionQueues', () => {
+  it('applies one batch per partition at a time, in order, and takes everything queued meanwhile as the next batch', async () => {
+    const h = harness({ concurrency: 2 });
+    h.push(a, [1, 2]);
+    await h.tick();
+    h.push(a, [3]);
+    h.push(a, [4, 5]);
+    await h.tick();
+    expect(h.calls.map((x) => x.items)).toEqual([[1, 2]]);
+    h.calls[0]!.release();
+    await h.tick();
+    expect(h.calls.map((x) => x.items)).toEqual([
+      [1, 2],
+      [3, 4, 5],
+    ]);
+    h.calls[1]!.release();
+    await h.q.idle();
+  });
+
+  it('never runs more partitions at once than its concurrency, and serves waiting partitions round robin', async () => {
+    const h = harness({ concurrency: 2 });
+    h.push(a, [1]);
+    h.push(b, [2]);
+    h.push(c, [3]);
+    await h.tick();
+    expect(h.calls.map((x) => x.tp)).toEqual(['t/0', 't/1']);
+    h.push(a, [4]);
+    h.calls[0]!.release();
+    await h.tick();
+    // t/2 waited longest: it goes before t/0's second batch.
+    expect(h.calls.map((x) => x.tp)).toEqual(['t/0', 't/1', 't/2']);
+    h.calls[1]!.release();
+    await h.tick();
+    expect(h.calls.map((x) => x.tp)).toEqual(['t/0', 't/1', 't/2', 't/0']);
+    for (const x of h.calls.slice(2)) x.release();
+    await h.q.idle();
+    expect(h.maxActive()).toBe(2);
+  });
+
+  it('caps a batch at maxBatch', async () => {
+    const h = harness({ concurrency: 1, maxBatch: 3 });
+    h.push(a, [1, 2, 3, 4, 5, 6, 7]);
+    await h.tick();
+    h.calls[0]!.release();
+    await h.tick();
+    h.calls[1]!.release();
+    await h.tick();
+    h.calls[2]!.release();
+    await h.q.idle();
+    expect(h.calls.map((x) => x.items)).toEqual([[1, 2, 3], [4, 5, 6], [7]]);
+  });
+
+  it('pauses a partition above the high-water mark and resumes it once drained to half', async () => {
+    const h = harness({ concurrency: 1, maxBatch: 4, highWater: 4 });
+    h.push(a, [1, 2, 3, 4, 5]);
+    await h.tick();
+    h.push(a, [6, 7, 8, 9]);
+    expect(h.events).toEqual(['pause t/0']);
+    h.calls[0]!.release();
+    await h.tick();
+    expect(h.events).toEqual(['pause t/0']);
+    h.calls[1]!.release();
+    await h.tick();
+    expect(h.events).toEqual(['pause t/0', 'resume t/0']);
+    h.calls[2]!.release();
+    await h.q.idle();
+  });
+
+  it('drops what is queued for a revoked partition; an apply under way finishes', async () => {
+    const h = harness({ concurrency: 1 });
+    h.push(a, [1]);
+    await h.tick();
+    h.push(a, [2, 3]);
+    h.q.revoke(a);
+    h.calls[0]!.release();
+    await h.q.idle();
+    expect(h.calls.map((x) => x.items)).toEqual([[1]]);
+  });
+
+  it('queues a message fetched again (after a seek back or a rejoin) once', async () => {
+    const h = harness({ concurrency: 1 });
+    h.push(a, [1, 2, 3]);
+    await h.tick();
+    h.push(a, [2, 3, 4, 5]);
+    h.calls[0]!.release();
+    await h.tick();
+    h.calls[1]!.release();
+    await h.q.idle();
+    expect(h.calls.map((x) => x.items)).toEqual([
+      [1, 2, 3],
+      [4, 5],
+    ]);
+  });
+
+  it('revokes the partitions a rebalance took away, keeps the others', async () => {
+    const h = harness({ concurrency: 1 });
+    h.push(a, [1]);
+    await h.tick();
+    h.push(a, [2]);
+    h.push(b, [7]);
+    h.q.retain((tp) => tp.partition === 0);
+    h.calls[0]!.release();
+    await h.tick();
+    h.calls[1]!.release();
+    await h.q.idle();
+    expect(h.calls.map((x) => `${x.tp}:${x.items}`)).toEqual(['t/0:1', 't/0:2']);
+  });
+
+  it('reports the first failed apply and starts nothing after it', async () => {
+    const h = harness({ concurrency: 1 });
+    h.push(a, [1]);
+    h.push(b, [2]);
+    await h.tick();
+    h.calls[0]!.fail(new Error('boom'));
+    await expect(h.q.failed).rejects.toThrow('boom');
+    await h.tick();
+    expect(h.calls.length).toBe(1);
+  });
+});
