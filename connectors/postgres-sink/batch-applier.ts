@@ -4,7 +4,7 @@ import type { V2Model } from '../../src/contracts/v2-model.js';
 import type { V2Unit } from '../../src/contracts/v2-unit.js';
 import { quoteIdent } from '../../src/core/sql.js';
 import { ensurePlaceholders } from './derived-rows.js';
-import { goneOutputs, isNewer, type Lineage, lineageKey, positionOf } from './lineage.js';
+import { goneOutputs, isStale, type Lineage, lineageKey, positionOf } from './lineage.js';
 import type { ColumnTypes } from './unit-applier.js';
 
 /** SQL type of a V2 column for jsonb_to_recordset (information_schema's data_type names are valid SQL types). */
@@ -57,7 +57,7 @@ export async function applyBatch(
   for (const [lk, unit] of newest) {
     const before = lineage.get(lk);
     const position = positionOf(unit);
-    if (before && !isNewer(position, before)) continue;
+    if (before && isStale(position, before, unit.source.replay)) continue;
     applied++;
     if (unit.source.commitTs && unit.source.commitTs > newestTs) newestTs = unit.source.commitTs;
     const outputs: [V2Entity, JsonRow][] = [];

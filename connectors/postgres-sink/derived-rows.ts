@@ -42,3 +42,44 @@ export async function recomputeDerived(
   if (keys.length === 0) return;
   await client.query(derived.recomputeSql, [keys, keys.map((k) => derived.id(k))]);
 }
+
+/**
+ * Records, in the apply transaction, the keys whose derived rows must be recomputed: a plain insert (no unique key,
+ * so two transactions never wait on each other here). `settleDerived` recomputes them right after the commit; a
+ * crash in between leaves them here for the next session's sweep.
+ */
+export async function queueDerived(client: pg.ClientBase, keys: readonly string[]): Promise<string[]> {
+  if (keys.length === 0) return [];
+  const { rows } = await client.query<{ id: string }>(
+    'INSERT INTO replicator.pending_derived (key) SELECT unnest($1::text[]) RETURNING id::text',
+    [keys],
+  );
+  return rows.map((r) => r.id);
+}
+
+/**
+ * Recomputes the queued keys in a short transaction of their own, under their locks (taken in a fixed order), and
+ * removes them from the queue. Holding a key's lock only here — not across a whole apply transaction — lets
+ * partitions that share users apply at the same time. `also` runs in the same transaction before COMMIT.
+ */
+export async function settleDerived(
+  client: pg.ClientBase,
+  derived: DerivedEntity,
+  keys: readonly string[],
+  ids: readonly string[],
+  also?: () => Promise<void>,
+): Promise<void> {
+  const sorted = [...new Set(keys)].sort();
+  await client.query('BEGIN');
+  try {
+    await lockDerived(client, derived, sorted);
+    await recomputeDerived(client, derived, sorted);
+    if (ids.length > 0)
+      await client.query('DELETE FROM replicator.pending_derived WHERE id = ANY($1::bigint[])', [ids]);
+    await also?.();
+    await client.query('COMMIT');
+  } catch (e) {
+    await client.query('ROLLBACK').catch(() => {});
+    throw e;
+  }
+}

@@ -35,6 +35,15 @@ export function isNewer(a: Position, b: Position): boolean {
   return a.commitLsn > b.commitLsn || (a.commitLsn === b.commitLsn && a.seq > b.seq);
 }
 
+/**
+ * Whether a unit at `position` is stale for a row whose lineage records `recorded`: not newer than it — except a
+ * replayed dead letter (`replay`) at exactly that position, which is the rejection it repairs.
+ */
+export function isStale(position: Position, recorded: Position, replay = false): boolean {
+  if (replay && position.commitLsn === recorded.commitLsn && position.seq === recorded.seq) return false;
+  return !isNewer(position, recorded);
+}
+
 const outputId = (entity: string, key: JsonRow) => `${entity}\u0000${JSON.stringify(key)}`;
 
 /** What the row produced before (`before`'s outputs) and no longer produces (`outputs`), in lineage order. */

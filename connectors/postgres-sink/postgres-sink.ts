@@ -1,6 +1,6 @@
 import { type Kafka, type KafkaMessage, Partitioners, type Producer } from 'kafkajs';
 import pg from 'pg';
-import { type DeadLetterInfo, deadLetterHeaders } from '../../src/contracts/dead-letter.js';
+import { type DeadLetterInfo, deadLetterHeaders, REPLAYED_FROM_HEADER } from '../../src/contracts/dead-letter.js';
 import type { FenceMarker } from '../../src/contracts/fence.js';
 import type { JsonRow, TransformModule } from '../../src/contracts/transform-api.js';
 import type { V2Model } from '../../src/contracts/v2-model.js';
@@ -12,6 +12,7 @@ import { formatLsn, parseLsn } from '../../src/core/lsn.js';
 import { textTypes } from '../../src/core/pg-text-types.js';
 import { describePgUrl } from '../../src/core/redact.js';
 import { applyBatch } from './batch-applier.js';
+import { isNewer, lineageKey, positionOf } from './lineage.js';
 import { PartitionQueues } from './partition-queues.js';
 import { RawChangeReader } from './raw-change.js';
 import { ensureReplicatorSchema } from './target-schema.js';
@@ -50,6 +51,8 @@ export interface PostgresSinkOptions {
   maxQueuedMessages?: number;
   /** Fault injection for tests: hold each apply transaction open this long before COMMIT. */
   holdBeforeCommitMs?: number;
+  /** Fault injection for tests: wait this long between an apply commit and its derived rows' recompute. */
+  holdBeforeSettleMs?: number;
   /** Decodes a Confluent-framed (Avro) value; without it, values are JSON. */
   decodeValue?: (value: Buffer) => Promise<unknown>;
   kafka: Kafka;
@@ -67,6 +70,14 @@ export interface PostgresSinkOptions {
   onHops?: (hops: { capture: number; queue: number; apply: number }) => void;
   /** Newest source commit time applied (units and heartbeats), for lag. */
   onApplied?: (commitTs: string) => void;
+}
+
+/** What a committed apply transaction leaves to do: its derived rows' recompute and its applied position. */
+interface Settlement {
+  keys: string[];
+  ids: string[];
+  newestTs: string | undefined;
+  newestLsn: bigint | undefined;
 }
 
 type DeadInfo = Omit<DeadLetterInfo, 'sourceTopic' | 'sourcePartition' | 'sourceOffset'>;
@@ -121,6 +132,8 @@ export class PostgresSink {
   private deadLetters = 0;
 
   private readonly reader: RawChangeReader;
+  /** A settlement failed after its batch committed: sweep the derived queue before the next batch. */
+  private unsettled = true;
   private readonly toast: ToastImages;
 
   constructor(private readonly o: PostgresSinkOptions) {
@@ -160,6 +173,7 @@ export class PostgresSink {
 
   private async session(signal: AbortSignal): Promise<void> {
     const o = this.o;
+    this.unsettled = true;
     const log = o.logger;
     const pool = new pg.Pool({
       connectionString: o.targetUrl,
@@ -350,10 +364,11 @@ export class PostgresSink {
         return { ...base, change: rowChange(r.pending.source, r.pending.change.after, r.pending) };
       case 'unit': {
         this.o.onUnit?.(r.unit.source.table);
-        const { source } = r.unit;
+        const unit = replayed(m, r.unit);
+        const { source } = unit;
         return {
           ...base,
-          unit: r.unit,
+          unit,
           ...(r.dead ? { dead: r.dead } : {}),
           ...(r.unit.truncate ? {} : { change: rowChange(source, source.op === 'd' ? null : r.after) }),
         };
@@ -371,7 +386,7 @@ export class PostgresSink {
     if (values === undefined || values === 'skip') return entry;
     const r = this.reader.complete(pending, values);
     if (r.kind !== 'unit') return entry;
-    return { ...entry, unit: r.unit, ...(r.dead ? { dead: r.dead } : {}) };
+    return { ...entry, unit: replayed(entry.raw, r.unit), ...(r.dead ? { dead: r.dead } : {}) };
   }
 
   /** Each applied change's hops, from its legacy commit time and its Kafka CreateTime (set when produced). */
@@ -424,6 +439,57 @@ export class PostgresSink {
     }
   }
 
+  /**
+   * Recomputes a committed batch's derived rows (see derived-rows.ts) and records its newest applied position, in
+   * one short transaction. Two of them may collide on a user (a deadlock, or a user deleted while another batch
+   * just referenced it): that is run again here; a crash leaves the keys queued for the next sweep.
+   */
+  private async settle(client: pg.ClientBase, applier: UnitApplier, work: Settlement): Promise<void> {
+    const { groupId } = this.o;
+    const { keys, ids, newestTs, newestLsn } = work;
+    const recordApplied =
+      newestTs || newestLsn !== undefined
+        ? async () => {
+            await client.query(
+              `INSERT INTO replicator.applied (group_id, commit_ts, commit_lsn) VALUES ($1, $2, $3)
+               ON CONFLICT (group_id) DO UPDATE SET commit_ts = greatest(replicator.applied.commit_ts, EXCLUDED.commit_ts),
+                 commit_lsn = greatest(replicator.applied.commit_lsn, EXCLUDED.commit_lsn), updated_at = now()`,
+              [groupId, newestTs ?? null, newestLsn === undefined ? null : formatLsn(newestLsn)],
+            );
+          }
+        : undefined;
+    if (keys.length === 0 && !recordApplied) return;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await applier.settle(client, keys, ids, recordApplied);
+        break;
+      } catch (e) {
+        const code = (e as { code?: string }).code;
+        // 40P01 deadlock, 40001 serialization, 23503 a user deleted under a booking just committed: run it again.
+        if (!(code === '40P01' || code === '40001' || code === '23503') || attempt >= 20) throw e;
+        await sleep(5 * (attempt + 1));
+      }
+    }
+    if (newestTs) this.o.onApplied?.(newestTs);
+  }
+
+  /** Recomputes whatever was queued and not settled (a crash, or a failure, between the two commits). */
+  private async sweepDerived(client: pg.ClientBase, applier: UnitApplier): Promise<void> {
+    for (;;) {
+      const { rows } = await client.query<{ id: string; key: string }>(
+        'SELECT id::text, key FROM replicator.pending_derived ORDER BY id LIMIT 1000',
+      );
+      if (rows.length === 0) return;
+      this.o.logger.info({ keys: rows.length }, 'recomputing derived rows left queued');
+      await this.settle(client, applier, {
+        keys: rows.map((r) => r.key),
+        ids: rows.map((r) => r.id),
+        newestTs: undefined,
+        newestLsn: undefined,
+      });
+    }
+  }
+
   /** Applies one partition batch; false when every message in it was already applied (nothing committed). */
   private async applyBatch(
     pool: pg.Pool,
@@ -461,8 +527,13 @@ export class PostgresSink {
     await this.toast.prepare(entries.flatMap((e) => (e.change ? [e.change.table] : [])));
     const client = await this.checkout(pool);
     let letters: DeadLetterInfo[] = [];
-    let committed: boolean;
+    let committed: Settlement | undefined;
     try {
+      // Derived rows a failed settlement left queued go first (a batch replayed after it applies nothing new).
+      if (this.unsettled) {
+        await this.sweepDerived(client, applier);
+        this.unsettled = false;
+      }
       try {
         committed = await this.transaction(
           client,
@@ -493,6 +564,15 @@ export class PostgresSink {
           },
         );
       }
+      if (committed) {
+        try {
+          if (this.o.holdBeforeSettleMs && committed.ids.length > 0) await sleep(this.o.holdBeforeSettleMs);
+          await this.settle(client, applier, committed);
+        } catch (e) {
+          this.unsettled = true;
+          throw e;
+        }
+      }
     } catch (e) {
       // Never hand a connection that failed mid-batch back to the pool: a new one costs little.
       client.release(true);
@@ -500,7 +580,7 @@ export class PostgresSink {
     }
     client.release();
     report(letters);
-    return committed;
+    return committed !== undefined;
   }
 
   /**
@@ -516,7 +596,7 @@ export class PostgresSink {
     entries: Entry[],
     rejected: { entry: Entry; error: Error & { code: string } }[] | undefined,
     beforeCommit: (letters: DeadLetterInfo[], of: Map<DeadLetterInfo, Entry>) => Promise<void>,
-  ): Promise<boolean> {
+  ): Promise<Settlement | undefined> {
     const { groupId } = this.o;
     await client.query('BEGIN');
     try {
@@ -536,7 +616,7 @@ export class PostgresSink {
       const candidates = entries.filter((e) => BigInt(e.offset) >= stored);
       if (candidates.length === 0) {
         await client.query('ROLLBACK');
-        return false;
+        return undefined;
       }
       // The lineage of every changed row, locked (in key order) before its image is read: with the partition's
       // offset row above, no other transaction touches these rows' images until this one ends.
@@ -546,6 +626,14 @@ export class PostgresSink {
       );
       const toast = await this.toast.resolve(client, candidates.map(toastStep), lineage);
       const fresh = candidates.map((e, i) => this.completed(e, toast.completions.get(i)));
+      // A replayed letter whose row has moved on (its lineage is past it): superseded, not dead-lettered again.
+      const superseded = new Set(
+        fresh.filter((e) => {
+          if (!e.unit?.source.replay) return false;
+          const recorded = lineage.get(lineageKey(e.unit.source.table, e.unit.source.key));
+          return recorded !== undefined && isNewer(recorded, positionOf(e.unit));
+        }),
+      );
       for (const [table, rows] of toast.refetched) {
         this.o.onToastRefetch?.(table, rows);
         this.o.logger.info(
@@ -554,7 +642,6 @@ export class PostgresSink {
         );
       }
       const units = fresh.flatMap((e) => (e.unit ? [e.unit] : []));
-      await applier.lock(client, applier.emailsToLock(units, lineage));
       const recompute = new Set<string>();
       let newestTs: string | undefined;
       let newestLsn: bigint | undefined;
@@ -617,27 +704,21 @@ export class PostgresSink {
         }
       }
       await this.toast.write(client, toast.writes);
-      await applier.recompute(client, [...recompute].sort());
+      const derived = [...recompute].sort();
+      const pendingIds = await applier.queueRecompute(client, derived);
       const last = fresh[fresh.length - 1]!;
       await client.query(
         'UPDATE replicator.sink_offsets SET next_offset = $4, updated_at = now() WHERE group_id = $1 AND topic = $2 AND partition = $3',
         [groupId, topic, partition, (BigInt(last.offset) + 1n).toString()],
       );
-      if (newestTs || newestLsn !== undefined) {
-        await client.query(
-          `INSERT INTO replicator.applied (group_id, commit_ts, commit_lsn) VALUES ($1, $2, $3)
-           ON CONFLICT (group_id) DO UPDATE SET commit_ts = greatest(replicator.applied.commit_ts, EXCLUDED.commit_ts),
-             commit_lsn = greatest(replicator.applied.commit_lsn, EXCLUDED.commit_lsn), updated_at = now()`,
-          [groupId, newestTs ?? null, newestLsn === undefined ? null : formatLsn(newestLsn)],
-        );
-      }
       const of = new Map<DeadLetterInfo, Entry>();
       const at = (entry: Entry) => ({
         sourceTopic: topic,
         sourcePartition: partition,
         sourceOffset: entry.offset,
       });
-      for (const entry of fresh) if (entry.dead) of.set({ ...entry.dead, ...at(entry) }, entry);
+      for (const entry of fresh)
+        if (entry.dead && (true || !superseded.has(entry))) of.set({ ...entry.dead, ...at(entry) }, entry);
       for (const { entry, error } of rejected ?? []) {
         const table = entry.unit?.source.table;
         of.set(
@@ -662,8 +743,7 @@ export class PostgresSink {
         entry.unit = unit;
         this.o.onUnit?.(unit.source.table);
       });
-      if (newestTs) this.o.onApplied?.(newestTs);
-      return true;
+      return { keys: derived, ids: pendingIds, newestTs, newestLsn };
     } catch (e) {
       await client.query('ROLLBACK').catch(() => {});
       throw e;
@@ -698,4 +778,11 @@ function toastStep(entry: Entry): ToastStep {
     };
   }
   return undefined;
+}
+
+/** A change re-published by `dlq replay` (REPLAYED_FROM_HEADER): its unit may apply at its row's recorded position. */
+function replayed(m: KafkaMessage, unit: V2Unit): V2Unit {
+  return m.headers?.[REPLAYED_FROM_HEADER] === undefined
+    ? unit
+    : { ...unit, source: { ...unit.source, replay: true } };
 }

@@ -10,6 +10,8 @@ import type pg from 'pg';
  * - fence_markers: which partition has applied a cutover's fence marker from which origin (the exact drain).
  * - cutovers: the cutover state machine, persisted so a crashed cutover resumes or rolls back.
  * - verify_runs / reverify_queue: verify's outcomes (cutover's go/no-go reads the last) and the keys to re-check.
+ * - pending_derived: keys (emails) whose derived rows (users) an apply transaction changed, recomputed right after
+ *   its commit in a short transaction of their own; what a crash leaves here is recomputed by the next session.
  * - toast_images: per legacy row, the last known values of its TOAST-able columns and the source position they are
  *   from (`toast-images.ts`), written in the apply transaction; an update that left such a value unchanged (not
  *   sent by pgoutput without REPLICA IDENTITY FULL) is completed from it. json, not jsonb: kept verbatim (jsonb
@@ -43,6 +45,7 @@ CREATE TABLE IF NOT EXISTS replicator.verify_runs (
   snapshot_lsn pg_lsn, clean boolean, summary jsonb NOT NULL DEFAULT '{}');
 CREATE TABLE IF NOT EXISTS replicator.reverify_queue (
   run_id text NOT NULL, entity text NOT NULL, key text NOT NULL, PRIMARY KEY (run_id, entity, key));
+CREATE TABLE IF NOT EXISTS replicator.pending_derived (id bigserial PRIMARY KEY, key text NOT NULL);
 CREATE TABLE IF NOT EXISTS replicator.toast_images (
   source_table text NOT NULL, source_key text NOT NULL,
   commit_lsn pg_lsn NOT NULL, seq integer NOT NULL,

@@ -4,8 +4,8 @@ import type { V2Model } from '../../src/contracts/v2-model.js';
 import type { V2Unit } from '../../src/contracts/v2-unit.js';
 import { parseLsn } from '../../src/core/lsn.js';
 import { quoteIdent } from '../../src/core/sql.js';
-import { ensurePlaceholders, lockDerived, recomputeDerived } from './derived-rows.js';
-import { goneOutputs, isNewer, type Lineage, lineageKey, type Position, positionOf } from './lineage.js';
+import { ensurePlaceholders, queueDerived, settleDerived } from './derived-rows.js';
+import { goneOutputs, isStale, type Lineage, lineageKey, type Position, positionOf } from './lineage.js';
 
 /** Column types of the V2 tables, read once from the target: jsonb values are bound as JSON text. */
 export type ColumnTypes = Map<string, Map<string, string>>;
@@ -54,7 +54,7 @@ export class UnitApplier {
 
   /**
    * The lineage of these legacy rows (units, or changes whose unit is not built yet), locked in key order: what
-   * `emailsToLock` and `apply` need.
+   * `apply` needs.
    */
   async prepare(
     client: pg.ClientBase,
@@ -96,20 +96,6 @@ export class UnitApplier {
     return lineage;
   }
 
-  emailsToLock(units: readonly V2Unit[], lineage: Map<string, Lineage>): Set<string> {
-    const emails = new Set<string>();
-    for (const u of units) {
-      for (const e of emailsOf(u.ops)) emails.add(e);
-      const l = lineage.get(lineageKey(u.source.table, u.source.key));
-      if (l) for (const e of l.emails) emails.add(e);
-    }
-    return emails;
-  }
-
-  async lock(client: pg.ClientBase, emails: Iterable<string>): Promise<void> {
-    await lockDerived(client, this.model.derived, emails);
-  }
-
   /**
    * Applies one unit; returns the emails whose users must be recomputed (empty when the unit was stale).
    * Throws the database's error for a row the target rejects (the caller isolates it with a savepoint).
@@ -118,7 +104,7 @@ export class UnitApplier {
     const position = positionOf(unit);
     if (unit.truncate) return this.truncate(client, unit, position);
     const lk = lineage.get(lineageKey(unit.source.table, unit.source.key));
-    if (lk && !isNewer(position, lk)) return [];
+    if (lk && isStale(position, lk, unit.source.replay)) return [];
 
     const outputs = outputsOf(unit.ops);
     for (const [entity, key] of this.childrenFirst(goneOutputs(lk, outputs))) {
@@ -153,9 +139,19 @@ export class UnitApplier {
     return [...new Set([...emails, ...(lk?.emails ?? [])])];
   }
 
-  /** Recomputes (or deletes) the users of these emails, in one statement. */
-  async recompute(client: pg.ClientBase, emails: readonly string[]): Promise<void> {
-    await recomputeDerived(client, this.model.derived, emails);
+  /** Queues the users of these emails for their recompute after the commit (see derived-rows.ts). */
+  async queueRecompute(client: pg.ClientBase, emails: readonly string[]): Promise<string[]> {
+    return queueDerived(client, emails);
+  }
+
+  /** Recomputes queued users in a transaction of their own; `also` runs in it before COMMIT. */
+  async settle(
+    client: pg.ClientBase,
+    emails: readonly string[],
+    ids: readonly string[],
+    also?: () => Promise<void>,
+  ): Promise<void> {
+    await settleDerived(client, this.model.derived, emails, ids, also);
   }
 
   /** Every row of the truncated legacy table is now absent: remove what each produced before the truncate. */

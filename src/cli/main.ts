@@ -79,11 +79,13 @@ program
     const metrics = createMetrics(registry, { defaultMetrics: true });
     // Test-only fault hook (kill -9 tests prove a kill lands inside an open apply transaction).
     const holdApplyMs = Number(process.env.REPLICATOR_FAULT_HOLD_APPLY_MS ?? 0);
+    const holdSettleMs = Number(process.env.REPLICATOR_FAULT_HOLD_SETTLE_MS ?? 0);
     const pipeline = buildPipeline(config, {
       role: opts.role,
       logger,
       metrics,
       ...(holdApplyMs > 0 ? { holdApplyMs } : {}),
+      ...(holdSettleMs > 0 ? { holdSettleMs } : {}),
     });
     const server = createHttpServer({
       host: config.metrics.host,

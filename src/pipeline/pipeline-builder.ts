@@ -32,6 +32,8 @@ export interface PipelineOptions {
   metrics?: Metrics;
   /** Fault injection for tests: the sink holds each apply transaction open this long before it commits. */
   holdApplyMs?: number;
+  /** Fault injection for tests: the sink waits this long between an apply commit and its users' recompute. */
+  holdSettleMs?: number;
 }
 
 /**
@@ -108,6 +110,7 @@ export function buildPipeline(config: ReplicatorConfig, options: PipelineOptions
       }),
       ...(registry ? { decodeValue: (buf: Buffer) => decodeAvroValue(registry, buf) } : {}),
       ...(options.holdApplyMs ? { holdBeforeCommitMs: options.holdApplyMs } : {}),
+      ...(options.holdSettleMs ? { holdBeforeSettleMs: options.holdSettleMs } : {}),
       ...(metrics
         ? {
             onUnit: (table: string) => metrics.transformUnits.inc({ table }),

@@ -68,7 +68,7 @@ const storedOffsets = (url: string) =>
     Object.fromEntries(
       (
         await c.query<{ t: string; n: string }>(
-          'SELECT topic || \'/\' || partition AS t, next_offset::text AS n FROM replicator.sink_offsets ORDER BY (topic || \'/\' || partition) COLLATE "C"',
+          "SELECT topic || '/' || partition AS t, next_offset::text AS n FROM replicator.sink_offsets ORDER BY (topic || '/' || partition) COLLATE \"C\"",
         )
       ).rows.map((r) => [r.t, r.n]),
     ),
@@ -128,22 +128,39 @@ async function waitForOpenApplyTransaction(targetUrl: string, pid: number): Prom
   throw new Error(`no open apply transaction of sink pid ${pid} within 12 s`);
 }
 
+/** Waits until a committed batch's users are queued and not yet recomputed (the sink holds 400 ms there). */
+async function waitForUnsettledBatch(targetUrl: string): Promise<void> {
+  for (let i = 0; i < 600; i++) {
+    const queued = await withClient(targetUrl, async (c) =>
+      (await c.query("SELECT to_regclass('replicator.pending_derived') AS t")).rows[0].t
+        ? (await c.query('SELECT 1 FROM replicator.pending_derived LIMIT 1')).rowCount
+        : 0,
+    );
+    if (queued) return;
+    await sleep(20);
+  }
+  throw new Error('no batch waiting for its recompute within 12 s');
+}
+
 describe('sink resilience', () => {
   it('kill -9 of the sink mid-batch, five times during a workload: V2 exactly as expected after the drain; consuming everything again changes nothing', async () => {
     const env = await freshPipeline('sinkkill');
     const upstream = startPipeline(env.config, 'source');
     stops.push(upstream.stop);
-    // Each apply transaction is held open 400 ms before COMMIT, so a kill can be shown to land inside one.
-    const hold = { REPLICATOR_FAULT_HOLD_APPLY_MS: '400' };
+    // Each apply transaction is held open 400 ms before COMMIT, so a kill can be shown to land inside one; and
+    // 400 ms between its commit and its users' recompute, so a kill can land between the two.
+    const hold = { REPLICATOR_FAULT_HOLD_APPLY_MS: '400', REPLICATOR_FAULT_HOLD_SETTLE_MS: '400' };
     let sink = new ChildReplicator(env.config, 'sink', hold);
     children.push(sink);
     sink.start();
     try {
       const writes = workload(env.legacyUrl, 7, 200, 4000);
-      // Five kills, each inside an open apply transaction (seen in pg_stat_activity just before the kill).
+      // Five kills: three inside an open apply transaction (seen in pg_stat_activity just before the kill), two
+      // between a committed batch and its users' recompute (its keys still queued in replicator.pending_derived).
       for (let k = 0; k < 5; k++) {
         await sink.waitForLog(/sink starting/);
-        await waitForOpenApplyTransaction(env.targetUrl, sink.pid!);
+        if (k % 2 === 0) await waitForOpenApplyTransaction(env.targetUrl, sink.pid!);
+        else await waitForUnsettledBatch(env.targetUrl);
         await sink.kill9();
         sink = new ChildReplicator(env.config, 'sink', k < 4 ? hold : {});
         children.push(sink);
