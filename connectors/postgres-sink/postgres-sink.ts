@@ -1,6 +1,10 @@
 import { type Kafka, type KafkaMessage, Partitioners, type Producer } from 'kafkajs';
 import pg from 'pg';
-import { type DeadLetterInfo, deadLetterHeaders, REPLAYED_FROM_HEADER } from '../../src/contracts/dead-letter.js';
+import {
+  type DeadLetterInfo,
+  deadLetterHeaders,
+  REPLAYED_FROM_HEADER,
+} from '../../src/contracts/dead-letter.js';
 import type { FenceMarker } from '../../src/contracts/fence.js';
 import type { JsonRow, TransformModule } from '../../src/contracts/transform-api.js';
 import type { V2Model } from '../../src/contracts/v2-model.js';
@@ -17,7 +21,7 @@ import { PartitionQueues } from './partition-queues.js';
 import { RawChangeReader } from './raw-change.js';
 import { ensureReplicatorSchema } from './target-schema.js';
 import { LegacyRows, type RowChange, ToastImages, type ToastStep } from './toast-images.js';
-import { readColumnTypes, UnitApplier } from './unit-applier.js';
+import { emailsOf, readColumnTypes, UnitApplier } from './unit-applier.js';
 
 export interface PostgresSinkOptions {
   /** The V2 database. */
@@ -534,6 +538,20 @@ export class PostgresSink {
         await this.sweepDerived(client, applier);
         this.unsettled = false;
       }
+      const referenced = entries.flatMap((e) => (e.unit ? emailsOf(e.unit.ops) : []));
+      const newest = entries.reduce<string | undefined>(
+        (m, e) =>
+          e.unit?.source.commitTs && (!m || e.unit.source.commitTs > m) ? e.unit.source.commitTs : m,
+        undefined,
+      );
+      let reserved: string[] = [];
+      try {
+        reserved = await applier.reserve(client, referenced, newest ?? new Date().toISOString());
+      } catch (e) {
+        // Queued keys whose placeholders may be committed: the sweep before the next batch recomputes them.
+        this.unsettled = true;
+        throw e;
+      }
       try {
         committed = await this.transaction(
           client,
@@ -564,10 +582,19 @@ export class PostgresSink {
           },
         );
       }
-      if (committed) {
+      const work: Settlement | undefined =
+        committed || reserved.length > 0
+          ? {
+              keys: [...referenced, ...(committed?.keys ?? [])],
+              ids: [...reserved, ...(committed?.ids ?? [])],
+              newestTs: committed?.newestTs,
+              newestLsn: committed?.newestLsn,
+            }
+          : undefined;
+      if (work) {
         try {
-          if (this.o.holdBeforeSettleMs && committed.ids.length > 0) await sleep(this.o.holdBeforeSettleMs);
-          await this.settle(client, applier, committed);
+          if (this.o.holdBeforeSettleMs && work.ids.length > 0) await sleep(this.o.holdBeforeSettleMs);
+          await this.settle(client, applier, work);
         } catch (e) {
           this.unsettled = true;
           throw e;
@@ -718,7 +745,7 @@ export class PostgresSink {
         sourceOffset: entry.offset,
       });
       for (const entry of fresh)
-        if (entry.dead && (true || !superseded.has(entry))) of.set({ ...entry.dead, ...at(entry) }, entry);
+        if (entry.dead && !superseded.has(entry)) of.set({ ...entry.dead, ...at(entry) }, entry);
       for (const { entry, error } of rejected ?? []) {
         const table = entry.unit?.source.table;
         of.set(

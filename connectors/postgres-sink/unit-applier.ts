@@ -27,7 +27,7 @@ export async function readColumnTypes(client: pg.ClientBase, schema = 'public'):
   return types;
 }
 
-function emailsOf(ops: readonly V2Op[]): string[] {
+export function emailsOf(ops: readonly V2Op[]): string[] {
   const out: string[] = [];
   for (const op of ops) if (op.kind === 'recompute-derived') out.push(...op.keys);
   return out;
@@ -137,6 +137,26 @@ export class UnitApplier {
     );
     lineage.set(lineageKey(unit.source.table, unit.source.key), next);
     return [...new Set([...emails, ...(lk?.emails ?? [])])];
+  }
+
+  /**
+   * Before a batch's transaction, in a short one of its own: the placeholder users its units reference, committed,
+   * and their keys queued for the recompute (which removes a placeholder nothing ends up referencing). Two batches
+   * creating the same new user then wait on each other for one short statement, not for a whole batch.
+   */
+  async reserve(client: pg.ClientBase, emails: readonly string[], createdAt: string): Promise<string[]> {
+    const sorted = [...new Set(emails)].sort();
+    if (sorted.length === 0) return [];
+    await client.query('BEGIN');
+    try {
+      await ensurePlaceholders(client, this.model.derived, sorted, createdAt);
+      const ids = await queueDerived(client, sorted);
+      await client.query('COMMIT');
+      return ids;
+    } catch (e) {
+      await client.query('ROLLBACK').catch(() => {});
+      throw e;
+    }
   }
 
   /** Queues the users of these emails for their recompute after the commit (see derived-rows.ts). */
