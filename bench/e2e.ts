@@ -25,6 +25,26 @@ const BACKLOG = numberArg('backlog', 20_000);
 const RUNS = numberArg('runs', 3);
 const SECONDS = numberArg('seconds', 10);
 const LOADS = [1000, 2000, 5000];
+/**
+ * `--identity default`: the legacy tables keep PostgreSQL's default replica identity instead of the shipped FULL,
+ * so the sink keeps its TOAST image store (replicator.toast_images) — its cost, beside a FULL run.
+ */
+const IDENTITY = process.argv.includes('--identity')
+  ? process.argv[process.argv.indexOf('--identity') + 1]!
+  : 'full';
+const ONLY_MAX = process.argv.includes('--max-only');
+
+async function setIdentity(legacyUrl: string) {
+  if (IDENTITY === 'full') return;
+  const c = new pg.Client({ connectionString: legacyUrl });
+  await c.connect();
+  try {
+    for (const t of ['bookings', 'customers_kv', 'bundle_discount_id', 'ai_fbt_bundles'])
+      await c.query(`ALTER TABLE public.${t} REPLICA IDENTITY DEFAULT`);
+  } finally {
+    await c.end();
+  }
+}
 
 const { admin, pgVersion } = await benchStack();
 
@@ -76,6 +96,7 @@ const lsnNum = (l: string) => {
 
 async function maxRateRun(i: number) {
   const env = await freshBenchEnv(admin, `e2emax${i}`);
+  await setIdentity(env.legacyUrl);
   const slot = (env.config.source as { slot: string }).slot;
   const daemon = new Daemon(env.configFile);
   try {
@@ -127,6 +148,7 @@ async function maxRateRun(i: number) {
 
 async function latencyRun(load: number, i: number) {
   const env = await freshBenchEnv(admin, `e2elat${load}_${i}`);
+  await setIdentity(env.legacyUrl);
   const slot = (env.config.source as { slot: string }).slot;
   const daemon = new Daemon(env.configFile, 'all', await freePort());
   const pool = new pg.Pool({ connectionString: env.legacyUrl, max: 24 });
@@ -196,7 +218,7 @@ for (let i = 0; i < RUNS; i++) {
 }
 type LatencyRun = Awaited<ReturnType<typeof latencyRun>>;
 const latency = new Map<number, LatencyRun[]>();
-for (const load of LOADS) {
+for (const load of ONLY_MAX ? [] : LOADS) {
   const runs = [];
   for (let i = 0; i < RUNS; i++) {
     const r = await latencyRun(load, i);
@@ -253,8 +275,8 @@ for (const [load, runs] of latency) {
   }
 }
 report({
-  title: `End to end: legacy commit → V2 applied (${RUNS} runs each)`,
-  command: `npm run bench:e2e -- --backlog ${BACKLOG} --runs ${RUNS} --seconds ${SECONDS}`,
+  title: `End to end: legacy commit → V2 applied (${RUNS} runs each; replica identity ${IDENTITY})`,
+  command: `npm run bench:e2e -- --backlog ${BACKLOG} --runs ${RUNS} --seconds ${SECONDS}${IDENTITY === 'full' ? '' : ` --identity ${IDENTITY}`}${ONLY_MAX ? ' --max-only' : ''}`,
   pgVersion,
   table,
   notes: [
