@@ -3,6 +3,7 @@ import type { OutMessage, Publisher } from '../../src/contracts/publisher.js';
 import { ErrorCodes, ReplicatorError } from '../../src/core/errors.js';
 import type { Logger } from '../../src/core/logger.js';
 import type { Lsn } from '../../src/core/lsn.js';
+import { sleep } from '../../src/core/retry.js';
 
 export interface KafkaPublisherOptions {
   kafka: Kafka;
@@ -19,8 +20,6 @@ export interface KafkaPublisherOptions {
 }
 
 type Entry = { kind: 'message'; m: OutMessage; bytes: number } | { kind: 'mark'; lsn: Lsn };
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /**
  * Batches messages into idempotent, acks=all produce requests, one request in flight, in queue order — so a

@@ -15,6 +15,7 @@ import type { Logger } from '../../src/core/logger.js';
 import { formatLsn, parseLsn } from '../../src/core/lsn.js';
 import { textTypes } from '../../src/core/pg-text-types.js';
 import { describePgUrl } from '../../src/core/redact.js';
+import { sleep } from '../../src/core/retry.js';
 import { applyBatch } from './batch-applier.js';
 import { isNewer, lineageKey, positionOf } from './lineage.js';
 import { PartitionQueues } from './partition-queues.js';
@@ -103,20 +104,6 @@ interface Entry {
   raw: KafkaMessage;
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const abortableSleep = (ms: number, signal: AbortSignal) =>
-  new Promise<void>((resolve) => {
-    const t = setTimeout(resolve, ms);
-    signal.addEventListener(
-      'abort',
-      () => {
-        clearTimeout(t);
-        resolve();
-      },
-      { once: true },
-    );
-  });
-
 /** Errors that say this row is bad (data exception, integrity violation), as opposed to the target being unwell. */
 function isRowError(e: unknown): e is Error & { code: string } {
   const code = (e as { code?: unknown })?.code;
@@ -169,7 +156,7 @@ export class PostgresSink {
           { err: e instanceof Error ? e.message : String(e), retryInMs: backoff },
           'sink session ended; starting again',
         );
-        await abortableSleep(backoff, signal);
+        await sleep(backoff, signal);
         backoff = Math.min(backoff * 2, 30_000);
       }
     }
@@ -531,6 +518,10 @@ export class PostgresSink {
     await this.toast.prepare(entries.flatMap((e) => (e.change ? [e.change.table] : [])));
     const client = await this.checkout(pool);
     let letters: DeadLetterInfo[] = [];
+    const beforeCommit = async (l: DeadLetterInfo[], of: Map<DeadLetterInfo, Entry>) => {
+      letters = l;
+      await send(l, of);
+    };
     let committed: Settlement | undefined;
     try {
       // Derived rows a failed settlement left queued go first (a batch replayed after it applies nothing new).
@@ -560,10 +551,7 @@ export class PostgresSink {
           partition,
           entries,
           undefined,
-          async (l, of) => {
-            letters = l;
-            await send(l, of);
-          },
+          beforeCommit,
         );
       } catch (e) {
         if (!isRowError(e)) throw e;
@@ -576,10 +564,7 @@ export class PostgresSink {
           partition,
           entries,
           rejected,
-          async (l, of) => {
-            letters = l;
-            await send(l, of);
-          },
+          beforeCommit,
         );
       }
       const work: Settlement | undefined =

@@ -9,6 +9,7 @@ import { changeTopics, dlqTopic } from '../../contracts/topics.js';
 import { ErrorCodes, ReplicatorError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import { textTypes } from '../../core/pg-text-types.js';
+import { sleep } from '../../core/retry.js';
 import { qualifiedName, quoteIdent } from '../../core/sql.js';
 import type { ReplicatorConfig } from '../../pipeline/config/load-config.js';
 import type { cutoverSchema } from '../../pipeline/config/schema.js';
@@ -86,8 +87,6 @@ export interface CutoverResult {
   checks: GoNoGo[];
   resumed?: string;
 }
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function targetClient(config: ReplicatorConfig): pg.Client {
   if (!config.target) throw new ReplicatorError(ErrorCodes.CONFIG_INVALID, 'cutover needs target.url');

@@ -1,7 +1,6 @@
 import type pg from 'pg';
 import type { Logger } from '../../core/logger.js';
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+import { sleep } from '../../core/retry.js';
 
 /**
  * The current WAL insert position, once every transaction that might have committed before it is finished: a

@@ -1,5 +1,6 @@
 import pg from 'pg';
 import type { Logger } from '../../core/logger.js';
+import { sleep } from '../../core/retry.js';
 
 export interface SinkAppliedWaiterOptions {
   legacyUrl: string;
@@ -15,8 +16,6 @@ export interface SinkAppliedWaiterOptions {
   pollMs?: number;
   logger: Logger;
 }
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
  * "Has the pipeline applied everything committed before this LSN?", from what the sink records: the newest

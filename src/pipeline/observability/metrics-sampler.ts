@@ -5,6 +5,7 @@ import { readSlot } from '../../../connectors/pgoutput-source/index.js';
 import type { GroupTopics } from '../../contracts/topics.js';
 import type { Logger } from '../../core/logger.js';
 import { parseLsn } from '../../core/lsn.js';
+import { sleep } from '../../core/retry.js';
 import { qualifiedName } from '../../core/sql.js';
 import type { TableRef } from '../config/load-config.js';
 import { readConsumerLag } from './consumer-lag.js';
@@ -26,17 +27,6 @@ export interface MetricsSamplerOptions {
   /** Consumer groups run by this process, whose lag is sampled. */
   kafka?: { kafka: Kafka; groups: readonly GroupTopics[] };
 }
-
-const sleep = (ms: number, signal: AbortSignal) =>
-  new Promise<void>((resolve) => {
-    const t = setTimeout(done, ms);
-    function done() {
-      clearTimeout(t);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-    signal.addEventListener('abort', done, { once: true });
-  });
 
 /**
  * Samples what the stages cannot report themselves — the slot's position against the server's WAL, consumer-group
