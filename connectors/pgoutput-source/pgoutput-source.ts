@@ -10,6 +10,7 @@ import { ensureTopics } from '../../src/core/kafka-topics.js';
 import type { Logger } from '../../src/core/logger.js';
 import { formatLsn, type Lsn, maxLsn, parseLsn } from '../../src/core/lsn.js';
 import { describePgUrl } from '../../src/core/redact.js';
+import { sleep } from '../../src/core/retry.js';
 import { quoteIdent } from '../../src/core/sql.js';
 import { ChangeBuilder } from './change-builder.js';
 import { type DecodedMessage, PgoutputDecoder, type Relation } from './pgoutput-decoder.js';
@@ -77,19 +78,6 @@ interface SnapshotMarker {
   consistentPoint: string;
   completedAt: string;
 }
-
-const sleep = (ms: number, signal: AbortSignal) =>
-  new Promise<void>((resolve) => {
-    const t = setTimeout(resolve, ms);
-    signal.addEventListener(
-      'abort',
-      () => {
-        clearTimeout(t);
-        resolve();
-      },
-      { once: true },
-    );
-  });
 
 /**
  * The source stage: elects one reader per slot (advisory lock), checks the legacy database, takes the initial
@@ -231,7 +219,9 @@ export class PgoutputSource {
         const marker = slot.exists ? await state.get<SnapshotMarker>(markerKey) : undefined;
         if (!marker) {
           if (slot.exists) {
-            // A slot without a completed-snapshot marker is an interrupted snapshot: start over cleanly.
+            // A slot without a completed-snapshot marker is an interrupted snapshot: start over cleanly. What the
+            // interrupted attempt published is already in Kafka (and maybe applied), and rows may have been deleted
+            // since; the new snapshot is preceded by a truncate of each table, so those rows go.
             log.warn(
               { slot: source.slot },
               'slot exists but its snapshot never completed; dropping it to start over',
@@ -248,6 +238,7 @@ export class PgoutputSource {
             publisher,
             state,
             markerKey,
+            slot.exists ? (topic) => partitions.get(topic) ?? kafka.partitions : undefined,
           );
           if (signal.aborted) return;
         }
@@ -282,6 +273,8 @@ export class PgoutputSource {
     publisher: Publisher,
     state: StateStore,
     markerKey: string,
+    /** Redoing an interrupted snapshot: each table's topic partitions, to truncate them first. */
+    redoPartitionsOf?: (topic: string) => number,
   ): Promise<void> {
     const { source, topics: kafka } = this.o;
     const log = this.o.logger;
@@ -304,6 +297,7 @@ export class PgoutputSource {
         onRows: (table, rows) => {
           this.snapshotRows[table] = rows;
         },
+        ...(redoPartitionsOf ? { truncateFirst: { partitionsOf: redoPartitionsOf } } : {}),
       });
       await publisher.flush();
       await state.put(markerKey, {

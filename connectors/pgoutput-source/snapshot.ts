@@ -27,6 +27,12 @@ export interface SnapshotOptions {
   logger: Logger;
   signal: AbortSignal;
   onRows?: (table: string, rows: number) => void;
+  /**
+   * Redoing a snapshot over what an earlier, interrupted one (or a lost slot's stream) left in Kafka and V2: each
+   * table's rows are preceded, on every partition of its topic, by a truncate positioned just before this
+   * snapshot (consistent point − 1), so rows that existed then and no longer do are removed downstream.
+   */
+  truncateFirst?: { partitionsOf: (topic: string) => number };
 }
 
 const rawText = { getTypeParser: () => (v: string) => v };
@@ -88,6 +94,21 @@ async function snapshotTable(o: SnapshotOptions, info: TableInfo): Promise<numbe
       keyColumns,
     };
     await o.encoder.prepare(shape);
+    if (o.truncateFirst) {
+      // Older than every row below (they are at the consistent point), newer than anything an earlier attempt
+      // published (at an earlier consistent point, or streamed before it).
+      const before = formatLsn(o.consistentPoint - 1n);
+      const value = o.encoder.encode(shape, {
+        before: null,
+        after: null,
+        op: 't',
+        source: snapshotSource(o.database, schema, table, before, 0),
+        ts_ms: Date.now(),
+      });
+      for (let p = 0; p < o.truncateFirst.partitionsOf(topic); p++) {
+        if (!o.publisher.publish({ topic, key: null, value, partition: p })) await o.publisher.drained();
+      }
+    }
 
     let last: string[] | undefined;
     let seq = 0;

@@ -12,29 +12,44 @@ export function registerDlqCommands(program: Command): void {
     .description('list dead letters with their stage, error code and origin')
     .option('--config <file>', 'config file', 'replicator.config.yaml')
     .option('--json', 'one JSON object per line')
-    .action(async (opts: { config: string; json?: boolean }) => {
+    .option('--all', 'also the letters already replayed (marked "replayed")')
+    .action(async (opts: { config: string; json?: boolean; all?: boolean }) => {
       const config = await loadConfig(opts.config);
       const kafka = createKafka(config.kafka, commandLogger(), `${config.kafka.clientId}-dlq`);
-      const letters = await listDeadLetters(kafka, dlqTopic(config.kafka.topicPrefix));
+      const letters = await listDeadLetters(kafka, dlqTopic(config.kafka.topicPrefix), {
+        all: Boolean(opts.all),
+      });
       for (const d of letters) {
         const { value, ...rest } = d;
         if (opts.json) console.log(JSON.stringify({ ...rest, value: value?.toString('utf8') ?? null }));
         else
           console.log(
-            `${d.id}  ${d.stage}/${d.transform}  ${d.code}  ${d.table || '-'} ${d.key ?? '-'}  ${d.sourceTopic}[${d.sourcePartition}]@${d.sourceOffset}  ${d.message}`,
+            `${d.id}  ${d.stage}/${d.transform}  ${d.code}  ${d.table || '-'} ${d.key ?? '-'}  ${d.sourceTopic}[${d.sourcePartition}]@${d.sourceOffset}  ${d.message}${d.replayed ? `  (replayed ${d.replayed.at} to ${d.replayed.to})` : ''}`,
           );
       }
-      if (!opts.json) console.log(`${letters.length} dead letter(s)`);
+      if (!opts.json) {
+        const replayed = letters.filter((d) => d.replayed).length;
+        console.log(
+          `${letters.length} dead letter(s)${replayed > 0 ? `, ${replayed} of them replayed` : ''}`,
+        );
+      }
     });
   dlq
     .command('replay')
-    .description('re-publish dead letters to the topic they came from (after a fix)')
+    .description(
+      're-publish dead letters to the topic they came from (after a fix) and mark them replayed; without --id, every letter not replayed yet',
+    )
     .option('--config <file>', 'config file', 'replicator.config.yaml')
-    .option('--id <id...>', 'only these (partition:offset, as `dlq list` shows)')
+    .option(
+      '--id <id...>',
+      'only these, replayed before or not (partition:offset, as `dlq list --all` shows)',
+    )
     .action(async (opts: { config: string; id?: string[] }) => {
       const config = await loadConfig(opts.config);
       const kafka = createKafka(config.kafka, commandLogger(), `${config.kafka.clientId}-dlq`);
       const replayed = await replayDeadLetters(kafka, dlqTopic(config.kafka.topicPrefix), opts.id);
+      for (const d of replayed)
+        console.log(`${d.id}  ${d.code}  ${d.table || '-'} ${d.key ?? '-'}  → ${d.replayed?.to}`);
       console.log(`replayed ${replayed.length} dead letter(s)`);
     });
 }

@@ -60,3 +60,21 @@ export function readDeadLetterHeaders(get: (name: string) => string): DeadLetter
 export const deadLetterOrigin = (
   d: Pick<DeadLetterInfo, 'sourceTopic' | 'sourcePartition' | 'sourceOffset'>,
 ) => `${d.sourceTopic}/${d.sourcePartition}/${d.sourceOffset}`;
+
+/**
+ * Header of a change re-published by `dlq replay`: `<dlq topic>/<partition>:<offset>` of the letter. The sink applies
+ * such a change even at the position its row's lineage already records — the rejection it repairs recorded it —
+ * though never over a newer one.
+ */
+export const REPLAYED_FROM_HEADER = 'replicator.replayed-from';
+
+/**
+ * A replay marker: a record in the DLQ topic, without key or value, whose headers say a letter was replayed — the
+ * letter's id (`<partition>:<offset>`) and identity (its origin and code headers), where the change went and when.
+ * `dlq list` hides a replayed letter (unless asked for all) and `dlq replay` does not send it again.
+ */
+export const REPLAY_MARKER = {
+  of: 'replicator.replay-of',
+  to: 'replicator.replayed-to',
+  at: 'replicator.replayed-at',
+} as const;

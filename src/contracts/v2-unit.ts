@@ -21,6 +21,11 @@ export interface V2Unit {
     txId: number | null;
     commitTs: string | null;
     snapshot: boolean;
+    /**
+     * A change re-published by `dlq replay` (header `replicator.replayed-from`): applied even at the position its
+     * row's lineage records — the rejection it repairs recorded that very position — never over a newer one.
+     */
+    replay?: boolean;
   };
   ops: V2Op[];
   /** A TRUNCATE of the legacy table: every legacy row of that table is now absent. */

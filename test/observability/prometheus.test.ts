@@ -6,6 +6,8 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { RawChangeReader } from '../../connectors/postgres-sink/raw-change.js';
+import { changeTopics, heartbeatPrefix } from '../../src/contracts/topics.js';
 import type { ReplicatorConfig } from '../../src/pipeline/config/load-config.js';
 import {
   ensurePrometheus,
@@ -14,10 +16,12 @@ import {
   stopPrometheus,
 } from '../../src/stack/local-prometheus.js';
 import { applyWrites, LegacyWorkload } from '../../src/workload/legacy-workload.js';
+import { transformModules } from '../../transforms/index.js';
 import { ChildReplicator } from '../helpers/child-source.js';
 import { ANY_PORT, daemonUrl, freePort, getJson, runCli, waitFor, waitReady } from '../helpers/daemon.js';
-import { freshPipeline, summary, waitForConvergence } from '../helpers/pipeline-harness.js';
-import { dropSlot, withClient } from '../helpers/resources.js';
+import { readTopics } from '../helpers/kafka-read.js';
+import { freshPipeline, LEGACY_TABLES, summary, waitForConvergence } from '../helpers/pipeline-harness.js';
+import { dropSlot, testKafka, withClient } from '../helpers/resources.js';
 import { isClean } from '../helpers/v2-oracle.js';
 
 /**
@@ -72,6 +76,30 @@ let prom: LocalPrometheusOptions;
 let env: Awaited<ReturnType<typeof freshPipeline>>;
 let child: ChildReplicator;
 let base: string;
+/** What the workload made, counted independently of the daemon: the counters must equal these. */
+const counted = { snapshotRows: 0, events: { c: 0, u: 0, d: 0, t: 0 }, units: 0, deadLetters: 0 };
+
+/** Streamed events by op, units (every change a transform module handles) and rejections, from the raw topics. */
+async function countRawTopics(config: ReplicatorConfig) {
+  const topics = changeTopics({ rawPrefix: config.kafka.topicPrefix, tables: config.source.tables });
+  const reader = new RawChangeReader(transformModules, heartbeatPrefix(config.kafka.topicPrefix));
+  const messages = await readTopics(testKafka(), topics, () => false, 5_000);
+  const truncates = new Set<string>();
+  for (const m of messages) {
+    if (m.value === null) continue;
+    const event = JSON.parse(m.value) as {
+      op: 'c' | 'u' | 'd' | 'r' | 't';
+      source: { snapshot: boolean; commitLsn: string; table: string };
+    };
+    // A truncate is one event per table at the source, sent to every partition.
+    if (event.op === 't') truncates.add(`${event.source.table} ${event.source.commitLsn}`);
+    else if (!event.source.snapshot) counted.events[event.op as 'c' | 'u' | 'd']++;
+    const r = reader.read(m.topic, m.key, event);
+    if (r.kind === 'unit') counted.units++;
+    if ((r.kind === 'unit' || r.kind === 'dead') && r.dead) counted.deadLetters++;
+  }
+  counted.events.t = truncates.size;
+}
 
 async function query(expr: string): Promise<PromResult> {
   const url = `${prometheusUrl(prom)}/api/v1/query?query=${encodeURIComponent(expr)}`;
@@ -107,7 +135,12 @@ beforeAll(async () => {
     bigNotesBytes: 5000,
   });
   // Rows before the start arrive through the snapshot; some are invalid (dead letters).
-  await withClient(env.legacyUrl, (c) => applyWrites(c, workload.seed(60)));
+  await withClient(env.legacyUrl, async (c) => {
+    await applyWrites(c, workload.seed(60));
+    for (const t of LEGACY_TABLES)
+      counted.snapshotRows += (await c.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${t.table}`))
+        .rows[0]!.n;
+  });
   const config: ReplicatorConfig = {
     ...env.config,
     metrics: { ...env.config.metrics, sampleIntervalMs: 500 },
@@ -123,6 +156,7 @@ beforeAll(async () => {
   });
   const diff = await waitForConvergence(env.legacyUrl, env.targetUrl);
   expect(isClean(diff), summary(diff)).toBe(true);
+  await countRawTopics(config);
 
   const dir = await mkdtemp(join(tmpdir(), 'replicator-prometheus-'));
   prom = {
@@ -153,14 +187,28 @@ describe('metrics in a real Prometheus', () => {
     expect(up.map((s) => s.value[1])).toEqual(['1']);
   });
 
-  it('counts what the workload did: snapshot rows, streamed events, units, dead letters, applied batches, hop latencies', async () => {
+  it('counts exactly what the workload did: snapshot rows, streamed events by op, units, dead letters; applied batches, hop latencies', async () => {
+    // The exact counts, as the legacy database and the raw topics have them (none is zero: each is exercised).
+    expect(
+      [
+        counted.snapshotRows,
+        counted.events.c,
+        counted.events.u,
+        counted.events.d,
+        counted.units,
+        counted.deadLetters,
+      ].every((n) => n > 0),
+      JSON.stringify(counted),
+    ).toBe(true);
     for (const expr of [
-      'sum(replicator_snapshot_rows_total) > 0',
+      `sum(replicator_snapshot_rows_total) == ${counted.snapshotRows}`,
       'min(replicator_snapshot_progress_ratio) == 1',
-      'sum(replicator_source_events_total{op="c"}) > 0',
-      'sum(replicator_source_events_total{op="u"}) > 0',
-      'sum(replicator_transform_units_total) > 0',
-      'sum by (stage) (replicator_dlq_messages_total{stage="sink"}) > 0',
+      `sum(replicator_source_events_total{op="c"}) == ${counted.events.c}`,
+      `sum(replicator_source_events_total{op="u"}) == ${counted.events.u}`,
+      `sum(replicator_source_events_total{op="d"}) == ${counted.events.d}`,
+      `sum(replicator_source_events_total{op="t"}) == ${counted.events.t}`,
+      `sum(replicator_transform_units_total) == ${counted.units}`,
+      `sum by (stage) (replicator_dlq_messages_total{stage="sink"}) == ${counted.deadLetters}`,
       'sum(replicator_sink_messages_total) > 0',
       'replicator_end_to_end_seconds_count > 0',
       // Each streamed change applied is one sample of each hop: capture, queue and apply.
@@ -169,7 +217,12 @@ describe('metrics in a real Prometheus', () => {
       'replicator_leader == 1',
       'replicator_cutover_phase == 0',
     ]) {
-      expect((await series(expr)).length, expr).toBeGreaterThan(0);
+      const found = await series(expr).catch(async (e: unknown) => {
+        // Name the value the daemon exported, not just that it was not the expected one.
+        const lhs = expr.replace(/\s*(==|>|<)\s*[\d.]+$/, '');
+        throw new Error(`${String(e)}; ${lhs} is ${JSON.stringify((await query(lhs)).data?.result)}`);
+      });
+      expect(found.length, expr).toBeGreaterThan(0);
     }
   }, 180_000);
 

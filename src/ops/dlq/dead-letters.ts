@@ -1,6 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import { type IHeaders, type Kafka, Partitioners } from 'kafkajs';
-import { deadLetterOrigin, readDeadLetterHeaders } from '../../contracts/dead-letter.js';
+import {
+  type DeadLetterInfo,
+  deadLetterHeaders,
+  deadLetterOrigin,
+  REPLAY_MARKER,
+  REPLAYED_FROM_HEADER,
+  readDeadLetterHeaders,
+} from '../../contracts/dead-letter.js';
 
 export interface DeadLetter {
   /** `<partition>:<offset>` in the DLQ topic. */
@@ -17,6 +24,15 @@ export interface DeadLetter {
   key: string | null;
   value: Buffer | null;
   timestamp: string;
+  /** Set when `dlq replay` re-published it: where the change went (`topic/partition@offset`) and when. */
+  replayed?: { to: string; at: string };
+}
+
+export interface ListOptions {
+  /** Also the letters already replayed (default: only those that were not). */
+  all?: boolean;
+  /** Stop reading when nothing more arrives for this long. Default 2 s. */
+  idleMs?: number;
 }
 
 const header = (h: IHeaders | undefined, name: string): string => {
@@ -28,9 +44,15 @@ const header = (h: IHeaders | undefined, name: string): string => {
  * Reads the whole DLQ topic (from its start to its current end). Stops when every partition reached the end it
  * had when the read began, or when nothing more arrives for `idleMs`. A letter sent again (the sink crashed after
  * sending it and before committing the batch, then replayed the batch) is listed once: letters are identified by
- * their origin (source topic, partition, offset) and reason.
+ * their origin (source topic, partition, offset) and reason. A letter that `dlq replay` re-published (a replay
+ * marker names it) is left out unless `all` is set, and then carries `replayed`.
  */
-export async function listDeadLetters(kafka: Kafka, topic: string, idleMs = 2_000): Promise<DeadLetter[]> {
+export async function listDeadLetters(
+  kafka: Kafka,
+  topic: string,
+  options: ListOptions = {},
+): Promise<DeadLetter[]> {
+  const idleMs = options.idleMs ?? 2_000;
   const admin = kafka.admin();
   await admin.connect();
   let ends: Map<number, number>;
@@ -47,6 +69,8 @@ export async function listDeadLetters(kafka: Kafka, topic: string, idleMs = 2_00
   });
   const out: DeadLetter[] = [];
   const seen = new Set<string>();
+  /** Replay markers: letter identity → where and when it was replayed (the latest marker wins). */
+  const replays = new Map<string, { to: string; at: string }>();
   const reached = new Set<number>();
   await consumer.connect();
   try {
@@ -61,7 +85,13 @@ export async function listDeadLetters(kafka: Kafka, topic: string, idleMs = 2_00
             idle = setTimeout(resolve, idleMs);
             const info = readDeadLetterHeaders((name) => header(message.headers, name));
             const identity = `${deadLetterOrigin(info)}/${info.code}`;
-            if (!seen.has(identity)) {
+            const replayOf = header(message.headers, REPLAY_MARKER.of);
+            if (replayOf) {
+              replays.set(identity, {
+                to: header(message.headers, REPLAY_MARKER.to),
+                at: header(message.headers, REPLAY_MARKER.at),
+              });
+            } else if (!seen.has(identity)) {
               seen.add(identity);
               out.push({
                 id: `${partition}:${message.offset}`,
@@ -90,39 +120,81 @@ export async function listDeadLetters(kafka: Kafka, topic: string, idleMs = 2_00
   } finally {
     await consumer.disconnect();
   }
-  return out;
+  const identity = (d: DeadLetter) =>
+    `${deadLetterOrigin({ ...d, sourcePartition: Number(d.sourcePartition) })}/${d.code}`;
+  const listed: DeadLetter[] = [];
+  for (const d of out) {
+    const replayed = replays.get(identity(d));
+    if (!replayed) listed.push(d);
+    else if (options.all) listed.push({ ...d, replayed });
+  }
+  return listed;
 }
 
 /**
- * Re-publishes dead letters (all, or those with the given ids) to the topic they came from, with their key — after
- * a fix to a transform or to the data. Replays are safe: the sink skips a change older than what it has applied.
+ * Re-publishes dead letters to the topic they came from, with their key and a `replicator.replayed-from` header —
+ * after a fix to a transform, to the target or to the data — and marks each replayed: a marker record in the DLQ
+ * topic (after the change is acknowledged), so `dlq list` no longer shows it and a later replay does not send it
+ * again. Without `ids`: every letter not replayed yet; with `ids` (`<partition>:<offset>`, as `dlq list --all`
+ * shows them): those, replayed or not. Replays are safe: the sink applies a replayed change at its own position
+ * (the rejection's), never over a newer change of the row; a change that is still rejected is dead-lettered anew.
  */
 export async function replayDeadLetters(
   kafka: Kafka,
   topic: string,
   ids?: readonly string[],
 ): Promise<DeadLetter[]> {
-  const all = await listDeadLetters(kafka, topic);
-  const chosen = ids && ids.length > 0 ? all.filter((d) => ids.includes(d.id)) : all;
+  const explicit = ids !== undefined && ids.length > 0;
+  const all = await listDeadLetters(kafka, topic, { all: explicit });
+  const chosen = explicit ? all.filter((d) => ids.includes(d.id)) : all;
   const producer = kafka.producer({
     idempotent: true,
     maxInFlightRequests: 1,
     createPartitioner: Partitioners.DefaultPartitioner,
   });
+  const replayed: DeadLetter[] = [];
   await producer.connect();
   try {
     for (const d of chosen) {
       if (!d.sourceTopic) continue;
-      await producer.send({
+      const [sent] = await producer.send({
         topic: d.sourceTopic,
         acks: -1,
+        messages: [{ key: d.key, value: d.value, headers: { [REPLAYED_FROM_HEADER]: `${topic}/${d.id}` } }],
+      });
+      const to = `${d.sourceTopic}/${sent?.partition ?? '?'}@${sent?.baseOffset ?? '?'}`;
+      const at = new Date().toISOString();
+      const info: DeadLetterInfo = {
+        code: d.code,
+        message: d.message,
+        stage: d.stage,
+        transform: d.transform,
+        sourceTopic: d.sourceTopic,
+        sourcePartition: Number(d.sourcePartition),
+        sourceOffset: d.sourceOffset,
+        ...(d.table ? { table: d.table } : {}),
+      };
+      await producer.send({
+        topic,
+        acks: -1,
         messages: [
-          { key: d.key, value: d.value, headers: { 'replicator.replayed-from': `${topic}/${d.id}` } },
+          {
+            key: null,
+            value: null,
+            partition: Number(d.id.slice(0, d.id.indexOf(':'))),
+            headers: {
+              ...deadLetterHeaders(info),
+              [REPLAY_MARKER.of]: d.id,
+              [REPLAY_MARKER.to]: to,
+              [REPLAY_MARKER.at]: at,
+            },
+          },
         ],
       });
+      replayed.push({ ...d, replayed: { to, at } });
     }
   } finally {
     await producer.disconnect();
   }
-  return chosen;
+  return replayed;
 }

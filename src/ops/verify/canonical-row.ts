@@ -1,13 +1,17 @@
+import type pg from 'pg';
 import { compareText } from '../../../transforms/compare-text.js';
+import { RawJson } from '../../contracts/event-value.js';
 import type { JsonRow, JsonValue } from '../../contracts/transform-api.js';
+import { textTypes } from '../../core/pg-text-types.js';
 import { quoteIdent } from '../../core/sql.js';
-import { canonical } from './canonical.js';
 
 /**
  * The comparison form of V2 rows, typed by the target's column types, so a value the transforms produce and the
  * same value read back from PostgreSQL compare equal however each side spells it: numerics without insignificant
  * zeros ('10.10' = '10.1'), timestamptz as the UTC instant with microseconds (an offset or 'Z', 'T' or ' ', any
- * number of fractional digits), jsonb with sorted keys. Everything else compares as it is.
+ * number of fractional digits), JSON exactly — numbers as decimals (a jsonb number beyond a double's precision is
+ * not the double nearest it), strings as written (a timestamp-shaped string is a string), keys sorted. Everything
+ * else compares as it is.
  */
 export type ColumnKind =
   | 'numeric'
@@ -101,7 +105,7 @@ export function canonicalValue(kind: ColumnKind, value: JsonValue | undefined): 
     case 'timestamptz':
       return typeof value === 'string' ? canonicalTimestamptz(value) : value;
     case 'json':
-      return canonical(value);
+      return exactJson(value);
     case 'integer':
       return typeof value === 'string' && /^-?\d+$/.test(value) ? Number(value) : value;
     case 'bigint':
@@ -109,6 +113,162 @@ export function canonicalValue(kind: ColumnKind, value: JsonValue | undefined): 
     default:
       return value;
   }
+}
+
+/**
+ * Type parsers for verify's reads of target rows: json and jsonb columns as their text (RawJson), so numbers keep
+ * every digit (pg's own parser reads them as doubles: 0.61300000000000000001 would become 0.613); everything
+ * else as textTypes. Rows read this way hold RawJson values where JsonRow says JsonValue; displayRow turns them
+ * into plain values for reports.
+ */
+export const exactJsonTypes: pg.CustomTypesConfig = {
+  getTypeParser: ((oid: number, format?: string) =>
+    oid === 114 || oid === 3802
+      ? (text: string) => new RawJson(text)
+      : textTypes.getTypeParser(oid, format as 'text')) as pg.CustomTypesConfig['getTypeParser'],
+};
+
+/** A JSON number as written, inside a parsed RawJson (its value need not fit a double). */
+class JsonNumber {
+  constructor(readonly text: string) {}
+}
+
+type ExactValue = null | boolean | string | JsonNumber | ExactValue[] | { [key: string]: ExactValue };
+
+const JSON_NUMBER = /-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/y;
+const JSON_STRING = /"(?:[^"\\]|\\.)*"/y;
+const JSON_SPACE = /[ \t\n\r]*/y;
+
+/** Parses JSON text keeping each number's text (a duplicate key: the last wins, as in jsonb). */
+function parseExact(text: string): ExactValue {
+  let at = 0;
+  const space = () => {
+    JSON_SPACE.lastIndex = at;
+    JSON_SPACE.exec(text);
+    at = JSON_SPACE.lastIndex;
+  };
+  const token = (re: RegExp): string => {
+    re.lastIndex = at;
+    const m = re.exec(text);
+    if (m === null) throw new SyntaxError(`invalid JSON at ${at}: ${text.slice(at, at + 20)}`);
+    at = re.lastIndex;
+    return m[0];
+  };
+  const value = (): ExactValue => {
+    space();
+    const c = text[at];
+    if (c === '{') {
+      at++;
+      const out: { [key: string]: ExactValue } = Object.create(null);
+      space();
+      if (text[at] === '}') {
+        at++;
+        return out;
+      }
+      for (;;) {
+        space();
+        const key = JSON.parse(token(JSON_STRING)) as string;
+        space();
+        if (text[at++] !== ':') throw new SyntaxError(`invalid JSON at ${at - 1}: expected ':'`);
+        out[key] = value();
+        space();
+        const next = text[at++];
+        if (next === '}') return out;
+        if (next !== ',') throw new SyntaxError(`invalid JSON at ${at - 1}: expected ',' or '}'`);
+      }
+    }
+    if (c === '[') {
+      at++;
+      const out: ExactValue[] = [];
+      space();
+      if (text[at] === ']') {
+        at++;
+        return out;
+      }
+      for (;;) {
+        out.push(value());
+        space();
+        const next = text[at++];
+        if (next === ']') return out;
+        if (next !== ',') throw new SyntaxError(`invalid JSON at ${at - 1}: expected ',' or ']'`);
+      }
+    }
+    if (c === '"') return JSON.parse(token(JSON_STRING)) as string;
+    for (const [word, v] of [
+      ['true', true],
+      ['false', false],
+      ['null', null],
+    ] as const) {
+      if (text.startsWith(word, at)) {
+        at += word.length;
+        return v;
+      }
+    }
+    return new JsonNumber(token(JSON_NUMBER));
+  };
+  const out = value();
+  space();
+  if (at !== text.length) throw new SyntaxError(`invalid JSON at ${at}: trailing text`);
+  return out;
+}
+
+/**
+ * The exact comparison text of a JSON value — the transforms' (JS values) or the target's (RawJson): numbers as
+ * decimals without exponent or insignificant zeros, strings as written, object keys sorted.
+ */
+export function exactJson(value: JsonValue | RawJson): string {
+  return exactText(value instanceof RawJson ? parseExact(value.text) : (value as ExactValue | number));
+}
+
+function exactText(v: ExactValue | number | undefined): string {
+  if (v === null || v === undefined) return 'null';
+  if (v instanceof JsonNumber) return canonicalDecimal(plainDecimal(v.text));
+  switch (typeof v) {
+    case 'number':
+      return canonicalDecimal(plainNumber(v));
+    case 'string':
+      return JSON.stringify(v);
+    case 'boolean':
+      return v ? 'true' : 'false';
+  }
+  if (v instanceof RawJson) return exactJson(v);
+  if (Array.isArray(v)) return `[${v.map((x) => exactText(x)).join(',')}]`;
+  const keys = Object.keys(v).sort();
+  return `{${keys.map((k) => `${JSON.stringify(k)}:${exactText(v[k])}`).join(',')}}`;
+}
+
+/**
+ * A JSON value for reports: RawJson parsed, a number that a double cannot hold kept as its text (a string), so a
+ * report shows 0.61300000000000000001 rather than the 0.613 it would round to.
+ */
+export function displayJson(value: JsonValue | RawJson): JsonValue {
+  if (!(value instanceof RawJson)) return value;
+  const plain = (v: ExactValue): JsonValue => {
+    if (v instanceof JsonNumber) {
+      const n = Number(v.text);
+      return canonicalDecimal(plainNumber(n)) === canonicalDecimal(plainDecimal(v.text)) ? n : v.text;
+    }
+    if (v === null || typeof v !== 'object') return v;
+    if (Array.isArray(v)) return v.map(plain);
+    const out: JsonRow = {};
+    for (const k of Object.keys(v)) out[k] = plain(v[k]!);
+    return out;
+  };
+  return plain(parseExact(value.text));
+}
+
+/** A row read with exactJsonTypes, its JSON values as displayJson makes them. */
+export function displayRow(row: JsonRow): JsonRow;
+export function displayRow(row: JsonRow | null): JsonRow | null;
+export function displayRow(row: JsonRow | null): JsonRow | null {
+  if (row === null) return null;
+  let out: JsonRow | undefined;
+  for (const [k, v] of Object.entries(row)) {
+    if (!((v as unknown) instanceof RawJson)) continue;
+    out ??= { ...row };
+    out[k] = displayJson(v as unknown as RawJson);
+  }
+  return out ?? row;
 }
 
 export interface EntityShape {
@@ -272,8 +432,12 @@ function jsonbKeyOrder(a: string, b: string): number {
 /** A JS number as PostgreSQL's numeric prints what JSON.stringify wrote for it (no exponent). */
 export function plainNumber(n: number): string {
   if (!Number.isFinite(n)) return 'null';
-  const s = String(n);
-  const m = /^(-?)(\d+)(?:\.(\d+))?e([+-]\d+)$/.exec(s);
+  return plainDecimal(String(n));
+}
+
+/** A JSON number's text without an exponent ('1.5E-7' → '0.00000015'); other text is returned unchanged. */
+export function plainDecimal(s: string): string {
+  const m = /^(-?)(\d+)(?:\.(\d+))?[eE]([+-]?\d+)$/.exec(s);
   if (m === null) return s;
   const digits = m[2]! + (m[3] ?? '');
   const point = m[2]!.length + Number(m[4]);

@@ -16,14 +16,21 @@ export function canonicalTimestamp(text: string): string {
   return `${m[1]}-${m[2]}-${m[3]}T${m[4]}:${m[5]}:${m[6]}.${frac}${zone ? 'Z' : ''}`;
 }
 
-/** Canonical form of a value for comparison: timestamps as above, objects with sorted keys. */
+/**
+ * Canonical form of a column value for comparison: a timestamp column's text as above; JSON with sorted keys, its
+ * strings as written (a timestamp-shaped string inside JSON is a string: re-spelling it is a change).
+ */
 export function canonical(value: JsonValue | undefined): JsonValue {
-  if (value === undefined || value === null) return null;
   if (typeof value === 'string') return canonicalTimestamp(value);
-  if (Array.isArray(value)) return value.map((v) => canonical(v));
+  return sortedKeys(value);
+}
+
+function sortedKeys(value: JsonValue | undefined): JsonValue {
+  if (value === undefined || value === null) return null;
+  if (Array.isArray(value)) return value.map((v) => sortedKeys(v));
   if (typeof value === 'object') {
     const out: { [k: string]: JsonValue } = {};
-    for (const k of Object.keys(value).sort()) out[k] = canonical(value[k]);
+    for (const k of Object.keys(value).sort()) out[k] = sortedKeys(value[k]);
     return out;
   }
   return value;

@@ -8,6 +8,7 @@ import {
   compareKeys,
   differingColumns,
   type EntityShape,
+  exactJsonTypes,
   hashLine,
   hashRowSql,
   keyObject,
@@ -149,7 +150,7 @@ export async function compareEntity(o: CompareEntityOptions): Promise<EntityComp
   return result;
 }
 
-/** The target rows with keys in (lo, hi] (either bound open), in key order. */
+/** The target rows with keys in (lo, hi] (either bound open), in key order; json columns as RawJson. */
 async function fetchRange(
   client: pg.ClientBase,
   entity: V2Entity,
@@ -171,6 +172,8 @@ async function fetchRange(
     text: `SELECT t.* FROM ${quoteIdent(entity)} t ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''}
             ORDER BY ${orderBy(shape)}`,
     values,
+    // JSON as its text: compared exactly (canonicalValue), not as doubles.
+    types: exactJsonTypes,
   });
   return rows;
 }

@@ -4,7 +4,14 @@ import type { Logger } from '../../core/logger.js';
 import { parseLsn } from '../../core/lsn.js';
 import { TEXT_FORMAT_OPTIONS, textTypes } from '../../core/pg-text-types.js';
 import { quoteIdent } from '../../core/sql.js';
-import { canonicalRow, canonicalValue, type EntityShape, keyObject, keyText } from './canonical-row.js';
+import {
+  canonicalRow,
+  canonicalValue,
+  type EntityShape,
+  exactJsonTypes,
+  keyObject,
+  keyText,
+} from './canonical-row.js';
 import { type RowDiff, rowDiff } from './compare-entity.js';
 import { ExpectedState, parseRef } from './expected-state.js';
 import { LegacyReader, type LegacyTable } from './legacy-reader.js';
@@ -197,7 +204,7 @@ async function oneRound(queue: RecheckItem[], o: RecheckOptions, need: number) {
 
 const itemId = (item: { entity: string; keyText: string }) => `${item.entity}\u0000${item.keyText}`;
 
-/** The target rows of the queued keys, by itemId. */
+/** The target rows of the queued keys, by itemId; json columns as RawJson. */
 async function readTargetRows(
   client: pg.ClientBase,
   queue: readonly RecheckItem[],
@@ -214,12 +221,14 @@ async function readTargetRows(
     const shape = shapes[entity];
     const table = quoteIdent(entity);
     const on = shape.key.map((k) => `t.${quoteIdent(k.name)} = k.${quoteIdent(k.name)}`).join(' AND ');
-    const { rows } = await client.query<JsonRow>(
-      `SELECT t.* FROM ${table} t
+    const { rows } = await client.query<JsonRow>({
+      text: `SELECT t.* FROM ${table} t
          JOIN (SELECT DISTINCT ${shape.key.map((k) => quoteIdent(k.name)).join(', ')}
                  FROM json_populate_recordset(NULL::${table}, $1::json)) k ON ${on}`,
-      [JSON.stringify(list.map((i) => keyObject(shape, i.values)))],
-    );
+      values: [JSON.stringify(list.map((i) => keyObject(shape, i.values)))],
+      // JSON as its text: compared exactly (canonicalValue), not as doubles.
+      types: exactJsonTypes,
+    });
     for (const row of rows) {
       out.set(
         itemId({ entity, keyText: keyText(shape.key.map((k) => canonicalValue(k.kind, row[k.name]))) }),

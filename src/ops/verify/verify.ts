@@ -8,7 +8,14 @@ import { ErrorCodes, ReplicatorError, toReplicatorError } from '../../core/error
 import type { Logger } from '../../core/logger.js';
 import { TEXT_FORMAT_OPTIONS, textTypes } from '../../core/pg-text-types.js';
 import { qualifiedName } from '../../core/sql.js';
-import { type ColumnKind, columnKind, compareKeys, type EntityShape, keyValues } from './canonical-row.js';
+import {
+  type ColumnKind,
+  columnKind,
+  compareKeys,
+  displayRow,
+  type EntityShape,
+  keyValues,
+} from './canonical-row.js';
 import {
   compareEntity,
   hashTargetChunks,
@@ -578,7 +585,8 @@ function buildReport(o: {
           key: d.diff.key,
           columns: d.diff.columns,
           expected: d.diff.expected,
-          actual: d.diff.actual,
+          // JSON as read (exactly): a number a double cannot hold is shown as its text.
+          actual: displayRow(d.diff.actual),
           sources: [...d.refs].map(parseRef),
         });
       }

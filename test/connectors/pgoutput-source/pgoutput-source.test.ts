@@ -53,21 +53,43 @@ describe('pgoutput source', () => {
         await c.query('UPDATE items SET id = 200 WHERE id = 2');
         await c.query('TRUNCATE items');
       });
-      // 3 partitions: the truncate goes to each of them.
-      const all = events(await readTopics(kafka, [topic], (m) => m.length >= 25 + 5 + 3));
+      // 3 partitions: the truncate goes to each of them. Read on for a second after: a duplicate would show.
+      const all = events(await readTopics(kafka, [topic], (m) => m.length >= 25 + 5 + 3, 30_000, 1_000));
+      expect(all).toHaveLength(25 + 5 + 3);
       const stream = all.filter((e) => !e.event.source.snapshot);
-      const ops = stream
-        .filter((e) => e.event.op !== 't')
-        .map((e) => `${e.event.op}:${JSON.stringify(e.key)}`);
-      expect(ops).toEqual(
-        expect.arrayContaining([
-          'c:"{\\"id\\":100}"',
-          'u:"{\\"id\\":100}"',
-          'd:"{\\"id\\":1}"',
-          'd:"{\\"id\\":2}"',
-          'c:"{\\"id\\":200}"',
-        ]),
-      );
+      const position = (e: (typeof stream)[number]) =>
+        [parseLsn(e.event.source.commitLsn), e.event.source.seq] as const;
+      const byCommit = (a: (typeof stream)[number], b: (typeof stream)[number]) => {
+        const [x, i] = position(a);
+        const [y, j] = position(b);
+        return x < y ? -1 : x > y ? 1 : i - j;
+      };
+      const label = (e: (typeof stream)[number]) => `${e.event.op}:${e.key}`;
+      // Commit order (commit LSN, then the change's place in its transaction) is the order the writes were made.
+      const inCommitOrder = [...stream].sort(byCommit);
+      expect(inCommitOrder.map(label)).toEqual([
+        'c:{"id":100}',
+        'u:{"id":100}',
+        'd:{"id":1}',
+        'd:{"id":2}',
+        'c:{"id":200}',
+        't:null',
+        't:null',
+        't:null',
+      ]);
+      // One commit LSN per transaction, rising with each: [c, u], [d], [d, c], [t, t, t].
+      const commits = inCommitOrder.map((e) => e.event.source.commitLsn);
+      expect(new Set(commits).size).toBe(4);
+      expect([commits[0] === commits[1], commits[3] === commits[4], new Set(commits.slice(5)).size]).toEqual([
+        true,
+        true,
+        1,
+      ]);
+      // Each partition holds its events in commit order: what a consumer of one partition reads.
+      for (const p of [0, 1, 2]) {
+        const read = stream.filter((e) => e.partition === p);
+        expect(read.map(label), `partition ${p}`).toEqual([...read].sort(byCommit).map(label));
+      }
       const tx = stream.filter((e) => e.event.after?.id === 100 || e.event.before?.id === 100);
       expect(tx.map((e) => [e.event.op, e.event.source.seq])).toEqual([
         ['c', 0],

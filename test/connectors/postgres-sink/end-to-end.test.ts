@@ -204,6 +204,7 @@ describe('end to end: legacy writes → source → Kafka → sink (transforms in
       [dlqTopic(env.config.kafka.topicPrefix)],
       (m) => m.length >= 8,
       30_000,
+      // Then read on for a second: a ninth letter (a duplicate, another row) would show.
       1_000,
     );
     const reasons = Object.fromEntries(
@@ -213,7 +214,9 @@ describe('end to end: legacy writes → source → Kafka → sink (transforms in
         return [`${e.source.table}:${id}`, m.headers['error.code']];
       }),
     );
-    expect(reasons).toMatchObject(expected);
+    // Exactly these eight letters, one per invalid row: no other row dead-lettered, none twice.
+    expect(dead.length, JSON.stringify(reasons)).toBe(8);
+    expect(reasons).toEqual(expected);
     expect(dead.every((m) => m.headers.stage === 'sink' && m.headers['error.message'])).toBe(true);
     expect(await target('SELECT 1 FROM bookings WHERE reference = $1', ['GOOD'])).toHaveLength(1);
     expect(await target('SELECT 1 FROM customer_profiles WHERE customer_id = $1', ['ok1'])).toHaveLength(1);

@@ -6,7 +6,7 @@ import { freshTopic, testKafka } from '../../../helpers/resources.js';
 const kafka = testKafka();
 
 describe('dead letters', () => {
-  it('lists dead letters with their headers and replays chosen ones to the topic they came from', async () => {
+  it('lists dead letters with their headers, replays chosen ones to the topic they came from and marks them replayed', async () => {
     const dlq = await freshTopic('dlq');
     const origin = await freshTopic('origin', 2);
     const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
@@ -60,5 +60,19 @@ describe('dead letters', () => {
     expect(again.map((m) => [m.key, m.value, m.headers['replicator.replayed-from']])).toEqual([
       ['{"id":2}', '{"after":{"id":2}}', `${dlq}/0:1`],
     ]);
+    // Marked replayed: left out of the list, shown with `all` (with where it went), not replayed again.
+    expect((await listDeadLetters(kafka, dlq)).map((d) => d.id)).toEqual(['0:0', '0:2']);
+    const all = await listDeadLetters(kafka, dlq, { all: true });
+    expect(all.map((d) => [d.id, d.replayed?.to])).toEqual([
+      ['0:0', undefined],
+      ['0:1', `${origin}/${again[0]!.partition}@${again[0]!.offset}`],
+      ['0:2', undefined],
+    ]);
+    const rest = await replayDeadLetters(kafka, dlq);
+    expect(rest.map((d) => d.id)).toEqual(['0:0', '0:2']);
+    expect(await listDeadLetters(kafka, dlq)).toEqual([]);
+    expect((await replayDeadLetters(kafka, dlq)).map((d) => d.id)).toEqual([]);
+    const origins = await readTopics(kafka, [origin], (m) => m.length >= 3, 30_000, 1_000);
+    expect(origins.map((m) => m.key).sort()).toEqual(['{"id":1}', '{"id":2}', '{"id":3}']);
   });
 });

@@ -1,5 +1,6 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { RawJson } from '../../../../src/contracts/event-value.js';
 import type { JsonRow, V2Entity } from '../../../../src/contracts/transform-api.js';
 import { textTypes } from '../../../../src/core/pg-text-types.js';
 import { quoteIdent } from '../../../../src/core/sql.js';
@@ -7,7 +8,10 @@ import {
   canonicalDecimal,
   canonicalRow,
   canonicalTimestamptz,
+  canonicalValue,
+  displayJson,
   type EntityShape,
+  exactJson,
   hashLine,
   hashRowSql,
   jsonbText,
@@ -52,6 +56,37 @@ describe('comparison forms', () => {
     expect(jsonbText({ bb: 1, a: [true, null, 'x'], ccc: { z: 1, y: 2 } })).toBe(
       '{"a": [true, null, "x"], "bb": 1, "ccc": {"y": 2, "z": 1}}',
     );
+  });
+
+  it('JSON exactly: numbers as decimals (the target’s text, not a double), strings as written, keys sorted', () => {
+    const json = (text: string) => canonicalValue('json', new RawJson(text) as never);
+    // A transform's JS value and the target's text of it compare equal however jsonb spells the number.
+    expect(json('{"b": 1.50, "a": [1e21, -0, 0.1]}')).toBe(
+      canonicalValue('json', { a: [1e21, -0, 0.1], b: 1.5 }),
+    );
+    expect(exactJson(new RawJson('1.5E-7'))).toBe('0.00000015');
+    // Beyond a double's precision: distinct, though both read as the double 0.613.
+    expect(json('{"confidence": 0.61300000000000000001}')).not.toBe(
+      canonicalValue('json', { confidence: 0.613 }),
+    );
+    expect(json('{"confidence": 0.613}')).toBe(canonicalValue('json', { confidence: 0.613 }));
+    // A timestamp-shaped string is a string, at the top or nested.
+    for (const [a, b] of [
+      ['"2024-01-02T03:04:05Z"', '"2024-01-02 03:04:05+00"'],
+      ['{"at": "2024-01-02T03:04:05Z"}', '{"at": "2024-01-02 03:04:05+00"}'],
+      ['[{"at": "2024-01-02T03:04:05Z"}]', '[{"at": "2024-01-02 03:04:05+00"}]'],
+    ]) {
+      expect(json(a!), a).not.toBe(json(b!));
+      expect(json(a!), a).toBe(canonicalValue('json', JSON.parse(a!)));
+    }
+    // A number is not the string of its digits.
+    expect(json('{"n": 1}')).not.toBe(canonicalValue('json', { n: '1' }));
+    // Reports: a number a double cannot hold is shown as its text.
+    expect(displayJson(new RawJson('{"c": 0.61300000000000000001, "d": 0.613, "e": [1.0]}'))).toEqual({
+      c: '0.61300000000000000001',
+      d: 0.613,
+      e: [1],
+    });
   });
 
   it('a one-column text key is its text; other keys are JSON', () => {

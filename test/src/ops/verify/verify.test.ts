@@ -8,10 +8,12 @@ import { heartbeatPrefix } from '../../../../src/contracts/topics.js';
 import type { JsonRow, V2Entity } from '../../../../src/contracts/transform-api.js';
 import { silentLogger } from '../../../../src/core/logger.js';
 import { renderVerifyReport } from '../../../../src/ops/verify/render-verify-report.js';
+import { sinkAppliedWaiter } from '../../../../src/ops/verify/sink-applied-waiter.js';
 import { runVerify, type VerifyOptions, type VerifyReport } from '../../../../src/ops/verify/verify.js';
 import { lastVerifyRun } from '../../../../src/ops/verify/verify-store.js';
 import { LegacyWorkload } from '../../../../src/workload/legacy-workload.js';
 import {
+  compareTarget,
   freshPipeline,
   startPipeline,
   summary,
@@ -256,6 +258,138 @@ describe('replicator verify', () => {
       'UPDATE bundle_components SET quantity = quantity - 1 WHERE bundle_id = $1 AND position = 0',
       [other!.id],
     );
+  });
+
+  it('compares values inside JSON exactly: a jsonb number beyond a double, timestamp-shaped strings re-spelt — each one drift', async () => {
+    // Legacy values that put the JSON in place through the pipeline: a bundle's confidence 0.613, and a booking's
+    // contactDetails with a timestamp-shaped string at the top and one nested in an array.
+    const [bundle] = await target<{ id: string; legacy: string }>(
+      "SELECT id, metadata->>'ai_bundle_id' AS legacy FROM bundles WHERE source = 'AI' ORDER BY id LIMIT 1",
+    );
+    const [booking] = await target<{ id: string }>('SELECT id FROM bookings ORDER BY id DESC LIMIT 1');
+    await withClient(env.legacyUrl, async (c) => {
+      await c.query('UPDATE ai_fbt_bundles SET "confidenceScore" = 0.613 WHERE id = $1', [bundle!.legacy]);
+      await c.query(`UPDATE bookings SET "contactDetails" = "contactDetails" || $2::jsonb WHERE id = $1`, [
+        booking!.id,
+        JSON.stringify({ lastContactAt: '2024-01-02T03:04:05Z', history: [{ at: '2024-01-02T03:04:05Z' }] }),
+      ]);
+    });
+    await converged();
+    const [before] = await target<{ confidence: string; last: string; at: string }>(
+      `SELECT (SELECT metadata->'confidence' FROM bundles WHERE id = $1)::text AS confidence,
+              (SELECT contact->'lastContactAt' FROM bookings WHERE id = $2)::text AS last,
+              (SELECT contact#>'{history,0,at}' FROM bookings WHERE id = $2)::text AS at`,
+      [bundle!.id, booking!.id],
+    );
+    expect(before).toEqual({
+      confidence: '0.613',
+      last: '"2024-01-02T03:04:05Z"',
+      at: '"2024-01-02T03:04:05Z"',
+    });
+
+    const drifts = [
+      {
+        what: 'a jsonb number changed beyond a double’s precision',
+        entity: 'bundles' as const,
+        id: bundle!.id,
+        column: 'metadata',
+        set: `jsonb_set(metadata, '{confidence}', '0.61300000000000000001')`,
+        check: `SELECT (metadata->'confidence')::text AS v, metadata = $2::jsonb AS same FROM bundles WHERE id = $1`,
+        stored: '0.61300000000000000001',
+        path: 'metadata.confidence: expected 0.613, actual "0.61300000000000000001"',
+      },
+      {
+        what: 'a timestamp-shaped string re-spelt',
+        entity: 'bookings' as const,
+        id: booking!.id,
+        column: 'contact',
+        set: `jsonb_set(contact, '{lastContactAt}', '"2024-01-02 03:04:05+00"')`,
+        check: `SELECT (contact->'lastContactAt')::text AS v, contact = $2::jsonb AS same FROM bookings WHERE id = $1`,
+        stored: '"2024-01-02 03:04:05+00"',
+        path: 'contact.lastContactAt: expected "2024-01-02T03:04:05Z", actual "2024-01-02 03:04:05+00"',
+      },
+      {
+        what: 'a timestamp-shaped string inside an array re-spelt',
+        entity: 'bookings' as const,
+        id: booking!.id,
+        column: 'contact',
+        set: `jsonb_set(contact, '{history,0,at}', '"2024-01-02 03:04:05+00"')`,
+        check: `SELECT (contact#>'{history,0,at}')::text AS v, contact = $2::jsonb AS same FROM bookings WHERE id = $1`,
+        stored: '"2024-01-02 03:04:05+00"',
+        path: 'contact.history[0].at: expected "2024-01-02T03:04:05Z", actual "2024-01-02 03:04:05+00"',
+      },
+    ];
+    for (const d of drifts) {
+      const table = d.entity;
+      const [orig] = await target<{ text: string }>(
+        `SELECT ${d.column}::text AS text FROM ${table} WHERE id = $1`,
+        [d.id],
+      );
+      await target(`UPDATE ${table} SET ${d.column} = ${d.set} WHERE id = $1`, [d.id]);
+      try {
+        // The target holds the changed value, which jsonb keeps distinct from the original.
+        const [stored] = await target<{ v: string; same: boolean }>(d.check, [d.id, orig!.text]);
+        expect(stored, d.what).toEqual({ v: d.stored, same: false });
+        const report = await verify();
+        expect(report.clean, d.what).toBe(false);
+        expect(
+          drift(report).map((x) => [x.entity, x.kind, x.key, x.columns]),
+          d.what,
+        ).toEqual([[d.entity, 'different', { id: d.id }, [d.column]]]);
+        expect(
+          report.entities.reduce((n, e) => n + e.missing + e.extra + e.different, 0),
+          d.what,
+        ).toBe(1);
+        expect(renderVerifyReport(report), d.what).toContain(d.path);
+      } finally {
+        await target(`UPDATE ${table} SET ${d.column} = $2::jsonb WHERE id = $1`, [d.id, orig!.text]);
+      }
+    }
+    const after = await verify();
+    expect(after.clean, JSON.stringify(drift(after))).toBe(true);
+  });
+
+  it('re-checks what the first pass finds behind: with the sink stopped every changed row differs, then the sink catches up and the re-check resolves each', async () => {
+    await pipeline.stop();
+    await withClient(env.legacyUrl, async (c) => {
+      for (let i = 0; i < 100; i++) {
+        const w = workload.next();
+        await c.query(w.sql, w.params);
+      }
+    });
+    // What the target lacks now, by the independent oracle: the first pass must find exactly these.
+    const behind = await compareTarget(env.legacyUrl, env.targetUrl);
+    const lag = Object.fromEntries(
+      behind.map((d) => [d.entity, d.missing.length + d.extra.length + d.different.length]),
+    );
+    const total = Object.values(lag).reduce((a, b) => a + b, 0);
+    expect(total, summary(behind)).toBeGreaterThan(0);
+    // The sink starts when the first re-check waits for it, after the first pass has compared.
+    let waits = 0;
+    const applied = sinkAppliedWaiter({
+      legacyUrl: env.legacyUrl,
+      targetUrl: env.targetUrl,
+      sinkGroupId: env.config.sink.groupId,
+      heartbeatPrefix: heartbeatPrefix(env.config.kafka.topicPrefix),
+      timeoutMs: 60_000,
+      logger: silentLogger(),
+    });
+    const report = await verify({
+      recheck: {
+        waitForApplied: (lsn) => {
+          if (waits++ === 0) pipeline = startPipeline(env.config);
+          return applied(lsn);
+        },
+      },
+    });
+    expect(report.clean, JSON.stringify(drift(report).slice(0, 3))).toBe(true);
+    expect(Object.fromEntries(report.entities.map((e) => [e.entity, e.firstPass]))).toEqual(lag);
+    expect(report.recheck).toMatchObject({ queued: total, resolved: total, inFlux: 0, timedOut: false });
+    expect(report.recheck.rounds.map((r) => [r.round, r.applied, r.keys, r.resolved, r.confirmed])).toEqual([
+      [1, true, total, total, 0],
+    ]);
+    expect(waits).toBe(1);
+    await converged();
   });
 
   it('reports no drift on a clean target under live writes: what differs because of lag is re-checked, not reported', async () => {
