@@ -6,6 +6,7 @@ import { commandLogger } from '../core/logger.js';
 import { finalizeCutover, rollbackCutover, runCutover } from '../ops/cutover/cutover.js';
 import { finalVerify } from '../ops/cutover/final-verify.js';
 import { loadConfig } from '../pipeline/config/load-config.js';
+import { positiveNumber } from './options.js';
 
 const ENTITIES = Object.keys(V2_KEYS) as V2Entity[];
 
@@ -15,8 +16,8 @@ export function registerCutoverCommands(program: Command): void {
     .description('go/no-go, fence legacy writes, drain exactly, verify, flip')
     .option('--config <file>', 'config file', 'replicator.config.yaml')
     .option('--dry-run', 'check go/no-go and print the plan; change nothing')
-    .option('--max-lag <seconds>', 'replication lag allowed', Number)
-    .option('--budget <seconds>', 'predicted drain time allowed', Number)
+    .option('--max-lag <seconds>', 'replication lag allowed', positiveNumber)
+    .option('--budget <seconds>', 'predicted drain time allowed', positiveNumber)
     .option('--shop <shop>', 'cut over one shop (per-tenant fence)')
     .option('--allow-dlq', 'proceed with messages in the dead-letter queue')
     .action(

@@ -1,9 +1,17 @@
 import type { Command } from 'commander';
 import { dlqTopic } from '../contracts/topics.js';
+import { withEndpoint } from '../core/errors.js';
 import { createKafka } from '../core/kafka-client.js';
 import { commandLogger } from '../core/logger.js';
 import { listDeadLetters, replayDeadLetters } from '../ops/dlq/dead-letters.js';
 import { loadConfig } from '../pipeline/config/load-config.js';
+
+/** A command gives up on unreachable brokers within a few seconds (the daemon keeps kafkajs's longer retries). */
+const CLI_KAFKA = {
+  connectionTimeout: 3_000,
+  requestTimeout: 10_000,
+  retry: { retries: 2, initialRetryTime: 200, maxRetryTime: 2_000 },
+};
 
 export function registerDlqCommands(program: Command): void {
   const dlq = program.command('dlq').description('the dead-letter queue');
@@ -15,10 +23,10 @@ export function registerDlqCommands(program: Command): void {
     .option('--all', 'also the letters already replayed (marked "replayed")')
     .action(async (opts: { config: string; json?: boolean; all?: boolean }) => {
       const config = await loadConfig(opts.config);
-      const kafka = createKafka(config.kafka, commandLogger(), `${config.kafka.clientId}-dlq`);
-      const letters = await listDeadLetters(kafka, dlqTopic(config.kafka.topicPrefix), {
-        all: Boolean(opts.all),
-      });
+      const kafka = createKafka(config.kafka, commandLogger(), `${config.kafka.clientId}-dlq`, CLI_KAFKA);
+      const letters = await withEndpoint({ kind: 'kafka', brokers: config.kafka.brokers }, () =>
+        listDeadLetters(kafka, dlqTopic(config.kafka.topicPrefix), { all: Boolean(opts.all) }),
+      );
       for (const d of letters) {
         const { value, ...rest } = d;
         if (opts.json) console.log(JSON.stringify({ ...rest, value: value?.toString('utf8') ?? null }));
@@ -46,8 +54,10 @@ export function registerDlqCommands(program: Command): void {
     )
     .action(async (opts: { config: string; id?: string[] }) => {
       const config = await loadConfig(opts.config);
-      const kafka = createKafka(config.kafka, commandLogger(), `${config.kafka.clientId}-dlq`);
-      const replayed = await replayDeadLetters(kafka, dlqTopic(config.kafka.topicPrefix), opts.id);
+      const kafka = createKafka(config.kafka, commandLogger(), `${config.kafka.clientId}-dlq`, CLI_KAFKA);
+      const replayed = await withEndpoint({ kind: 'kafka', brokers: config.kafka.brokers }, () =>
+        replayDeadLetters(kafka, dlqTopic(config.kafka.topicPrefix), opts.id),
+      );
       for (const d of replayed)
         console.log(`${d.id}  ${d.code}  ${d.table || '-'} ${d.key ?? '-'}  → ${d.replayed?.to}`);
       console.log(`replayed ${replayed.length} dead letter(s)`);

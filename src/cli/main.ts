@@ -1,8 +1,8 @@
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, CommanderError, Option } from 'commander';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
-import { exitCodeFor, isReplicatorError } from '../core/errors.js';
-import { createLogger } from '../core/logger.js';
+import { ErrorCodes, exitCodeFor, isReplicatorError, ReplicatorError } from '../core/errors.js';
+import { createLogger, logLevelFromEnv } from '../core/logger.js';
 import { describePgUrl } from '../core/redact.js';
 import { readStatus } from '../ops/status/read-status.js';
 import { renderStatus } from '../ops/status/render-status.js';
@@ -12,6 +12,7 @@ import { createMetrics } from '../pipeline/observability/metrics.js';
 import { buildPipeline, type Role } from '../pipeline/pipeline-builder.js';
 import { registerCutoverCommands } from './cutover-command.js';
 import { registerDlqCommands } from './dlq-command.js';
+import { packageVersion, positiveNumber } from './options.js';
 import { registerTargetCommands } from './target-command.js';
 import { registerVerifyCommand } from './verify-command.js';
 
@@ -27,11 +28,16 @@ process.removeAllListeners('SIGINT');
 const program = new Command('replicator').description('legacy PostgreSQL → Kafka → V2 PostgreSQL replicator');
 let exitCode = 0;
 
-const positiveNumber = (v: string): number => {
-  const n = Number(v);
-  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('must be a positive number');
-  return n;
-};
+// Usage errors (a bad flag value, an unknown option) become CONFIG_INVALID below, printed as our JSON error line;
+// subcommands added after this inherit both settings.
+program
+  .version(packageVersion(), '-V, --version', 'print the version and exit')
+  .exitOverride()
+  .configureOutput({ outputError: () => {} })
+  // Settings from the environment are checked before any command runs (and before anything connects).
+  .hook('preAction', () => {
+    logLevelFromEnv();
+  });
 
 program
   .command('start')
@@ -121,7 +127,7 @@ program
     const config = await loadConfig(opts.config);
     // stdout is the report; diagnostics (kafkajs's, at most errors unless asked) go to stderr.
     const logger = createLogger({
-      level: process.env.REPLICATOR_LOG_LEVEL ?? 'error',
+      level: logLevelFromEnv('error'),
       destination: pino.destination(2),
     });
     const report = await readStatus(config, { maxLagSeconds: opts.maxLagSeconds }, logger);
@@ -145,7 +151,15 @@ function exitAfterFlush(code: number): void {
 
 program.parseAsync(process.argv).then(
   () => exitAfterFlush(exitCode),
-  (e: unknown) => {
+  (thrown: unknown) => {
+    // --help and --version: commander has printed them; not errors.
+    if (thrown instanceof CommanderError && thrown.exitCode === 0) return exitAfterFlush(0);
+    const e =
+      thrown instanceof CommanderError
+        ? new ReplicatorError(ErrorCodes.CONFIG_INVALID, thrown.message.replace(/^error: /, ''), {
+            cause: thrown,
+          })
+        : thrown;
     const code = isReplicatorError(e) ? e.code : 'UNEXPECTED';
     console.error(JSON.stringify({ level: 'error', code, msg: e instanceof Error ? e.message : String(e) }));
     exitAfterFlush(exitCodeFor(e));

@@ -2,14 +2,14 @@ import type { Command } from 'commander';
 import pg from 'pg';
 import { ensureReplicatorSchema } from '../../connectors/postgres-sink/index.js';
 import { V2_DDL } from '../../transforms/v2-schema.js';
-import { ErrorCodes, ReplicatorError } from '../core/errors.js';
+import { ErrorCodes, ReplicatorError, withEndpoint } from '../core/errors.js';
 import { describePgUrl } from '../core/redact.js';
 import { loadConfig } from '../pipeline/config/load-config.js';
 
 /** Creates the V2 tables (the shipped DDL) and the replicator's bookkeeping schema in the target. Idempotent. */
 export async function initTarget(url: string): Promise<void> {
   const client = new pg.Client({ connectionString: url });
-  await client.connect();
+  await withEndpoint({ kind: 'postgres', url, role: 'target' }, () => client.connect());
   try {
     await client.query(V2_DDL);
     await ensureReplicatorSchema(client);

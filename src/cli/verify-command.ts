@@ -6,16 +6,11 @@ import { heartbeatPrefix } from '../contracts/topics.js';
 import type { V2Entity } from '../contracts/transform-api.js';
 import { ErrorCodes, ReplicatorError } from '../core/errors.js';
 import { createKafka } from '../core/kafka-client.js';
-import { createLogger } from '../core/logger.js';
+import { createLogger, logLevelFromEnv } from '../core/logger.js';
 import { renderVerifyReport } from '../ops/verify/render-verify-report.js';
 import { runVerify, V2_ENTITIES, type VerifyProgress } from '../ops/verify/verify.js';
 import { loadConfig } from '../pipeline/config/load-config.js';
-
-const seconds = (v: string): number => {
-  const n = Number(v);
-  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('must be a positive number of seconds');
-  return n;
-};
+import { positiveNumber } from './options.js';
 
 const entityList = (value: string, previous: V2Entity[] = []): V2Entity[] => {
   const out = [...previous];
@@ -65,7 +60,12 @@ export function registerVerifyCommand(program: Command): void {
     )
     .option('--shop <shop>', 'only this shop’s bundles, bundle_components and bundle_discounts')
     .option('--repair', 're-emit the drifted legacy rows through the pipeline, then re-check them')
-    .option('--wait <seconds>', 'how long a re-check waits for the sink to pass its snapshot', seconds, 60)
+    .option(
+      '--wait <seconds>',
+      'how long a re-check waits for the sink to pass its snapshot',
+      positiveNumber,
+      60,
+    )
     .action(
       async (opts: {
         config: string;
@@ -79,7 +79,7 @@ export function registerVerifyCommand(program: Command): void {
         if (!config.target) throw new ReplicatorError(ErrorCodes.CONFIG_INVALID, 'verify needs target.url');
         // stdout is the report; logs go to stderr.
         const logger = createLogger({
-          level: process.env.REPLICATOR_LOG_LEVEL ?? 'warn',
+          level: logLevelFromEnv('warn'),
           destination: pino.destination(2),
         });
         const bar = process.stderr.isTTY && !opts.json ? progressBar(process.stderr) : undefined;

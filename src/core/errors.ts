@@ -1,17 +1,29 @@
+import { describePgUrl } from './redact.js';
+
 /**
  * Every error this project raises carries a stable code from this list, whether retrying can help, and the
  * underlying cause. The CLI maps codes to exit codes (see `exitCodeFor`); dead-letter records carry the code.
  */
 export const ErrorCodes = {
   CONFIG_INVALID: 'CONFIG_INVALID',
+  /** The config file does not exist. */
+  CONFIG_MISSING: 'CONFIG_MISSING',
   STACK_TOOL_MISSING: 'STACK_TOOL_MISSING',
   STACK_START_FAILED: 'STACK_START_FAILED',
   PG_SETTING_WRONG: 'PG_SETTING_WRONG',
   PG_CONNECTION_FAILED: 'PG_CONNECTION_FAILED',
+  /** A PostgreSQL server refused the connection, its host did not resolve, or connecting timed out. */
+  PG_UNREACHABLE: 'PG_UNREACHABLE',
+  /** A PostgreSQL server rejected the credentials (SQLSTATE 28P01/28000). */
+  PG_AUTH_FAILED: 'PG_AUTH_FAILED',
+  /** The database named in a PostgreSQL URL does not exist (SQLSTATE 3D000). */
+  PG_DATABASE_MISSING: 'PG_DATABASE_MISSING',
   PREFLIGHT_FAILED: 'PREFLIGHT_FAILED',
   REPLICATION_PROTOCOL: 'REPLICATION_PROTOCOL',
   REPLICATION_STREAM_LOST: 'REPLICATION_STREAM_LOST',
   KAFKA_UNAVAILABLE: 'KAFKA_UNAVAILABLE',
+  /** No configured Kafka broker could be connected to. */
+  KAFKA_UNREACHABLE: 'KAFKA_UNREACHABLE',
   VALUE_DECODE_FAILED: 'VALUE_DECODE_FAILED',
   KEY_COLUMN_MISSING: 'KEY_COLUMN_MISSING',
   SCHEMA_REGISTRY_FAILED: 'SCHEMA_REGISTRY_FAILED',
@@ -29,6 +41,8 @@ const RETRYABLE: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   ErrorCodes.PG_CONNECTION_FAILED,
   ErrorCodes.REPLICATION_STREAM_LOST,
   ErrorCodes.KAFKA_UNAVAILABLE,
+  ErrorCodes.PG_UNREACHABLE,
+  ErrorCodes.KAFKA_UNREACHABLE,
   ErrorCodes.SCHEMA_REGISTRY_FAILED,
 ]);
 
@@ -58,25 +72,34 @@ export function isReplicatorError(e: unknown, code?: ErrorCode): e is Replicator
   return e instanceof ReplicatorError && (code === undefined || e.code === code);
 }
 
-const EXIT_CODES: Record<ErrorCode, number> = {
+/**
+ * The exit status of each error code: one status per code (0 is success, 1 an unexpected error). README.md's
+ * "Exit codes" table lists the same (a test keeps them equal).
+ */
+export const EXIT_CODES: Readonly<Record<ErrorCode, number>> = Object.freeze({
   CONFIG_INVALID: 2,
-  STACK_TOOL_MISSING: 3,
-  STACK_START_FAILED: 3,
-  PG_SETTING_WRONG: 4,
-  PG_CONNECTION_FAILED: 5,
-  PREFLIGHT_FAILED: 6,
-  REPLICATION_PROTOCOL: 7,
-  REPLICATION_STREAM_LOST: 7,
-  KAFKA_UNAVAILABLE: 8,
-  VALUE_DECODE_FAILED: 9,
-  KEY_COLUMN_MISSING: 9,
-  SCHEMA_REGISTRY_FAILED: 10,
-  METRICS_LISTEN_FAILED: 11,
+  CONFIG_MISSING: 3,
+  STACK_TOOL_MISSING: 4,
+  STACK_START_FAILED: 5,
+  PG_SETTING_WRONG: 6,
+  PG_CONNECTION_FAILED: 7,
+  PG_UNREACHABLE: 8,
+  PG_AUTH_FAILED: 9,
+  PG_DATABASE_MISSING: 10,
+  PREFLIGHT_FAILED: 11,
+  REPLICATION_PROTOCOL: 12,
+  REPLICATION_STREAM_LOST: 13,
+  KAFKA_UNAVAILABLE: 14,
+  KAFKA_UNREACHABLE: 15,
+  VALUE_DECODE_FAILED: 16,
+  KEY_COLUMN_MISSING: 17,
+  SCHEMA_REGISTRY_FAILED: 18,
+  METRICS_LISTEN_FAILED: 19,
+  CUTOVER_REFUSED: 20,
+  CUTOVER_FAILED: 21,
+  VERIFY_DRIFT: 22,
   ABORTED: 130,
-  CUTOVER_REFUSED: 11,
-  CUTOVER_FAILED: 12,
-  VERIFY_DRIFT: 13,
-};
+});
 
 export function exitCodeFor(e: unknown): number {
   return e instanceof ReplicatorError ? EXIT_CODES[e.code] : 1;
@@ -108,4 +131,93 @@ export function isTransient(e: unknown): boolean {
     return err.retriable !== false || /Connection|Retries|Timeout/.test(e.name);
   // pg's own wording for a client whose connection failed (no SQLSTATE: the socket is gone).
   return /Connection terminated|connection closed|not queryable|timeout/i.test(e.message);
+}
+
+/** What a connection was for: a PostgreSQL URL (named by host:port/db, never its password) or Kafka brokers. */
+export type ConnectionEndpoint =
+  | { kind: 'postgres'; url: string; role?: string }
+  | { kind: 'kafka'; brokers: readonly string[] };
+
+const SOCKET_UNREACHABLE =
+  /^(ECONNREFUSED|ENOTFOUND|EAI_AGAIN|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|ECONNRESET)$/;
+
+/** The first error along `e`'s cause chain (kafkajs: `originalError`; Node: `cause`; AggregateError: `errors`). */
+function causeChain(e: unknown): (Error & { code?: unknown; severity?: unknown })[] {
+  const out: (Error & { code?: unknown; severity?: unknown })[] = [];
+  const seen = new Set<unknown>();
+  const queue: unknown[] = [e];
+  while (queue.length > 0 && out.length < 20) {
+    const x = queue.shift();
+    if (!(x instanceof Error) || seen.has(x)) continue;
+    seen.add(x);
+    out.push(x as Error & { code?: unknown });
+    const o = x as Error & { originalError?: unknown; errors?: unknown };
+    queue.push(o.cause, o.originalError);
+    if (Array.isArray(o.errors)) queue.push(...o.errors);
+  }
+  return out;
+}
+
+/**
+ * Classifies a failure to connect to `endpoint`: PG_UNREACHABLE, PG_AUTH_FAILED, PG_DATABASE_MISSING or
+ * KAFKA_UNREACHABLE, with a message naming the endpoint (host:port/db or the broker list, never a password).
+ * Anything that is not a connection failure (and any ReplicatorError) is returned unchanged.
+ */
+export function classifyConnectionError(e: unknown, endpoint: ConnectionEndpoint): unknown {
+  if (e instanceof ReplicatorError) return e;
+  const chain = causeChain(e);
+  if (chain.length === 0) return e;
+  const why = chain[0]?.message ?? String(e);
+  if (endpoint.kind === 'kafka') {
+    const brokers = endpoint.brokers.join(',');
+    const kafkaConnection = chain.some(
+      (c) =>
+        /KafkaJS(Connection|NumberOfRetriesExceeded|ConnectionClosed|RequestTimeout|BrokerNotFound)/.test(
+          c.name,
+        ) ||
+        (typeof c.code === 'string' && SOCKET_UNREACHABLE.test(c.code)),
+    );
+    if (!kafkaConnection) return e;
+    return new ReplicatorError(ErrorCodes.KAFKA_UNREACHABLE, `Kafka brokers ${brokers} unreachable: ${why}`, {
+      cause: e,
+      details: { brokers },
+    });
+  }
+  const where = `PostgreSQL ${endpoint.role ? `${endpoint.role} ` : ''}${describePgUrl(endpoint.url)}`;
+  const details = { endpoint: describePgUrl(endpoint.url) };
+  for (const c of chain) {
+    const code = typeof c.code === 'string' ? c.code : undefined;
+    if (code === '28P01' || code === '28000')
+      return new ReplicatorError(ErrorCodes.PG_AUTH_FAILED, `${where}: authentication failed: ${c.message}`, {
+        cause: e,
+        details,
+      });
+    if (code === '3D000')
+      return new ReplicatorError(
+        ErrorCodes.PG_DATABASE_MISSING,
+        `${where}: database does not exist: ${c.message}`,
+        {
+          cause: e,
+          details,
+        },
+      );
+    if (
+      (code && SOCKET_UNREACHABLE.test(code)) ||
+      /timeout expired|Connection terminated due to connection timeout/i.test(c.message)
+    )
+      return new ReplicatorError(ErrorCodes.PG_UNREACHABLE, `${where} unreachable: ${c.message}`, {
+        cause: e,
+        details,
+      });
+  }
+  return e;
+}
+
+/** Runs `connect` (a first connection to `endpoint`), throwing its failure classified by `classifyConnectionError`. */
+export async function withEndpoint<T>(endpoint: ConnectionEndpoint, connect: () => Promise<T>): Promise<T> {
+  try {
+    return await connect();
+  } catch (e) {
+    throw classifyConnectionError(e, endpoint);
+  }
 }

@@ -116,8 +116,9 @@ export async function runOpenLoop(o: OpenLoopOptions): Promise<OpenLoopResult> {
   let nextReport = start + intervalMs;
 
   while (!o.signal?.aborted) {
+    // Compared before adding `start`: (start + 400) - start can come out as 399.99999…, one write too many.
+    if (dueAt(issued, o.rate) >= o.durationMs) break;
     const due = start + dueAt(issued, o.rate);
-    if (due - start >= o.durationMs) break;
     const t = now();
     if (o.onInterval && t >= nextReport) {
       report();

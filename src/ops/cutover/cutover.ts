@@ -6,7 +6,7 @@ import type { Kafka } from 'kafkajs';
 import pg from 'pg';
 import { dropToastImages, ensureReplicatorSchema } from '../../../connectors/postgres-sink/index.js';
 import { changeTopics, dlqTopic } from '../../contracts/topics.js';
-import { ErrorCodes, ReplicatorError } from '../../core/errors.js';
+import { ErrorCodes, ReplicatorError, withEndpoint } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import { textTypes } from '../../core/pg-text-types.js';
 import { sleep } from '../../core/retry.js';
@@ -94,6 +94,21 @@ function targetClient(config: ReplicatorConfig): pg.Client {
 }
 
 const legacyAdminUrl = (config: ReplicatorConfig) => config.cutover.adminUrl ?? config.source.url;
+
+/** Connects the target and legacy clients; a failure names the endpoint (PG_UNREACHABLE, PG_AUTH_FAILED, …). */
+async function connectBoth(config: ReplicatorConfig, target: pg.Client, legacy: pg.Client): Promise<void> {
+  await withEndpoint({ kind: 'postgres', url: config.target?.url ?? '', role: 'target' }, () =>
+    target.connect(),
+  );
+  try {
+    await withEndpoint({ kind: 'postgres', url: legacyAdminUrl(config), role: 'legacy' }, () =>
+      legacy.connect(),
+    );
+  } catch (e) {
+    await target.end().catch(() => {});
+    throw e;
+  }
+}
 
 /** A group's lag (high watermark − committed offset) per topic. */
 /** Messages the group has not consumed yet, per topic (from the group's committed offsets). */
@@ -298,8 +313,7 @@ export async function runCutover(o: CutoverOptions): Promise<CutoverResult> {
   const { config, print } = o;
   const target = targetClient(config);
   const legacy = new pg.Client({ connectionString: legacyAdminUrl(config) });
-  await target.connect();
-  await legacy.connect();
+  await connectBoth(config, target, legacy);
   let fenceClock: number | undefined;
   const setPhase = async (id: string, phase: CutoverPhase, extra: Record<string, unknown> = {}) => {
     if (phase === 'fenced') fenceClock = Date.now();
@@ -499,8 +513,7 @@ export async function rollbackCutover(
   const { config, print } = o;
   const target = targetClient(config);
   const legacy = new pg.Client({ connectionString: legacyAdminUrl(config) });
-  await target.connect();
-  await legacy.connect();
+  await connectBoth(config, target, legacy);
   try {
     await ensureReplicatorSchema(target);
     const c = (
@@ -559,8 +572,7 @@ export async function finalizeCutover(
   const { config, print } = o;
   const target = targetClient(config);
   const legacy = new pg.Client({ connectionString: legacyAdminUrl(config) });
-  await target.connect();
-  await legacy.connect();
+  await connectBoth(config, target, legacy);
   try {
     const c = (
       await target.query<{ id: string }>(

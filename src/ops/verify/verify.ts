@@ -4,7 +4,12 @@ import { readColumnTypes } from '../../../connectors/postgres-sink/index.js';
 import { transformModules } from '../../../transforms/index.js';
 import { V2_KEYS, V2Schemas } from '../../../transforms/v2-schema.js';
 import type { JsonRow, TransformModule, V2Entity } from '../../contracts/transform-api.js';
-import { ErrorCodes, ReplicatorError, toReplicatorError } from '../../core/errors.js';
+import {
+  classifyConnectionError,
+  ErrorCodes,
+  ReplicatorError,
+  toReplicatorError,
+} from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import { TEXT_FORMAT_OPTIONS, textTypes } from '../../core/pg-text-types.js';
 import { qualifiedName } from '../../core/sql.js';
@@ -439,7 +444,12 @@ async function connect(url: string, config: pg.ClientConfig, which: string): Pro
   try {
     await client.connect();
   } catch (e) {
-    throw toReplicatorError(e, ErrorCodes.PG_CONNECTION_FAILED, `verify: ${which} database unreachable`);
+    const classified = classifyConnectionError(e, { kind: 'postgres', url, role: which });
+    throw toReplicatorError(
+      classified,
+      ErrorCodes.PG_CONNECTION_FAILED,
+      `verify: ${which} database unreachable`,
+    );
   }
   return client;
 }

@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { extname } from 'node:path';
 import { parse as parseYaml } from 'yaml';
@@ -96,6 +97,12 @@ export async function loadConfig(
   env: NodeJS.ProcessEnv = process.env,
 ): Promise<ReplicatorConfig> {
   const ext = extname(path);
+  if (!existsSync(path))
+    throw new ReplicatorError(
+      ErrorCodes.CONFIG_MISSING,
+      `config file ${path} not found (in ${process.cwd()}); pass --config <file>`,
+      { details: { path } },
+    );
   let raw: unknown;
   if (ext === '.ts' || ext === '.js' || ext === '.mjs') {
     const mod = (await import(new URL(path, `file://${process.cwd()}/`).href)) as { default?: unknown };

@@ -6,6 +6,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { heartbeatPrefix } from '../../../../src/contracts/topics.js';
 import type { JsonRow, V2Entity } from '../../../../src/contracts/transform-api.js';
+import { EXIT_CODES } from '../../../../src/core/errors.js';
 import { silentLogger } from '../../../../src/core/logger.js';
 import { renderVerifyReport } from '../../../../src/ops/verify/render-verify-report.js';
 import { sinkAppliedWaiter } from '../../../../src/ops/verify/sink-applied-waiter.js';
@@ -207,7 +208,7 @@ describe('replicator verify', () => {
       () => ({ code: 0, stdout: '' }),
       (e: { code: number; stdout: string }) => e,
     );
-    expect(cli.code).toBe(13);
+    expect(cli.code).toBe(EXIT_CODES.VERIFY_DRIFT);
     const json = JSON.parse(cli.stdout) as VerifyReport;
     expect(json.entities.map((e) => [e.entity, e.missing, e.extra, e.different])).toEqual([
       ['customer_profiles', 0, 1, 0],

@@ -5,7 +5,7 @@ import { ENV_OVERRIDES, parseConfig } from '../../../../src/pipeline/config/load
 import { renderConfigDocs } from '../../../../src/pipeline/config/render-config-docs.js';
 import { configSchema } from '../../../../src/pipeline/config/schema.js';
 
-const docsPath = new URL('../../../docs/config.md', import.meta.url);
+const docsPath = new URL('../../../../docs/config.md', import.meta.url);
 
 /**
  * Every key path of a zod schema, nested ones included, walked from the zod schema itself rather than from
