@@ -20,35 +20,9 @@ import { installFence, removeFence } from './fence.js';
 const run = promisify(execFile);
 type FlipAction = ReturnType<typeof cutoverSchema.parse>['flip'][number];
 
-/** Phases in order; the gauge replicator_cutover_phase reports the index (negative: ended without a flip). */
-export const CUTOVER_PHASES = [
-  'planned',
-  'fencing',
-  'fenced',
-  'draining',
-  'drained',
-  'verifying',
-  'verified',
-  'flipping',
-  'flipped',
-] as const;
-export type CutoverPhase =
-  | (typeof CUTOVER_PHASES)[number]
-  | 'aborted'
-  | 'rolled-back'
-  | 'dry-run'
-  | 'finalized';
+export { CUTOVER_PHASES, type CutoverPhase, phaseNumber } from '../../contracts/cutover-phase.js';
 
-export const phaseNumber = (p: CutoverPhase): number =>
-  p === 'aborted'
-    ? -2
-    : p === 'rolled-back'
-      ? -1
-      : p === 'dry-run'
-        ? 0
-        : p === 'finalized'
-          ? 10
-          : CUTOVER_PHASES.indexOf(p);
+import type { CutoverPhase } from '../../contracts/cutover-phase.js';
 
 export interface VerifyOutcome {
   clean: boolean;

@@ -2,6 +2,7 @@ import type { Admin, Kafka } from 'kafkajs';
 import pg from 'pg';
 import type { SourceProgress } from '../../../connectors/pgoutput-source/index.js';
 import { readSlot } from '../../../connectors/pgoutput-source/index.js';
+import { type CutoverPhase, phaseNumber } from '../../contracts/cutover-phase.js';
 import type { GroupTopics } from '../../contracts/topics.js';
 import type { Logger } from '../../core/logger.js';
 import { parseLsn } from '../../core/lsn.js';
@@ -173,6 +174,11 @@ export class MetricsSampler {
       );
       const ts = r.rows[0]?.ts;
       if (ts) this.o.metrics.seedApplied(sink.groupId, ts);
+      // `replicator cutover` runs as its own process: its phase reaches the daemon's /metrics through the target.
+      const c = await this.sinkClient.query<{ phase: CutoverPhase }>(
+        `SELECT phase FROM replicator.cutovers WHERE shop IS NULL ORDER BY started_at DESC LIMIT 1`,
+      );
+      this.o.metrics.cutoverPhase.set(c.rows[0] ? phaseNumber(c.rows[0].phase) : 0);
     } catch (e) {
       // The sink creates its schema when it starts; until then there is nothing applied to read.
       if ((e as { code?: unknown }).code !== '42P01' && (e as { code?: unknown }).code !== '3F000') throw e;

@@ -166,7 +166,7 @@ export function createMetrics(registry: Registry, options: CreateMetricsOptions 
     }),
     cutoverPhase: new Gauge({
       name: 'replicator_cutover_phase',
-      help: 'Cutover phase set by `replicator cutover`; 0 when no cutover is under way.',
+      help: 'Phase of the latest full cutover, sampled from the target (index in its phase list: 1 fencing … 8 flipped, 10 finalized; -1 rolled back, -2 aborted; 0 none, planned or a dry run).',
       registers,
     }),
     leader,

@@ -1,0 +1,34 @@
+/**
+ * The cutover's state machine as it is persisted in `replicator.cutovers.phase` in the target: written by
+ * `replicator cutover`, read by `status` and by the daemon's metrics sampler (`replicator_cutover_phase`).
+ */
+
+/** Phases in order; the gauge replicator_cutover_phase reports the index (negative: ended without a flip). */
+export const CUTOVER_PHASES = [
+  'planned',
+  'fencing',
+  'fenced',
+  'draining',
+  'drained',
+  'verifying',
+  'verified',
+  'flipping',
+  'flipped',
+] as const;
+export type CutoverPhase =
+  | (typeof CUTOVER_PHASES)[number]
+  | 'aborted'
+  | 'rolled-back'
+  | 'dry-run'
+  | 'finalized';
+
+export const phaseNumber = (p: CutoverPhase): number =>
+  p === 'aborted'
+    ? -2
+    : p === 'rolled-back'
+      ? -1
+      : p === 'dry-run'
+        ? 0
+        : p === 'finalized'
+          ? 10
+          : CUTOVER_PHASES.indexOf(p);
