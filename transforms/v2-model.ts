@@ -88,9 +88,14 @@ ON CONFLICT (id) DO UPDATE SET
   last_booking_at = EXCLUDED.last_booking_at`;
 
 /** Placeholder users (no totals yet) for the users a batch's bookings refer to; the recompute fills them in. */
+// Existing users are locked FOR KEY SHARE (in id order) until the transaction ends: a recompute running at the same
+// time cannot delete a user that this transaction is about to reference (its DELETE waits, then fails on the
+// foreign key and is run again), and a user deleted just before is inserted again here.
 const USER_PLACEHOLDERS_SQL = `
+WITH existing AS (SELECT id FROM users WHERE id = ANY($1::uuid[]) ORDER BY id FOR KEY SHARE)
 INSERT INTO users (id, email, created_at, total_bookings, total_spent)
-SELECT id, email, $3::timestamptz, 0, 0 FROM unnest($1::uuid[], $2::text[]) AS x(id, email)
+SELECT x.id, x.email, $3::timestamptz, 0, 0 FROM unnest($1::uuid[], $2::text[]) AS x(id, email)
+ WHERE x.id NOT IN (SELECT id FROM existing)
 ON CONFLICT DO NOTHING`;
 
 const users: DerivedEntity = {

@@ -238,6 +238,8 @@ export interface SlotState {
   restartLsn?: string;
   walStatus?: string;
   retainedBytes?: string;
+  /** Bytes of WAL that can still be written before the slot is lost; null without max_slot_wal_keep_size or once lost. */
+  safeWalBytes?: string | null;
 }
 
 export async function readSlot(client: pg.Client, slot: string): Promise<SlotState> {
@@ -250,9 +252,10 @@ export async function readSlot(client: pg.Client, slot: string): Promise<SlotSta
     restart_lsn: string | null;
     wal_status: string | null;
     retained: string | null;
+    safe_wal_size: string | null;
   }>(
     `SELECT plugin, database, active, active_pid, confirmed_flush_lsn::text, restart_lsn::text, wal_status,
-            pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::text AS retained
+            pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::text AS retained, safe_wal_size::text
        FROM pg_replication_slots WHERE slot_name = $1`,
     [slot],
   );
@@ -268,6 +271,7 @@ export async function readSlot(client: pg.Client, slot: string): Promise<SlotSta
     ...(r.restart_lsn ? { restartLsn: r.restart_lsn } : {}),
     ...(r.wal_status ? { walStatus: r.wal_status } : {}),
     ...(r.retained ? { retainedBytes: r.retained } : {}),
+    safeWalBytes: r.safe_wal_size,
   };
 }
 

@@ -303,8 +303,17 @@ export class PostgresSink {
         new Promise<void>((resolve) => {
           if (signal.aborted) resolve();
           signal.addEventListener('abort', () => resolve(), { once: true });
-          // After a full cutover's flip, V2 belongs to the application: stop applying.
+          // After a full cutover's flip, V2 belongs to the application: stop applying. And keys queued for a
+          // recompute that nobody settled (another instance that died) are swept by the next batch here.
           flipTimer = setInterval(() => {
+            pool
+              .query(
+                "SELECT 1 FROM replicator.pending_derived WHERE queued_at < now() - interval '5 seconds' LIMIT 1",
+              )
+              .then((r) => {
+                if (r.rowCount) this.unsettled = true;
+              })
+              .catch(() => {});
             pool
               .query("SELECT id FROM replicator.cutovers WHERE phase = 'flipped' AND shop IS NULL LIMIT 1")
               .then((r) => {
@@ -526,8 +535,8 @@ export class PostgresSink {
     try {
       // Derived rows a failed settlement left queued go first (a batch replayed after it applies nothing new).
       if (this.unsettled) {
-        await this.sweepDerived(client, applier);
         this.unsettled = false;
+        await this.sweepDerived(client, applier);
       }
       const referenced = entries.flatMap((e) => (e.unit ? emailsOf(e.unit.ops) : []));
       const newest = entries.reduce<string | undefined>(
@@ -586,7 +595,9 @@ export class PostgresSink {
         }
       }
     } catch (e) {
-      // Never hand a connection that failed mid-batch back to the pool: a new one costs little.
+      // Never hand a connection that failed mid-batch back to the pool: a new one costs little. What this attempt
+      // reserved or queued stays queued: the retry sweeps it first.
+      this.unsettled = true;
       client.release(true);
       throw e;
     }

@@ -45,7 +45,8 @@ CREATE TABLE IF NOT EXISTS replicator.verify_runs (
   snapshot_lsn pg_lsn, clean boolean, summary jsonb NOT NULL DEFAULT '{}');
 CREATE TABLE IF NOT EXISTS replicator.reverify_queue (
   run_id text NOT NULL, entity text NOT NULL, key text NOT NULL, PRIMARY KEY (run_id, entity, key));
-CREATE TABLE IF NOT EXISTS replicator.pending_derived (id bigserial PRIMARY KEY, key text NOT NULL);
+CREATE TABLE IF NOT EXISTS replicator.pending_derived (
+  id bigserial PRIMARY KEY, key text NOT NULL, queued_at timestamptz NOT NULL DEFAULT now());
 CREATE TABLE IF NOT EXISTS replicator.toast_images (
   source_table text NOT NULL, source_key text NOT NULL,
   commit_lsn pg_lsn NOT NULL, seq integer NOT NULL,

@@ -127,6 +127,16 @@ export class MetricsSampler {
     if (slot.exists && slot.retainedBytes !== undefined) {
       metrics.sourceRetainedWalBytes.set({ slot: source.slot }, Math.max(0, Number(slot.retainedBytes)));
     }
+    if (slot.exists) {
+      // A lost slot cannot be read from again (re-snapshot); without a limit the server never invalidates it.
+      const safe =
+        slot.walStatus === 'lost'
+          ? 0
+          : slot.safeWalBytes == null
+            ? Number.POSITIVE_INFINITY
+            : Number(slot.safeWalBytes);
+      metrics.sourceSafeWalBytes.set({ slot: source.slot }, safe);
+    }
 
     const progress = source.progress();
     for (const [table, rows] of Object.entries(progress.snapshotRows)) {

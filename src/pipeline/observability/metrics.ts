@@ -12,6 +12,8 @@ export interface Metrics {
   readonly sourceLagBytes: Gauge<'slot'>;
   /** pg_current_wal_lsn() − restart_lsn of the slot: WAL the server keeps for us. */
   readonly sourceRetainedWalBytes: Gauge<'slot'>;
+  /** WAL that can still be written before the server invalidates the slot (+Inf without a limit; 0 once lost). */
+  readonly sourceSafeWalBytes: Gauge<'slot'>;
   readonly sourceEvents: Counter<'table' | 'op'>;
   /** now − commit time of the newest change applied at the target; computed at each scrape. */
   readonly replicationLagSeconds: Gauge<'group'>;
@@ -99,6 +101,12 @@ export function createMetrics(registry: Registry, options: CreateMetricsOptions 
     sourceRetainedWalBytes: new Gauge({
       name: 'replicator_source_retained_wal_bytes',
       help: 'WAL bytes the server retains for the slot (current position − restart_lsn).',
+      labelNames: ['slot'] as const,
+      registers,
+    }),
+    sourceSafeWalBytes: new Gauge({
+      name: 'replicator_source_slot_safe_wal_bytes',
+      help: 'WAL the legacy server can still write before it invalidates the slot (pg_replication_slots.safe_wal_size; +Inf without max_slot_wal_keep_size, 0 once the slot is lost).',
       labelNames: ['slot'] as const,
       registers,
     }),
