@@ -52,10 +52,13 @@ describe('source under outages', () => {
       const before = await currentLsn(db.url);
       expect(await stopKafka(settings.kafka, () => {})).toBe(true);
       await withClient(db.url, (c) => c.query('INSERT INTO t SELECT g FROM generate_series(2, 11) g'));
+      // The slot may move past WAL with nothing published (another session's transaction in this database, an
+      // autoanalyze), never to the commit of the undelivered insert: that is checked against its commit LSN below.
+      let confirmedWhileDown = 0n;
       for (let s = 0; s < 20; s++) {
         await sleep(1_000);
         const confirmed = parseLsn((await slotOf(db.url, config.source.slot)).confirmedFlushLsn!);
-        expect(confirmed).toBeLessThanOrEqual(before);
+        if (confirmed > confirmedWhileDown) confirmedWhileDown = confirmed;
       }
       await ensureKafka(settings.kafka, () => {});
 
@@ -66,6 +69,8 @@ describe('source under outages', () => {
         60_000,
       );
       expect([...idsIn(after)].sort((a, b) => a! - b!)).toEqual([...Array(11).keys()].map((i) => i + 1));
+      const undelivered = events(after).find((e) => (e.event.after as { id: number } | null)?.id === 2)!;
+      expect(confirmedWhileDown).toBeLessThan(parseLsn(undelivered.event.source.commitLsn));
       const inserted = await currentLsn(db.url);
       let confirmed = 0n;
       for (let i = 0; i < 100 && confirmed < inserted; i++) {
