@@ -1,11 +1,12 @@
 import type { Admin, Kafka } from 'kafkajs';
-import pg from 'pg';
+import type pg from 'pg';
 import { KafkaStateStore } from '../../../connectors/kafka-publisher/index.js';
 import { type Finding, readSlot, type SlotState } from '../../../connectors/pgoutput-source/index.js';
 import { changeTopic } from '../../contracts/topics.js';
 import { createKafka } from '../../core/kafka-client.js';
 import type { Logger } from '../../core/logger.js';
 import { parseLsn } from '../../core/lsn.js';
+import { connectClient } from '../../core/pg-connect.js';
 import { describePgUrl } from '../../core/redact.js';
 import { qualifiedName } from '../../core/sql.js';
 import type { ReplicatorConfig } from '../../pipeline/config/load-config.js';
@@ -73,21 +74,12 @@ export interface StatusReport {
 
 const errText = (e: unknown) => (e instanceof Error ? e.message : String(e));
 
-async function connect(url: string): Promise<pg.Client> {
-  const client = new pg.Client({
+const connect = (url: string) =>
+  connectClient({
     connectionString: url,
     connectionTimeoutMillis: 5_000,
     application_name: 'replicator-status',
   });
-  client.on('error', () => {});
-  try {
-    await client.connect();
-  } catch (e) {
-    await client.end().catch(() => {});
-    throw e;
-  }
-  return client;
-}
 
 async function leaderPid(client: pg.Client, slot: string): Promise<number | undefined> {
   // pg_try_advisory_lock(int4, int4) shows as classid = key1, objid = key2, objsubid = 2 (oids: unsigned).

@@ -1,11 +1,12 @@
 import type { Admin, Kafka } from 'kafkajs';
-import pg from 'pg';
+import type pg from 'pg';
 import type { SourceProgress } from '../../../connectors/pgoutput-source/index.js';
 import { readSlot } from '../../../connectors/pgoutput-source/index.js';
 import { type CutoverPhase, phaseNumber } from '../../contracts/cutover-phase.js';
 import type { GroupTopics } from '../../contracts/topics.js';
 import type { Logger } from '../../core/logger.js';
 import { parseLsn } from '../../core/lsn.js';
+import { connectClient } from '../../core/pg-connect.js';
 import { sleep } from '../../core/retry.js';
 import { qualifiedName } from '../../core/sql.js';
 import type { TableRef } from '../config/load-config.js';
@@ -99,17 +100,9 @@ export class MetricsSampler {
     }
   }
 
-  private async connect(url: string): Promise<pg.Client> {
-    const client = new pg.Client({ connectionString: url, application_name: 'replicator-metrics' });
-    // A connection that drops between samples must not crash the process; the next query fails and reconnects.
-    client.on('error', () => {});
-    try {
-      await client.connect();
-    } catch (e) {
-      await client.end().catch(() => {});
-      throw e;
-    }
-    return client;
+  private connect(url: string): Promise<pg.Client> {
+    // A connection that drops between samples fails the next sample, which then reconnects.
+    return connectClient({ connectionString: url, application_name: 'replicator-metrics' });
   }
 
   private async sampleSource(): Promise<void> {
