@@ -1,6 +1,7 @@
 import fc from 'fast-check';
-import type { JsonRow } from '../../src/contracts/transform-api.js';
+import type { JsonRow, LegacyChange } from '../../src/contracts/transform-api.js';
 import { BOOKING_STATUSES } from '../../transforms/v2-schema.js';
+import { AI_FBT_BUNDLES, BOOKINGS, BUNDLE_DISCOUNT_ID, CUSTOMERS_KV, change, deletion } from './fixtures.js';
 
 /** fast-check generators of legacy rows in the source's JSON forms, valid unless said otherwise. */
 
@@ -149,4 +150,103 @@ export const invalidLegacyBookingArb = (id: fc.Arbitrary<string> = fc.uuid()): f
       default:
         return { ...row, contactDetails: { ...contact, email: null } };
     }
+  });
+
+/** Merges lists keeping each list's order; `choices` pick which list goes next. */
+export function interleave<T>(lists: readonly (readonly T[])[], choices: readonly number[]): T[] {
+  const queues = lists.map((l) => [...l]).filter((q) => q.length > 0);
+  const out: T[] = [];
+  for (let i = 0; queues.length > 0; i++) {
+    const q = (choices[i] ?? 0) % queues.length;
+    out.push(queues[q]!.shift()!);
+    if (queues[q]!.length === 0) queues.splice(q, 1);
+  }
+  return out;
+}
+
+const history = <T>(version: fc.Arbitrary<T>) => fc.array(version, { minLength: 1, maxLength: 3 });
+
+/**
+ * Per-key histories (creates, updates, invalid versions, deletes) of a few keys of every legacy table, shared
+ * emails included; with the choices that interleave them and the final rows in a random order. What the sink must
+ * guarantee: any interleaving that keeps each key's order ends where the final rows alone lead.
+ */
+export const keyHistoriesArb: fc.Arbitrary<[LegacyChange[][], number[], LegacyChange[]]> = fc
+  .tuple(
+    fc.uniqueArray(fc.uuid(), { maxLength: 5 }),
+    fc.uniqueArray(fc.nat({ max: 20 }), { maxLength: 3 }),
+    fc.uniqueArray(fc.nat({ max: 100 }), { maxLength: 3 }),
+    fc.uniqueArray(fc.nat({ max: 100 }), { maxLength: 3 }),
+  )
+  .chain(([bookingIds, customerIds, manualIds, aiIds]) =>
+    fc.tuple(
+      ...bookingIds.map((id) =>
+        history(
+          fc.oneof(
+            {
+              weight: 3,
+              arbitrary: legacyBookingArb(fc.constant(id)).map((r) => change(BOOKINGS, r, 'u')),
+            },
+            invalidLegacyBookingArb(fc.constant(id)).map((r) => change(BOOKINGS, r, 'u')),
+            fc.constant(deletion(BOOKINGS, { id })),
+          ),
+        ),
+      ),
+      ...customerIds.map((n) =>
+        history(
+          fc.oneof(
+            // The same key throughout: an index-shaped value under it is an invalid profile.
+            {
+              weight: 3,
+              arbitrary: legacyKvArb(fc.constant(n)).map((r) =>
+                change(CUSTOMERS_KV, { ...r, key: `customer_${n}` }, 'u'),
+              ),
+            },
+            fc.constant(deletion(CUSTOMERS_KV, { key: `customer_${n}` })),
+          ),
+        ),
+      ),
+      ...manualIds.map((id) =>
+        history(
+          fc.oneof(
+            {
+              weight: 3,
+              arbitrary: legacyManualBundleArb(fc.constant(id)).map((r) =>
+                change(BUNDLE_DISCOUNT_ID, r, 'u'),
+              ),
+            },
+            legacyManualBundleArb(fc.constant(id)).map((r) =>
+              change(BUNDLE_DISCOUNT_ID, { ...r, products: [{ productId: 'p', quantity: 0 }] }, 'u'),
+            ),
+            fc.constant(deletion(BUNDLE_DISCOUNT_ID, { id })),
+          ),
+        ),
+      ),
+      ...aiIds.map((id) =>
+        history(
+          fc.oneof(
+            {
+              weight: 3,
+              arbitrary: legacyAiBundleArb(fc.constant(id)).map((r) => change(AI_FBT_BUNDLES, r, 'u')),
+            },
+            legacyAiBundleArb(fc.constant(id)).map((r) =>
+              change(AI_FBT_BUNDLES, { ...r, bundledProductIds: [null] }, 'u'),
+            ),
+            fc.constant(deletion(AI_FBT_BUNDLES, { id })),
+          ),
+        ),
+      ),
+    ),
+  )
+  .chain((histories) => {
+    const total = histories.reduce((n, h) => n + h.length, 0);
+    return fc.tuple(
+      fc.constant(histories as LegacyChange[][]),
+      fc.array(fc.nat(), { minLength: total, maxLength: total }),
+      // The order the final rows are applied in for the expected state.
+      fc.shuffledSubarray(
+        histories.map((h) => h.at(-1)!),
+        { minLength: histories.length },
+      ),
+    );
   });

@@ -7,21 +7,14 @@ import { customerProfilesModule } from '../../transforms/customer-profiles.js';
 import { moduleForTable, transformModules } from '../../transforms/index.js';
 import { V2Schemas } from '../../transforms/v2-schema.js';
 import {
-  invalidLegacyBookingArb,
+  interleave,
+  keyHistoriesArb,
   legacyAiBundleArb,
   legacyBookingArb,
   legacyKvArb,
   legacyManualBundleArb,
 } from './arbitraries.js';
-import {
-  AI_FBT_BUNDLES,
-  BOOKINGS,
-  BUNDLE_DISCOUNT_ID,
-  CUSTOMERS_KV,
-  change,
-  deletion,
-  keyOf,
-} from './fixtures.js';
+import { AI_FBT_BUNDLES, BOOKINGS, BUNDLE_DISCOUNT_ID, CUSTOMERS_KV, change, keyOf } from './fixtures.js';
 import { V2Model } from './v2-model.js';
 
 describe('transformModules', () => {
@@ -65,18 +58,6 @@ function opsOf(event: LegacyChange): V2Op[] {
   return result.ok ? result.ops : [];
 }
 
-/** Merges lists keeping each list's order; `choices` pick which list goes next. */
-function interleave<T>(lists: readonly (readonly T[])[], choices: readonly number[]): T[] {
-  const queues = lists.map((l) => [...l]).filter((q) => q.length > 0);
-  const out: T[] = [];
-  for (let i = 0; queues.length > 0; i++) {
-    const q = (choices[i] ?? 0) % queues.length;
-    out.push(queues[q]!.shift()!);
-    if (queues[q]!.length === 0) queues.splice(q, 1);
-  }
-  return out;
-}
-
 describe('independent keys', () => {
   it('any interleaving of their operations yields the same V2 state', () => {
     fc.assert(
@@ -100,92 +81,13 @@ describe('independent keys', () => {
   /**
    * The stronger form the sink relies on: each key's history (creates, updates, invalid versions, deletes) applied
    * unit by unit in its own order, interleaved in any way with other keys, ends where the final rows alone lead.
+   * Here the transforms' operations on the in-memory model (many runs, fast); the same histories through the real
+   * source and sink: test/connectors/postgres-sink/ordering.test.ts.
    */
   it('any interleaving of their histories ends in the state of their final rows', () => {
-    const history = <T>(version: fc.Arbitrary<T>) => fc.array(version, { minLength: 1, maxLength: 3 });
-    const historiesArb = fc
-      .tuple(
-        fc.uniqueArray(fc.uuid(), { maxLength: 5 }),
-        fc.uniqueArray(fc.nat({ max: 20 }), { maxLength: 3 }),
-        fc.uniqueArray(fc.nat({ max: 100 }), { maxLength: 3 }),
-        fc.uniqueArray(fc.nat({ max: 100 }), { maxLength: 3 }),
-      )
-      .chain(([bookingIds, customerIds, manualIds, aiIds]) =>
-        fc.tuple(
-          ...bookingIds.map((id) =>
-            history(
-              fc.oneof(
-                {
-                  weight: 3,
-                  arbitrary: legacyBookingArb(fc.constant(id)).map((r) => change(BOOKINGS, r, 'u')),
-                },
-                invalidLegacyBookingArb(fc.constant(id)).map((r) => change(BOOKINGS, r, 'u')),
-                fc.constant(deletion(BOOKINGS, { id })),
-              ),
-            ),
-          ),
-          ...customerIds.map((n) =>
-            history(
-              fc.oneof(
-                // The same key throughout: an index-shaped value under it is an invalid profile.
-                {
-                  weight: 3,
-                  arbitrary: legacyKvArb(fc.constant(n)).map((r) =>
-                    change(CUSTOMERS_KV, { ...r, key: `customer_${n}` }, 'u'),
-                  ),
-                },
-                fc.constant(deletion(CUSTOMERS_KV, { key: `customer_${n}` })),
-              ),
-            ),
-          ),
-          ...manualIds.map((id) =>
-            history(
-              fc.oneof(
-                {
-                  weight: 3,
-                  arbitrary: legacyManualBundleArb(fc.constant(id)).map((r) =>
-                    change(BUNDLE_DISCOUNT_ID, r, 'u'),
-                  ),
-                },
-                legacyManualBundleArb(fc.constant(id)).map((r) =>
-                  change(BUNDLE_DISCOUNT_ID, { ...r, products: [{ productId: 'p', quantity: 0 }] }, 'u'),
-                ),
-                fc.constant(deletion(BUNDLE_DISCOUNT_ID, { id })),
-              ),
-            ),
-          ),
-          ...aiIds.map((id) =>
-            history(
-              fc.oneof(
-                {
-                  weight: 3,
-                  arbitrary: legacyAiBundleArb(fc.constant(id)).map((r) => change(AI_FBT_BUNDLES, r, 'u')),
-                },
-                legacyAiBundleArb(fc.constant(id)).map((r) =>
-                  change(AI_FBT_BUNDLES, { ...r, bundledProductIds: [null] }, 'u'),
-                ),
-                fc.constant(deletion(AI_FBT_BUNDLES, { id })),
-              ),
-            ),
-          ),
-        ),
-      )
-      .chain((histories) => {
-        const total = histories.reduce((n, h) => n + h.length, 0);
-        return fc.tuple(
-          fc.constant(histories as LegacyChange[][]),
-          fc.array(fc.nat(), { minLength: total, maxLength: total }),
-          // The order the final rows are applied in for the expected state.
-          fc.shuffledSubarray(
-            histories.map((h) => h.at(-1)!),
-            { minLength: histories.length },
-          ),
-        );
-      });
-
     const sourceKey = (e: LegacyChange) => `${e.table}:${JSON.stringify(e.key)}`;
     fc.assert(
-      fc.property(historiesArb, ([histories, choices, finals]) => {
+      fc.property(keyHistoriesArb, ([histories, choices, finals]) => {
         const interleaved = new V2Model();
         for (const event of interleave(histories, choices))
           interleaved.applyUnit(sourceKey(event), opsOf(event));
