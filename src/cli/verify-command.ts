@@ -1,4 +1,3 @@
-import { SchemaRegistryClient } from '@confluentinc/schemaregistry';
 import { type Command, InvalidArgumentError } from 'commander';
 import { pino } from 'pino';
 import { AvroEncoder } from '../../connectors/schema-registry-encoder/index.js';
@@ -10,6 +9,7 @@ import { createLogger, logLevelFromEnv } from '../core/logger.js';
 import { renderVerifyReport } from '../ops/verify/render-verify-report.js';
 import { runVerify, V2_ENTITIES, type VerifyProgress } from '../ops/verify/verify.js';
 import { loadConfig } from '../pipeline/config/load-config.js';
+import { schemaRegistryClient } from '../pipeline/pipeline-builder.js';
 import { positiveNumber } from './options.js';
 
 const entityList = (value: string, previous: V2Entity[] = []): V2Entity[] => {
@@ -83,9 +83,7 @@ export function registerVerifyCommand(program: Command): void {
           destination: pino.destination(2),
         });
         const bar = process.stderr.isTTY && !opts.json ? progressBar(process.stderr) : undefined;
-        const registry = config.schemaRegistry
-          ? new SchemaRegistryClient({ baseURLs: [config.schemaRegistry.url] })
-          : undefined;
+        const registry = schemaRegistryClient(config);
         const report = await runVerify({
           legacyUrl: config.source.url,
           targetUrl: config.target.url,

@@ -65,15 +65,25 @@ function trackConsumers(kafka: Kafka, state: { connected: boolean }): Kafka {
 }
 
 /** The one place that turns configuration into stage implementations. */
+/** The Schema Registry client the config asks for (basic auth when it names a user), or none. */
+export function schemaRegistryClient(config: ReplicatorConfig): SchemaRegistryClient | undefined {
+  const r = config.schemaRegistry;
+  if (!r) return undefined;
+  return new SchemaRegistryClient({
+    baseURLs: [r.url],
+    ...(r.username !== undefined
+      ? { basicAuthCredentials: { credentialsSource: 'USER_INFO', userInfo: `${r.username}:${r.password}` } }
+      : {}),
+  });
+}
+
 export function buildPipeline(config: ReplicatorConfig, options: PipelineOptions): Pipeline {
   const { role, logger, metrics } = options;
   const stages: { name: string; run: (signal: AbortSignal) => Promise<void> }[] = [];
   const consumerStates: Record<string, { connected: boolean }> = {};
   let source: PgoutputSource | undefined;
   let sink: PostgresSink | undefined;
-  const registry = config.schemaRegistry
-    ? new SchemaRegistryClient({ baseURLs: [config.schemaRegistry.url] })
-    : undefined;
+  const registry = schemaRegistryClient(config);
   const topics = stageTopics(config);
   const lagGroups: GroupTopics[] = [];
   if (role === 'source' || role === 'all') {

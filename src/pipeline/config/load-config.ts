@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { extname } from 'node:path';
+import { extname, resolve } from 'node:path';
+import { createJiti } from 'jiti';
 import { parse as parseYaml } from 'yaml';
 import type { z } from 'zod';
 import type { TableRef } from '../../contracts/topics.js';
@@ -19,31 +20,48 @@ export type ReplicatorConfig = Readonly<
 /** Typed helper for `replicator.config.ts` files. */
 export const defineConfig = (config: ConfigInput): ConfigInput => config;
 
-/** Environment variables that override connection settings, applied before validation. */
+/**
+ * Environment variables that override connection settings and secrets (so a container's config file holds no
+ * password), applied before validation.
+ */
 export const ENV_OVERRIDES = {
   REPLICATOR_SOURCE_URL: ['source', 'url'],
   REPLICATOR_TARGET_URL: ['target', 'url'],
   REPLICATOR_KAFKA_BROKERS: ['kafka', 'brokers'],
+  REPLICATOR_KAFKA_SSL: ['kafka', 'ssl'],
+  REPLICATOR_KAFKA_SASL_MECHANISM: ['kafka', 'sasl', 'mechanism'],
+  REPLICATOR_KAFKA_SASL_USERNAME: ['kafka', 'sasl', 'username'],
+  REPLICATOR_KAFKA_SASL_PASSWORD: ['kafka', 'sasl', 'password'],
   REPLICATOR_SCHEMA_REGISTRY_URL: ['schemaRegistry', 'url'],
+  REPLICATOR_SCHEMA_REGISTRY_USERNAME: ['schemaRegistry', 'username'],
+  REPLICATOR_SCHEMA_REGISTRY_PASSWORD: ['schemaRegistry', 'password'],
   REPLICATOR_METRICS_HOST: ['metrics', 'host'],
   REPLICATOR_METRICS_PORT: ['metrics', 'port'],
 } as const;
 
 type Json = Record<string, unknown>;
 
+/** The env text as the key's type: lists comma-separated, ports as numbers, `ssl` as a boolean. */
+function envValue(key: string, raw: string): unknown {
+  if (key === 'brokers') return raw.split(',').map((s) => s.trim());
+  if (key === 'port' && /^\d+$/.test(raw)) return Number(raw);
+  if (key === 'ssl' && (raw === 'true' || raw === 'false')) return raw === 'true';
+  return raw;
+}
+
 function applyEnv(input: Json, env: NodeJS.ProcessEnv): Json {
   const out: Json = structuredClone(input);
-  for (const [name, [section, key]] of Object.entries(ENV_OVERRIDES)) {
+  for (const [name, path] of Object.entries(ENV_OVERRIDES)) {
     const raw = env[name];
     if (raw === undefined || raw === '') continue;
-    const value =
-      key === 'brokers'
-        ? raw.split(',').map((s) => s.trim())
-        : key === 'port' && /^\d+$/.test(raw)
-          ? Number(raw)
-          : raw;
-    const current = out[section];
-    out[section] = { ...(current && typeof current === 'object' ? (current as Json) : {}), [key]: value };
+    let node = out;
+    for (const key of path.slice(0, -1)) {
+      const next = node[key];
+      node[key] = next && typeof next === 'object' && !Array.isArray(next) ? { ...(next as Json) } : {};
+      node = node[key] as Json;
+    }
+    const key = path.at(-1)!;
+    node[key] = envValue(key, raw);
   }
   return out;
 }
@@ -104,9 +122,15 @@ export async function loadConfig(
       { details: { path } },
     );
   let raw: unknown;
-  if (ext === '.ts' || ext === '.js' || ext === '.mjs') {
-    const mod = (await import(new URL(path, `file://${process.cwd()}/`).href)) as { default?: unknown };
-    raw = mod.default;
+  if (ext === '.ts' || ext === '.mts' || ext === '.js' || ext === '.mjs') {
+    // jiti compiles TypeScript wherever the file is (outside the checkout, from the built package, in the image),
+    // where a plain import() of a .ts file works only under tsx.
+    const jiti = createJiti(import.meta.url, { moduleCache: false });
+    try {
+      raw = await jiti.import(resolve(path), { default: true });
+    } catch (e) {
+      throw new ReplicatorError(ErrorCodes.CONFIG_INVALID, `cannot load ${path}`, { cause: e });
+    }
   } else {
     const text = await readFile(path, 'utf8');
     try {

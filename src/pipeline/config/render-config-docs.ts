@@ -109,6 +109,7 @@ function nodeAt(root: JsonSchema, path: readonly string[]): JsonSchema | undefin
 function envFormat(node: JsonSchema | undefined): string {
   if (node?.type === 'array') return 'comma-separated list';
   if (node?.type === 'integer') return 'integer';
+  if (node?.anyOf?.some((n) => typeof n === 'object' && n.type === 'boolean')) return '`true` or `false`';
   return 'string';
 }
 

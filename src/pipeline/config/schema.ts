@@ -203,9 +203,20 @@ export const configSchema = z
     kafka: kafkaSchema.default(() => kafkaSchema.parse({})),
     sink: sinkSchema.default(() => sinkSchema.parse({})),
     cutover: cutoverSchema.default(() => cutoverSchema.parse({})),
-    schemaRegistry: z.object({ url: z.url() }).strict().optional().meta({
-      description: 'Confluent Schema Registry; values become Avro. Env: REPLICATOR_SCHEMA_REGISTRY_URL.',
-    }),
+    schemaRegistry: z
+      .object({
+        url: z.url(),
+        username: z.string().optional().meta({ description: 'Basic auth user (with `password`).' }),
+        password: z.string().optional().meta({ description: 'Basic auth password (with `username`).' }),
+      })
+      .strict()
+      .refine((r) => (r.username === undefined) === (r.password === undefined), {
+        message: 'username and password go together',
+      })
+      .optional()
+      .meta({
+        description: 'Confluent Schema Registry; values become Avro. Env: REPLICATOR_SCHEMA_REGISTRY_URL.',
+      }),
     target: z
       .object({ url: pgUrl.meta({ description: 'V2 database. Env: REPLICATOR_TARGET_URL.' }) })
       .strict()

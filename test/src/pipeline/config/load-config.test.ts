@@ -126,6 +126,46 @@ describe('parseConfig', () => {
     );
   });
 
+  it('takes Kafka SASL/TLS and Schema Registry credentials from the environment', () => {
+    const config = parseConfig(
+      { ...minimal, kafka: { sasl: { mechanism: 'plain', username: 'file-user', password: 'file-pw' } } },
+      {
+        REPLICATOR_KAFKA_SSL: 'true',
+        REPLICATOR_KAFKA_SASL_MECHANISM: 'scram-sha-512',
+        REPLICATOR_KAFKA_SASL_PASSWORD: 'env-pw',
+        REPLICATOR_SCHEMA_REGISTRY_URL: 'http://registry:8081',
+        REPLICATOR_SCHEMA_REGISTRY_USERNAME: 'sr-user',
+        REPLICATOR_SCHEMA_REGISTRY_PASSWORD: 'sr-pw',
+      },
+    );
+    expect(config.kafka.ssl).toBe(true);
+    // The file's username stays; the variables replace only what they name.
+    expect(config.kafka.sasl).toEqual({
+      mechanism: 'scram-sha-512',
+      username: 'file-user',
+      password: 'env-pw',
+    });
+    expect(config.schemaRegistry).toEqual({
+      url: 'http://registry:8081',
+      username: 'sr-user',
+      password: 'sr-pw',
+    });
+
+    expect(
+      configError(() =>
+        parseConfig(minimal, { REPLICATOR_KAFKA_SASL_USERNAME: 'u', REPLICATOR_KAFKA_SASL_PASSWORD: 'p' }),
+      ).message,
+    ).toMatch(/\bkafka\.sasl\.mechanism:/);
+    expect(
+      configError(() =>
+        parseConfig(minimal, {
+          REPLICATOR_SCHEMA_REGISTRY_URL: 'http://registry:8081',
+          REPLICATOR_SCHEMA_REGISTRY_USERNAME: 'only-user',
+        }),
+      ).message,
+    ).toMatch(/username and password go together/);
+  });
+
   it('does not change its input', () => {
     const input = structuredClone(minimal);
     parseConfig(input, { REPLICATOR_SOURCE_URL: 'postgres://other/db' });
