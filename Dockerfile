@@ -1,5 +1,6 @@
 # The replicator daemon, as docker-compose.yml runs it. The config file is mounted at /etc/replicator/config.yaml.
-FROM node:20-slim AS build
+# Node 26: the active LTS line (Node 20 is past its end of life); CI runs the unit tests under it (.ci/run).
+FROM node:26-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 # `npm install` respects the lock; `npm ci` can reject a lock written by npm 11 without other platforms' optional
@@ -10,7 +11,7 @@ COPY . .
 RUN npm run build
 
 # Runtime: production dependencies, the compiled output and the launcher only.
-FROM node:20-slim
+FROM node:26-slim
 ENV NODE_ENV=production
 # V8 otherwise lets garbage grow the RSS far past what the buffers need (see BENCHMARKS.md, capture).
 ENV NODE_OPTIONS=--max-old-space-size=256

@@ -12,6 +12,7 @@ import type { ReplicatorConfig } from './config/load-config.js';
 import type { Readiness } from './observability/http-server.js';
 import type { Metrics } from './observability/metrics.js';
 import { MetricsSampler } from './observability/metrics-sampler.js';
+import type { StageName } from './observability/stage-errors.js';
 import { sinkOptions, sourceOptions, stageTopics } from './stage-options.js';
 
 export type Role = 'source' | 'sink' | 'all';
@@ -64,7 +65,6 @@ function trackConsumers(kafka: Kafka, state: { connected: boolean }): Kafka {
   } as Kafka;
 }
 
-/** The one place that turns configuration into stage implementations. */
 /** The Schema Registry client the config asks for (basic auth when it names a user), or none. */
 export function schemaRegistryClient(config: ReplicatorConfig): SchemaRegistryClient | undefined {
   const r = config.schemaRegistry;
@@ -77,6 +77,7 @@ export function schemaRegistryClient(config: ReplicatorConfig): SchemaRegistryCl
   });
 }
 
+/** The one place that turns configuration into stage implementations. */
 export function buildPipeline(config: ReplicatorConfig, options: PipelineOptions): Pipeline {
   const { role, logger, metrics } = options;
   const stages: { name: string; run: (signal: AbortSignal) => Promise<void> }[] = [];
@@ -86,6 +87,15 @@ export function buildPipeline(config: ReplicatorConfig, options: PipelineOptions
   const registry = schemaRegistryClient(config);
   const topics = stageTopics(config);
   const lagGroups: GroupTopics[] = [];
+  /** A stage's retried errors and reconnects, counted from zero (nothing without metrics). */
+  const failureHooks = (stage: StageName) => {
+    if (!metrics) return {};
+    metrics.trackStage(stage);
+    return {
+      onRetry: (error: unknown) => metrics.countRetry(stage, error),
+      onReconnect: () => metrics.countReconnect(stage),
+    };
+  };
   if (role === 'source' || role === 'all') {
     const sourceLogger = logger.child({ stage: 'source' });
     source = new PgoutputSource({
@@ -93,9 +103,11 @@ export function buildPipeline(config: ReplicatorConfig, options: PipelineOptions
         config,
         createKafka(config.kafka, sourceLogger, `${config.kafka.clientId}-source`),
         sourceLogger,
+        failureHooks('publisher'),
       ),
       ...(registry ? { encoder: new AvroEncoder({ client: registry }) } : {}),
       ...(metrics ? { onEvent: (table: string, op: string) => metrics.sourceEvents.inc({ table, op }) } : {}),
+      ...failureHooks('source'),
     });
     const s = source;
     // Zero series from the start, so that increase() and rate() count a table's first changes too.
@@ -138,6 +150,7 @@ export function buildPipeline(config: ReplicatorConfig, options: PipelineOptions
             onApplied: (commitTs: string) => metrics.observeApplied(group, commitTs),
           }
         : {}),
+      ...failureHooks('sink'),
     });
     const k = sink;
     // Zero series from the start, as for the source's events.
