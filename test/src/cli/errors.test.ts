@@ -2,9 +2,10 @@ import { execFile } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXIT_CODES } from '../../../src/core/errors.js';
-import { freshName, kafkaBrokers, pgAdminUrl } from '../../helpers/resources.js';
+import { type PrivatePostgres, startPrivatePostgres } from '../../helpers/private-postgres.js';
+import { freshName, kafkaBrokers, pgAdminUrl, withClient } from '../../helpers/resources.js';
 
 const bin = new URL('../../../bin/replicator.js', import.meta.url).pathname;
 
@@ -67,9 +68,29 @@ interface Row {
 
 const missingDb = freshName('nodb');
 
-// Wrong password (PG_AUTH_FAILED) is not a row: the test server trusts every connection from 127.0.0.1 (pg_hba), so
-// no password is ever checked; errors.test.ts in test/src/core covers the classification of 28P01/28000.
+// The shared server trusts every local connection, so the wrong password is tried on a private cluster whose
+// pg_hba asks role `app` for a scram-sha-256 password.
+let privatePg: PrivatePostgres;
+const WRONG_PASSWORD = 'not-the-password-4f2a';
+beforeAll(async () => {
+  privatePg = await startPrivatePostgres({ hba: ['host all app 127.0.0.1/32 scram-sha-256'] });
+  await withClient(privatePg.url(), (c) => c.query("CREATE ROLE app LOGIN PASSWORD 'the-password'"));
+});
+afterAll(() => privatePg?.destroy());
+
 const rows: Row[] = [
+  {
+    name: 'a wrong password (verify --json)',
+    args: () => [
+      'verify',
+      '--json',
+      '--config',
+      configFile({ target: privatePg.url('postgres', 'app', WRONG_PASSWORD) }),
+    ],
+    code: 'PG_AUTH_FAILED',
+    names: () => [`127.0.0.1:${privatePg.port}/postgres`],
+    json: true,
+  },
   {
     name: 'unreachable Kafka (dlq list --json)',
     args: () => ['dlq', 'list', '--json', '--config', configFile({ brokers: ['127.0.0.1:1'] })],
@@ -138,8 +159,9 @@ describe('CLI failures: a code, its own exit status, a message naming the endpoi
       expect(last.code).toBe(row.code);
       for (const n of row.names()) expect(last.msg).toContain(n);
       expect(last.msg).not.toMatch(/\n/);
-      // No password (the test URLs carry none; nothing may print a URL either).
+      // No password, and no URL (which could carry one).
       expect(r.stderr).not.toMatch(/postgres(ql)?:\/\//);
+      expect(r.stderr + r.stdout).not.toContain(WRONG_PASSWORD);
       if (row.json) expect(r.stdout.trim(), 'stdout of a --json command').toBe('');
     },
     60_000,
