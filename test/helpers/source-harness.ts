@@ -11,6 +11,7 @@ export function sourceConfig(
   url: string,
   tables: string[],
   extra: Partial<ConfigInput['source']> = {},
+  brokers = kafkaBrokers(),
 ): ReplicatorConfig {
   return parseConfig(
     {
@@ -22,7 +23,7 @@ export function sourceConfig(
         statusIntervalMs: 200,
         ...extra,
       },
-      kafka: { brokers: [kafkaBrokers()], topicPrefix: freshName('cdc'), partitions: 3 },
+      kafka: { brokers: [brokers], topicPrefix: freshName('cdc'), partitions: 3 },
     } satisfies ConfigInput,
     {},
   );

@@ -1,17 +1,13 @@
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { readSlot } from '../../../connectors/pgoutput-source/preflight.js';
 import { heartbeatPrefix } from '../../../src/contracts/topics.js';
 import { parseLsn } from '../../../src/core/lsn.js';
-import { ensureKafka, stopKafka } from '../../../src/stack/local-kafka.js';
-import { findLocalCluster } from '../../../src/stack/local-postgres.js';
-import { stackSettings } from '../../../src/stack/stack.js';
 import { events, readTopics } from '../../helpers/kafka-read.js';
-import { dropSlot, freshDatabase, pgAdminUrl, testKafka, withClient } from '../../helpers/resources.js';
+import { startPrivateKafka } from '../../helpers/private-kafka.js';
+import { startPrivatePostgres } from '../../helpers/private-postgres.js';
+import { dropSlot, freshDatabase, testKafka, withClient } from '../../helpers/resources.js';
 import { sourceConfig, startSource, topicOf } from '../../helpers/source-harness.js';
 
-const run = promisify(execFile);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const kafka = testKafka();
 
@@ -40,17 +36,23 @@ describe('source under outages', () => {
   it('Kafka stopped for 20 s: retries with backoff, never advances the slot past undelivered changes, resumes by itself', async () => {
     const db = await freshDatabase('kafkadown');
     await withClient(db.url, (c) => c.query('CREATE TABLE t (id int PRIMARY KEY)'));
-    const config = sourceConfig(db.url, ['public.t'], { snapshot: 'never', heartbeatIntervalMs: 0 });
+    const broker = await startPrivateKafka();
+    const kafka = testKafka(undefined, { brokers: [broker.brokers] });
+    const config = sourceConfig(
+      db.url,
+      ['public.t'],
+      { snapshot: 'never', heartbeatIntervalMs: 0 },
+      broker.brokers,
+    );
     const topic = topicOf(config, 't');
     const source = startSource(config, kafka);
-    const settings = stackSettings();
     try {
       await waitStreaming(db.url, config.source.slot);
       await withClient(db.url, (c) => c.query('INSERT INTO t VALUES (1)'));
       await readTopics(kafka, [topic], (m) => idsIn(m).has(1));
 
       const before = await currentLsn(db.url);
-      expect(await stopKafka(settings.kafka, () => {})).toBe(true);
+      await broker.stop();
       await withClient(db.url, (c) => c.query('INSERT INTO t SELECT g FROM generate_series(2, 11) g'));
       // The slot may move past WAL with nothing published (another session's transaction in this database, an
       // autoanalyze), never to the commit of the undelivered insert: that is checked against its commit LSN below.
@@ -60,7 +62,7 @@ describe('source under outages', () => {
         const confirmed = parseLsn((await slotOf(db.url, config.source.slot)).confirmedFlushLsn!);
         if (confirmed > confirmedWhileDown) confirmedWhileDown = confirmed;
       }
-      await ensureKafka(settings.kafka, () => {});
+      await broker.start();
 
       const after = await readTopics(
         kafka,
@@ -79,14 +81,16 @@ describe('source under outages', () => {
       }
       expect(confirmed).toBeGreaterThan(before);
     } finally {
-      await ensureKafka(settings.kafka, () => {});
+      await broker.start();
       await source.stop();
       await dropSlot(db.url, config.source.slot);
+      await broker.destroy();
     }
   }, 180_000);
 
   it('PostgreSQL restarted: the source reconnects and streams on', async () => {
-    const db = await freshDatabase('pgrestart');
+    const cluster = await startPrivatePostgres();
+    const db = { url: cluster.url() };
     await withClient(db.url, (c) => c.query('CREATE TABLE t (id int PRIMARY KEY)'));
     const config = sourceConfig(db.url, ['public.t'], { snapshot: 'never', heartbeatIntervalMs: 0 });
     const topic = topicOf(config, 't');
@@ -95,9 +99,7 @@ describe('source under outages', () => {
       await waitStreaming(db.url, config.source.slot);
       await withClient(db.url, (c) => c.query('INSERT INTO t VALUES (1)'));
       await readTopics(kafka, [topic], (m) => idsIn(m).has(1));
-      const cluster = await findLocalCluster(pgAdminUrl());
-      expect(cluster, 'this test restarts the local cluster').toBeDefined();
-      await run('pg_ctlcluster', ['--skip-systemctl-redirect', cluster!.version, cluster!.name, 'restart']);
+      await cluster.restart();
       for (let i = 0; i < 100; i++) {
         try {
           await withClient(db.url, (c) => c.query('SELECT 1'));
@@ -112,7 +114,7 @@ describe('source under outages', () => {
       expect(source.source.progress().role).toBe('leader');
     } finally {
       await source.stop();
-      await dropSlot(db.url, config.source.slot);
+      await cluster.destroy();
     }
   }, 120_000);
 
