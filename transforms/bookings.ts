@@ -48,6 +48,9 @@ function transformBooking(change: LegacyChange): TransformResult {
       `booking ${legacy.id}: contactDetails.email is missing or not a valid email`,
     );
   }
+  if (legacy.bookingReference.trim() === '') {
+    return reject(ReasonCodes.BOOKING_EMPTY_REFERENCE, `booking ${legacy.id}: bookingReference is empty`);
+  }
   const status = legacy.status;
   if (!isBookingStatus(status)) {
     return reject(

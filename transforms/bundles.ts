@@ -5,6 +5,7 @@ import type {
   TransformResult,
   V2Op,
 } from '../src/contracts/transform-api.js';
+import { isNegativeDecimal } from './decimal.js';
 import { bundleId } from './ids.js';
 import {
   type LegacyAiFbtBundle,
@@ -45,6 +46,9 @@ export function componentsFromProducts(bundle: string, products: JsonValue): Com
         result: reject(ReasonCodes.BUNDLE_INVALID_PRODUCTS, `${where}.productId is missing or not a string`),
       };
     }
+    if (productId.trim() === '') {
+      return { ok: false, result: reject(ReasonCodes.BUNDLE_EMPTY_FIELD, `${where}.productId is empty`) };
+    }
     if (variantId !== undefined && variantId !== null && typeof variantId !== 'string') {
       return {
         ok: false,
@@ -75,6 +79,14 @@ export function componentsFromProducts(bundle: string, products: JsonValue): Com
   return { ok: true, components };
 }
 
+/** The first of `fields` that is blank (empty or white space only), if any. */
+function blankField<T extends object>(row: T, fields: readonly (keyof T & string)[]): string | undefined {
+  return fields.find((f) => {
+    const v = row[f];
+    return typeof v === 'string' && v.trim() === '';
+  });
+}
+
 /** [upsert bundles, replace-children bundle_components (always, so removed products go), upsert discount?]. */
 function bundleOps(bundle: Bundle, components: BundleComponent[], discount: BundleDiscount | null): V2Op[] {
   const ops = [
@@ -88,6 +100,16 @@ function bundleOps(bundle: Bundle, components: BundleComponent[], discount: Bund
 /** `rawProducts` is the column as received: parsed copies of JSON objects could turn a '__proto__' key into a
  * prototype whose productId would then be read. */
 function manualBundle(legacy: LegacyBundleDiscountId, rawProducts: JsonValue): TransformResult {
+  const blank = blankField(legacy, ['bundleId', 'bundleName', 'shop']);
+  if (blank !== undefined) {
+    return reject(ReasonCodes.BUNDLE_EMPTY_FIELD, `bundle_discount_id ${legacy.id}: ${blank} is empty`);
+  }
+  if (isNegativeDecimal(legacy.discountPercent) || Number(legacy.discountPercent) > 100) {
+    return reject(
+      ReasonCodes.BUNDLE_INVALID_DISCOUNT,
+      `bundle_discount_id ${legacy.id}: discountPercent ${legacy.discountPercent} is not from 0 to 100`,
+    );
+  }
   const id = bundleId('bundle_discount_id', legacy.id);
   const components = componentsFromProducts(id, rawProducts);
   if (!components.ok) return components.result;
@@ -124,6 +146,24 @@ function aiBundle(legacy: LegacyAiFbtBundle): TransformResult {
   const missing = productIds.indexOf(null);
   if (missing >= 0) {
     return reject(ReasonCodes.BUNDLE_INVALID_PRODUCTS, `bundledProductIds[${missing - 1}] is NULL`);
+  }
+  const empty = productIds.findIndex((p) => p !== null && p.trim() === '');
+  if (empty >= 0) {
+    const field = empty === 0 ? 'productId' : `bundledProductIds[${empty - 1}]`;
+    return reject(ReasonCodes.BUNDLE_EMPTY_FIELD, `ai_fbt_bundles ${legacy.id}: ${field} is empty`);
+  }
+  const blank = blankField(legacy, ['shop']);
+  if (blank !== undefined) {
+    return reject(ReasonCodes.BUNDLE_EMPTY_FIELD, `ai_fbt_bundles ${legacy.id}: ${blank} is empty`);
+  }
+  for (const score of ['confidenceScore', 'support', 'lift'] as const) {
+    const v = legacy[score];
+    if (typeof v !== 'number' || !Number.isFinite(v)) {
+      return reject(
+        ReasonCodes.BUNDLE_INVALID_SCORE,
+        `ai_fbt_bundles ${legacy.id}: ${score} ${String(v)} is not a finite number`,
+      );
+    }
   }
   const components: BundleComponent[] = productIds.map((productId, position) => ({
     bundle_id: id,

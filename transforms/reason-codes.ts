@@ -16,12 +16,20 @@ export const ReasonCodes = {
   BOOKING_INVALID_EMAIL: 'BOOKING_INVALID_EMAIL',
   BOOKING_UNKNOWN_STATUS: 'BOOKING_UNKNOWN_STATUS',
   BOOKING_NEGATIVE_AMOUNT: 'BOOKING_NEGATIVE_AMOUNT',
+  /** An empty (or blank) booking reference: V2's unique payment reference is derived from it. */
+  BOOKING_EMPTY_REFERENCE: 'BOOKING_EMPTY_REFERENCE',
   PROFILE_INVALID_EMAIL: 'PROFILE_INVALID_EMAIL',
   PROFILE_MISSING_CUSTOMER_ID: 'PROFILE_MISSING_CUSTOMER_ID',
   /** `products` (or `bundledProductIds`) is not a list of products with a string product id. */
   BUNDLE_INVALID_PRODUCTS: 'BUNDLE_INVALID_PRODUCTS',
   /** A product quantity that is not an integer from 1 to 2^31-1 (the V2 column is an integer). */
   BUNDLE_INVALID_QUANTITY: 'BUNDLE_INVALID_QUANTITY',
+  /** A blank bundle name, shop or metaobject id, or a blank product id (V2 would get slug `-8` or a nameless bundle). */
+  BUNDLE_EMPTY_FIELD: 'BUNDLE_EMPTY_FIELD',
+  /** A discount percent outside 0–100. */
+  BUNDLE_INVALID_DISCOUNT: 'BUNDLE_INVALID_DISCOUNT',
+  /** An AI bundle's confidence, support or lift that is NaN or infinite (V2 metadata is JSON, which has neither). */
+  BUNDLE_INVALID_SCORE: 'BUNDLE_INVALID_SCORE',
 } as const;
 
 export type ReasonCode = (typeof ReasonCodes)[keyof typeof ReasonCodes];

@@ -93,15 +93,19 @@ export const legacyKvArb = (n: fc.Arbitrary<number> = fc.nat({ max: 50 })): fc.A
           },
     );
 
-const productIdArb = fc.constantFrom('gid://shopify/Product/1', 'gid://shopify/Product/2', 'p-3', '');
+const productIdArb = fc.constantFrom('gid://shopify/Product/1', 'gid://shopify/Product/2', 'p-3');
+const nonBlank = (s: string) => s.trim() !== '';
 
 export const legacyManualBundleArb = (
   id: fc.Arbitrary<number> = fc.nat({ max: 1000 }),
 ): fc.Arbitrary<JsonRow> =>
   fc.record({
     id,
-    bundleId: fc.string({ maxLength: 20 }),
-    bundleName: fc.oneof(fc.string({ maxLength: 20 }), fc.constantFrom('Summer Sale', '--Kit & Co--')),
+    bundleId: fc.string({ minLength: 1, maxLength: 20 }).filter(nonBlank),
+    bundleName: fc.oneof(
+      fc.string({ minLength: 1, maxLength: 20 }).filter(nonBlank),
+      fc.constantFrom('Summer Sale', '--Kit & Co--'),
+    ),
     discountId: fc.option(fc.constantFrom('gid://shopify/DiscountAutomaticNode/1', 'd-2'), { nil: null }),
     shop: fc.constantFrom('a.myshopify.com', 'b.myshopify.com'),
     products: fc.array(
@@ -115,7 +119,7 @@ export const legacyManualBundleArb = (
       ),
       { maxLength: 5 },
     ),
-    discountPercent: fc.integer({ min: 0, max: 99_999 }).map((n) => (n / 100).toFixed(2)),
+    discountPercent: fc.integer({ min: 0, max: 10_000 }).map((n) => (n / 100).toFixed(2)),
     createdAt: anyTimestampArb,
   });
 
@@ -127,7 +131,7 @@ export const legacyAiBundleArb = (id: fc.Arbitrary<number> = fc.nat({ max: 1000 
     bundledProductIds: fc.array(productIdArb, { maxLength: 4 }),
     bundleMetaobjectId: fc.option(fc.string({ maxLength: 10 }), { nil: null }),
     discountId: fc.option(fc.constantFrom('d-1', 'd-2'), { nil: null }),
-    confidenceScore: fc.oneof(fc.double({ noNaN: true, noDefaultInfinity: true }), fc.constant('NaN')),
+    confidenceScore: fc.double({ noNaN: true, noDefaultInfinity: true }),
     support: fc.double({ min: 0, max: 1, noNaN: true }),
     lift: fc.double({ min: 0, max: 10, noNaN: true }),
     isActive: fc.boolean(),

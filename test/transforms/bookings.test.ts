@@ -203,6 +203,10 @@ describe('bookings module', () => {
       expectRejected(transform(legacyBooking({ finalAmount })), ReasonCodes.BOOKING_NEGATIVE_AMOUNT);
     });
 
+    it.each(['', '  '])('reference %j → BOOKING_EMPTY_REFERENCE', (bookingReference) => {
+      expectRejected(transform(legacyBooking({ bookingReference })), ReasonCodes.BOOKING_EMPTY_REFERENCE);
+    });
+
     it('accepts a zero amount', () => {
       expectOps(transform(legacyBooking({ finalAmount: '0.00' })));
     });

@@ -42,6 +42,31 @@ describe('bundles module', () => {
   });
 
   describe('bundle_discount_id (MANUAL)', () => {
+    it.each([
+      [{ bundleId: '' }, 'bundleId'],
+      [{ bundleName: '   ' }, 'bundleName'],
+      [{ shop: '' }, 'shop'],
+      [{ products: [{ productId: '' }] }, 'products[0].productId'],
+    ])('rejects a blank field → BUNDLE_EMPTY_FIELD (%j)', (overrides, field) => {
+      const result = manual(legacyManualBundle(overrides));
+      expectRejected(result, ReasonCodes.BUNDLE_EMPTY_FIELD);
+      expect(!result.ok && result.rejection.message).toContain(`${field} is empty`);
+    });
+
+    it.each(['-50.00', '100.01'])('rejects a discount of %s %% → BUNDLE_INVALID_DISCOUNT', (percent) => {
+      expectRejected(
+        manual(legacyManualBundle({ discountPercent: percent })),
+        ReasonCodes.BUNDLE_INVALID_DISCOUNT,
+      );
+    });
+
+    it('accepts discounts of 0 % and 100 %', () => {
+      for (const percent of ['0.00', '100.00']) {
+        const ops = expectOps(manual(legacyManualBundle({ discountPercent: percent })));
+        expect(upserted(ops, 'bundle_discounts')!.percent).toBe(percent);
+      }
+    });
+
     it('maps to [upsert bundles, replace-children bundle_components, upsert bundle_discounts]', () => {
       expect(expectOps(manual(legacyManualBundle()))).toEqual([
         {
@@ -250,14 +275,24 @@ describe('bundles module', () => {
       expect(upserted(ops, 'bundles')!.shopify_metaobject_id).toBeNull();
     });
 
-    it("keeps the source's words for non-finite doubles in metadata", () => {
-      const ops = expectOps(ai(legacyAiBundle({ confidenceScore: 'NaN', lift: 'Infinity' })));
-      expect(upserted(ops, 'bundles')!.metadata).toEqual({
-        ai_bundle_id: 3,
-        confidence: 'NaN',
-        support: 0.125,
-        lift: 'Infinity',
-      });
+    it.each([
+      ['confidenceScore', 'NaN'],
+      ['lift', 'Infinity'],
+      ['support', '-Infinity'],
+    ])('rejects a non-finite %s (%s) → BUNDLE_INVALID_SCORE, naming it', (field, value) => {
+      const result = ai(legacyAiBundle({ [field]: value }));
+      expectRejected(result, ReasonCodes.BUNDLE_INVALID_SCORE);
+      expect(!result.ok && result.rejection.message).toContain(`${field} ${value}`);
+    });
+
+    it.each([
+      [{ productId: '' }, 'productId'],
+      [{ bundledProductIds: ['p-1', ' '] }, 'bundledProductIds[1]'],
+      [{ shop: '' }, 'shop'],
+    ])('rejects a blank field → BUNDLE_EMPTY_FIELD (%j)', (overrides, field) => {
+      const result = ai(legacyAiBundle(overrides));
+      expectRejected(result, ReasonCodes.BUNDLE_EMPTY_FIELD);
+      expect(!result.ok && result.rejection.message).toContain(`${field} is empty`);
     });
 
     it('rejects a NULL in bundledProductIds → BUNDLE_INVALID_PRODUCTS', () => {

@@ -22,6 +22,20 @@ describe('normalizeEmail', () => {
     expect(normalizeEmail(raw)).toBeNull();
   });
 
+  it('makes the composed and decomposed spellings one email (NFC)', () => {
+    const composed = 'zo\u00eb@ex\u00e4mple.com';
+    const decomposed = 'zoe\u0308@exa\u0308mple.com';
+    expect(decomposed).not.toBe(composed);
+    expect(normalizeEmail(decomposed)).toBe(composed);
+    expect(normalizeEmail(composed.toUpperCase())).toBe(composed);
+  });
+
+  it('lower-cases a dotted capital I to a plain i, composed or not, independent of the locale', () => {
+    expect(normalizeEmail('\u0130STANBUL@example.com')).toBe('istanbul@example.com');
+    expect(normalizeEmail('I\u0307STANBUL@example.com')).toBe('istanbul@example.com');
+    expect(normalizeEmail('ISTANBUL@example.com')).toBe('istanbul@example.com');
+  });
+
   it('accepts what the rule accepts, however odd', () => {
     expect(normalizeEmail('a+tag@b.c')).toBe('a+tag@b.c');
     expect(normalizeEmail('a@b.c.d')).toBe('a@b.c.d');
