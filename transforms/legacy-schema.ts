@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { isoTimestampSchema, jsonValueSchema, numericSchema } from './scalars.js';
+import { isoTimestampSchema, jsonValueSchema, legacyNumericSchema } from './scalars.js';
 
 /**
  * The legacy rows as they arrive in a change event's `after` (the source's JSON forms: numerics as exact decimal
@@ -29,7 +29,7 @@ export const legacyBookingSchema = z.object({
   bookingReference: z.string(),
   contactDetails: legacyContactDetailsSchema,
   status: z.string(),
-  finalAmount: numericSchema(12, 2),
+  finalAmount: legacyNumericSchema(12, 2),
   paymentDate: isoTimestampSchema.nullable(),
   paymentMethod: z.string().nullable(),
   createdAt: isoTimestampSchema,
@@ -62,7 +62,7 @@ export const legacyBundleDiscountIdSchema = z.object({
   shop: z.string(),
   /** Checked by the transform: [{ productId, variantId?, quantity? }]. */
   products: jsonValueSchema,
-  discountPercent: numericSchema(5, 2),
+  discountPercent: legacyNumericSchema(5, 2),
   createdAt: isoTimestampSchema,
 });
 

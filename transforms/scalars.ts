@@ -33,3 +33,26 @@ export function numericSchema(precision: number, scale: number, options: { nonNe
     .string()
     .regex(new RegExp(`^${sign}\\d{1,${precision - scale}}${fraction}$`), `a numeric(${precision},${scale})`);
 }
+
+/**
+ * A legacy numeric(precision, scale) column as the declared type prints it (exactly `scale` fractional digits).
+ * Also accepts the same value spelt by a wider column — a migration that widened it to numeric(14,4) sends
+ * '120.5000' — so a compatible schema change does not dead-letter every later row; a value the declared type
+ * cannot hold exactly (more integer digits, non-zero digits past `scale`) is still refused.
+ */
+export function legacyNumericSchema(precision: number, scale: number) {
+  const declared = `a numeric(${precision},${scale})`;
+  return z
+    .string()
+    .regex(/^-?\d+(?:\.\d+)?$/, declared)
+    .transform((text, ctx) => {
+      const [, sign = '', whole = '', fraction = ''] = /^(-?)(\d+)(?:\.(\d+))?$/.exec(text)!;
+      const integer = whole.replace(/^0+(?=\d)/, '');
+      const kept = fraction.slice(0, scale).padEnd(scale, '0');
+      if (integer.length > precision - scale || /[1-9]/.test(fraction.slice(scale))) {
+        ctx.addIssue({ code: 'custom', message: `${declared}: ${text} does not fit` });
+        return z.NEVER;
+      }
+      return scale > 0 ? `${sign}${integer}.${kept}` : `${sign}${integer}`;
+    });
+}

@@ -37,3 +37,28 @@ describe('legacy schema', () => {
     expect(legacyAiFbtBundleSchema.safeParse(legacyAiBundle()).success).toBe(true);
   });
 });
+
+describe('legacy numeric columns after a widening migration', () => {
+  const amount = legacyBookingSchema.shape.finalAmount;
+
+  it.each([
+    ['120.50', '120.50'],
+    ['120.5000', '120.50'],
+    ['120.5', '120.50'],
+    ['0120.50', '120.50'],
+    ['7', '7.00'],
+    ['9999999999.99', '9999999999.99'],
+  ])('%s is the numeric(12,2) value %s', (text, canonical) => {
+    expect(amount.parse(text)).toBe(canonical);
+  });
+
+  it.each(['120.5001', '12345678901.00', '1e3', 'NaN', ''])('%s does not fit numeric(12,2)', (text) => {
+    expect(amount.safeParse(text).success).toBe(false);
+  });
+
+  it('a booking from a numeric(14,4) column maps like the numeric(12,2) one', () => {
+    expect(legacyBookingSchema.parse(legacyBooking({ finalAmount: '120.5000' }))).toEqual(
+      legacyBookingSchema.parse(legacyBooking({ finalAmount: '120.50' })),
+    );
+  });
+});
