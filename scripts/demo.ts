@@ -29,6 +29,8 @@ import { CUTOVER_PHASES } from '../src/ops/cutover/cutover.js';
 import { FENCE_ERROR_PREFIX } from '../src/ops/cutover/fence.js';
 import { listDeadLetters } from '../src/ops/dlq/dead-letters.js';
 import { readStatus } from '../src/ops/status/read-status.js';
+import { sparkline } from '../src/ops/status/sparkline.js';
+import { perSecond } from '../src/ops/status/status-history.js';
 import type { VerifyReport } from '../src/ops/verify/verify.js';
 import { loadConfig, type ReplicatorConfig } from '../src/pipeline/config/load-config.js';
 import type { ConfigInput } from '../src/pipeline/config/schema.js';
@@ -439,6 +441,103 @@ class StatusLine {
   }
 }
 
+interface TimelineSample {
+  at: number;
+  /** Legacy commits per second over the load's latest 1 s interval (0 once the load stopped). */
+  writes: number | null;
+  /** Messages the sink has consumed (replicator.sink_offsets summed, heartbeats included): a counter. */
+  applied: number | null;
+  lagSeconds: number | null;
+}
+
+/** Lag and throughput once a second, from the load's start until the pipeline caught up: the summary's chart. */
+class Timeline {
+  readonly samples: TimelineSample[] = [];
+  private stopped = false;
+  private running: Promise<void> = Promise.resolve();
+
+  constructor(private readonly target: pg.Client) {}
+
+  start(writes: () => number | null): void {
+    this.running = (async () => {
+      for (let next = Date.now(); !this.stopped; ) {
+        const at = Date.now();
+        const row = await this.target
+          .query<{ lag: number | null; applied: string }>(
+            `SELECT (SELECT extract(epoch FROM now() - commit_ts)::float8 FROM replicator.applied
+                      WHERE group_id = $1) AS lag,
+                    (SELECT coalesce(sum(next_offset), 0)::text FROM replicator.sink_offsets
+                      WHERE group_id = $1) AS applied`,
+            [names.sinkGroup],
+          )
+          .then(
+            (r) => r.rows[0],
+            () => undefined,
+          );
+        this.samples.push({
+          at,
+          writes: writes(),
+          applied: row ? Number(row.applied) : null,
+          lagSeconds: row?.lag === null || row?.lag === undefined ? null : Math.max(0, row.lag),
+        });
+        next += 1000;
+        while (!this.stopped && Date.now() < next) await sleep(Math.min(100, next - Date.now()));
+      }
+    })();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.running;
+  }
+}
+
+/** The summary's chart: one sparkline per quantity, at most 60 bars (a bar averages, or for lag maxes, a few s). */
+function timelineChart(samples: readonly TimelineSample[]): string[] {
+  if (samples.length < 2) return [];
+  const per = Math.ceil(samples.length / 60);
+  const known = (xs: (number | null)[]) => xs.filter((x): x is number => x !== null);
+  const bars = (values: (number | null)[], pick: (xs: number[]) => number) => {
+    const out: (number | null)[] = [];
+    for (let i = 0; i < values.length; i += per) {
+      const xs = known(values.slice(i, i + per));
+      out.push(xs.length === 0 ? null : pick(xs));
+    }
+    return sparkline(out);
+  };
+  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+  const max = (xs: number[]) => Math.max(...xs);
+  const peak = (xs: (number | null)[], unit: (v: number) => string) =>
+    known(xs).length === 0 ? 'peak ?' : `peak ${unit(max(known(xs)))}`;
+  const writes = samples.map((x) => x.writes);
+  const applied = samples.map((x, i) =>
+    i === 0
+      ? null
+      : perSecond({ at: samples[i - 1]!.at, value: samples[i - 1]!.applied }, { at: x.at, value: x.applied }),
+  );
+  const lag = samples.map((x) => x.lagSeconds);
+  const seconds = (samples.at(-1)!.at - samples[0]!.at) / 1000;
+  const row = (label: string, chart: string, note: string) => `  ${label.padEnd(12)} ${chart}  ${note}`;
+  return [
+    `over time: the load, then the catch-up (${seconds.toFixed(0)} s, one bar per ${per} s):`,
+    row(
+      'writes/s',
+      bars(writes, mean),
+      peak(writes, (v) => `${v.toFixed(0)}/s`),
+    ),
+    row(
+      'sink msgs/s',
+      bars(applied, mean),
+      peak(applied, (v) => `${v.toFixed(0)}/s`),
+    ),
+    row(
+      'lag',
+      bars(lag, max),
+      peak(lag, (v) => `${v.toFixed(1)} s`),
+    ),
+  ];
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // The demo
 
@@ -447,6 +546,7 @@ interface Outcome {
   verify?: VerifyReport;
   cutover?: { id: string; phase: string; writeBlockedMs?: number };
   phases: string[];
+  timeline?: TimelineSample[];
 }
 
 const daemon = new Daemon();
@@ -544,6 +644,7 @@ async function demo(): Promise<void> {
 
   const target = new pg.Client({ connectionString: targetUrl, application_name: 'replicator-demo' });
   await target.connect();
+  const timeline = new Timeline(target);
   try {
     // Ready, and the initial snapshot (the seeded rows) copied.
     const t0 = Date.now();
@@ -587,6 +688,7 @@ async function demo(): Promise<void> {
     }).finally(() => {
       loading = false;
     });
+    timeline.start(() => (loading ? (lastLoad?.rate ?? null) : 0));
     const ticker = (async () => {
       await status.line(undefined, 0).catch(() => '');
       // A line every 5 s of the load (the sink's rate is over the interval since the previous line).
@@ -626,6 +728,8 @@ async function demo(): Promise<void> {
     say(
       `  caught up: every change up to legacy LSN ${endLsn} applied to V2 ${((Date.now() - c0) / 1000).toFixed(1)} s after the load stopped`,
     );
+    await timeline.stop();
+    outcome.timeline = timeline.samples;
     say(`  ${await status.line(undefined, (Date.now() - loadStart) / 1000)}`);
 
     step('verify (replicator verify): V2 against what the transforms make of a legacy snapshot');
@@ -760,6 +864,7 @@ async function demo(): Promise<void> {
       seq: after.seq,
     });
   } finally {
+    await timeline.stop();
     await target.end().catch(() => {});
   }
 }
@@ -788,6 +893,7 @@ function summary(
   say(
     `live load: ${n(load.committed)} writes at ${load.achievedRate.toFixed(1)}/s (offered ${load.offeredRate}/s, open loop), commit latency p50 ${load.latency.p50.toFixed(1)} ms, p99 ${load.latency.p99.toFixed(1)} ms`,
   );
+  for (const line of timelineChart(o.timeline ?? [])) say(line);
   const drift = verify.entities.reduce((s, e) => s + e.missing + e.extra + e.different, 0);
   say(
     `verify: ${verify.clean ? 'CLEAN' : 'DRIFT'} — ${n(verify.targetRows)} V2 rows match ${n(verify.legacyRows)} legacy rows (${drift} drift; run ${verify.runId})`,

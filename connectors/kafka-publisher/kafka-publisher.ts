@@ -17,6 +17,10 @@ export interface KafkaPublisherOptions {
   maxBatchMessages?: number;
   /** How long a partly filled batch waits for more before it is sent. */
   lingerMs?: number;
+  /** Called with each failed send (or producer connect) that is retried (metrics). */
+  onRetry?: (error: unknown) => void;
+  /** Called when a new producer has connected after a failed send (metrics). */
+  onReconnect?: () => void;
 }
 
 type Entry = { kind: 'message'; m: OutMessage; bytes: number } | { kind: 'mark'; lsn: Lsn };
@@ -158,7 +162,11 @@ export class KafkaPublisher implements Publisher {
       const { end, topicMessages, lastMark, count, bytes } = this.takeBatch();
       try {
         if (topicMessages.length > 0) {
-          if (!this.producer) this.producer = await this.connectProducer();
+          if (!this.producer) {
+            // Only a failed send drops the producer: this is a reconnect.
+            this.producer = await this.connectProducer();
+            this.o.onReconnect?.();
+          }
           await this.producer.sendBatch({ topicMessages, acks: -1 });
         }
       } catch (e) {
@@ -169,6 +177,7 @@ export class KafkaPublisher implements Publisher {
           );
           break;
         }
+        this.o.onRetry?.(e);
         this.o.logger.warn({ err: errorText(e), retryInMs: backoffMs }, 'kafka send failed; retrying');
         const old = this.producer;
         this.producer = undefined;

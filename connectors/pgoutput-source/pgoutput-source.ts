@@ -61,6 +61,10 @@ export interface PgoutputSourceOptions {
   encoder?: EventEncoder;
   /** Called for every streamed change event published, with its table (schema.table) and op (metrics). */
   onEvent?: (table: string, op: string) => void;
+  /** Called with each error a session ended on that is retried with a new session (metrics). */
+  onRetry?: (error: unknown) => void;
+  /** Called when a session started again after such an error has connected to the legacy database (metrics). */
+  onReconnect?: () => void;
 }
 
 export interface SourceProgress {
@@ -90,6 +94,8 @@ export class PgoutputSource {
   private durable: Lsn = 0n;
   private events = 0;
   private readonly snapshotRows: Record<string, number> = {};
+  /** The last session ended on a transient failure: the next one to connect is a reconnect. */
+  private recovering = false;
 
   constructor(private readonly o: PgoutputSourceOptions) {}
 
@@ -112,6 +118,8 @@ export class PgoutputSource {
       } catch (e) {
         if (signal.aborted) break;
         if (!isTransient(e)) throw e;
+        this.recovering = true;
+        this.o.onRetry?.(e);
         this.o.logger.warn({ err: errText(e), retryInMs: backoff }, 'source session ended; reconnecting');
         await sleep(backoff, signal);
         backoff = Math.min(backoff * 2, this.o.maxBackoffMs ?? 10_000);
@@ -143,6 +151,10 @@ export class PgoutputSource {
       lock.on('error', loseConnection);
       await lock.connect();
       closers.push(() => lock.end());
+      if (this.recovering) {
+        this.recovering = false;
+        this.o.onReconnect?.();
+      }
       this.roleNow = 'standby';
       let announced = false;
       for (;;) {

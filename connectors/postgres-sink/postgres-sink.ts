@@ -75,6 +75,13 @@ export interface PostgresSinkOptions {
   onHops?: (hops: { capture: number; queue: number; apply: number }) => void;
   /** Newest source commit time applied (units and heartbeats), for lag. */
   onApplied?: (commitTs: string) => void;
+  /**
+   * Called with each error the sink catches and retries: a session that ended (started again), a batch or a
+   * connection attempt that failed (tried again), a consumer kafkajs restarts itself (metrics).
+   */
+  onRetry?: (error: unknown) => void;
+  /** Called when the sink has re-established its connections after such an error and goes on (metrics). */
+  onReconnect?: () => void;
 }
 
 /** What a committed apply transaction leaves to do: its derived rows' recompute and its applied position. */
@@ -126,6 +133,8 @@ export class PostgresSink {
   /** A settlement failed after its batch committed: sweep the derived queue before the next batch. */
   private unsettled = true;
   private readonly toast: ToastImages;
+  /** The last session ended on a transient failure: the next one to connect is a reconnect. */
+  private recovering = false;
 
   constructor(private readonly o: PostgresSinkOptions) {
     this.reader = new RawChangeReader(o.modules, o.heartbeatTopic);
@@ -151,6 +160,8 @@ export class PostgresSink {
       } catch (e) {
         if (signal.aborted) return;
         if (!isTransient(e)) throw e;
+        this.recovering = true;
+        this.o.onRetry?.(e);
         if (Date.now() - started > 60_000) backoff = 500;
         this.o.logger.warn(
           { err: e instanceof Error ? e.message : String(e), retryInMs: backoff },
@@ -246,11 +257,17 @@ export class PostgresSink {
     });
     await dlq.connect();
     await consumer.connect();
+    if (this.recovering) this.reconnected();
+    /** kafkajs restarts a consumer that crashed on a retriable error itself: its next join is a reconnect. */
+    let rejoining = false;
     const crashed = new Promise<never>((_, reject) => {
       // A consumer kafkajs gave up on (e.g. the broker gone past its retries) ends the session, which is then
       // started again with a new consumer: never the process.
       consumer.on(consumer.events.CRASH, ({ payload }) => {
-        if (!payload.restart)
+        if (payload.restart) {
+          rejoining = true;
+          o.onRetry?.(payload.error);
+        } else
           reject(
             new ReplicatorError(
               ErrorCodes.KAFKA_UNAVAILABLE,
@@ -266,6 +283,10 @@ export class PostgresSink {
     crashed.catch(() => {});
     // On each assignment, resume from the offsets stored in the target, not Kafka's.
     consumer.on(consumer.events.GROUP_JOIN, ({ payload }) => {
+      if (rejoining) {
+        rejoining = false;
+        this.reconnected();
+      }
       // Partitions moved to another instance: what is queued for them is theirs now (from the stored offsets).
       queues.retain((tp) => payload.memberAssignment[tp.topic]?.includes(tp.partition) ?? false);
       void (async () => {
@@ -421,14 +442,28 @@ export class PostgresSink {
     return client;
   }
 
-  /** Retries transient failures (target or Kafka unreachable) with backoff until they pass or the sink stops. */
+  /** The sink's connections work again after a transient failure (metrics). */
+  private reconnected(): void {
+    this.recovering = false;
+    this.o.onReconnect?.();
+  }
+
+  /**
+   * Retries transient failures (target or Kafka unreachable) with backoff until they pass or the sink stops. Each
+   * attempt runs on a new connection (a failed batch's is discarded): one that passes after failures is a reconnect.
+   */
   private async retrying<T>(signal: AbortSignal, fn: () => Promise<T>): Promise<T> {
     let backoff = 200;
+    let failed = false;
     for (;;) {
       try {
-        return await fn();
+        const result = await fn();
+        if (failed && !signal.aborted) this.reconnected();
+        return result;
       } catch (e) {
         if (!isTransient(e) || signal.aborted) throw e;
+        failed = true;
+        this.o.onRetry?.(e);
         this.o.logger.warn(
           { err: e instanceof Error ? e.message : String(e), retryInMs: backoff },
           'sink retrying',

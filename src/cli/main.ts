@@ -6,6 +6,7 @@ import { createLogger, logLevelFromEnv } from '../core/logger.js';
 import { describePgUrl } from '../core/redact.js';
 import { readStatus } from '../ops/status/read-status.js';
 import { renderStatus } from '../ops/status/render-status.js';
+import { watchStatus } from '../ops/status/watch-status.js';
 import { loadConfig } from '../pipeline/config/load-config.js';
 import { createHttpServer } from '../pipeline/observability/http-server.js';
 import { createMetrics } from '../pipeline/observability/metrics.js';
@@ -18,9 +19,12 @@ import { registerVerifyCommand } from './verify-command.js';
 
 /** How long a graceful stop (flush, acknowledge, commit) may take before the process gives up and exits 1. */
 export const SHUTDOWN_GRACE_MS = 30_000;
+/** `status --watch`: time between two readings unless --interval says otherwise, and the least it may say. */
+const WATCH_INTERVAL_MS = 2_000;
+const MIN_WATCH_INTERVAL_MS = 100;
 
 // bin/replicator.js exits on a signal that comes while the modules load (nothing is connected yet); from here on
-// signals have their default meaning, except where a command (start) handles them.
+// signals have their default meaning, except where a command (start, status --watch) handles them.
 process.removeAllListeners('SIGTERM');
 process.removeAllListeners('SIGINT');
 
@@ -110,6 +114,14 @@ program
     logger.info('stopped');
   });
 
+interface StatusFlags {
+  config: string;
+  json?: boolean;
+  maxLagSeconds: number;
+  watch?: boolean;
+  interval?: number;
+}
+
 program
   .command('status')
   .description(
@@ -123,14 +135,48 @@ program
     positiveNumber,
     300,
   )
-  .action(async (opts: { config: string; json?: boolean; maxLagSeconds: number }) => {
+  .option('--watch', 'redraw a live view (lag, rates, DLQ, cutover with sparklines) until Ctrl-C; exits 0')
+  .option(
+    '--interval <ms>',
+    `time between two readings with --watch (default ${WATCH_INTERVAL_MS})`,
+    positiveNumber,
+  )
+  .action(async (opts: StatusFlags) => {
+    // Usage errors before anything is read or connected.
+    if (opts.watch && opts.json)
+      throw new ReplicatorError(
+        ErrorCodes.CONFIG_INVALID,
+        '--watch cannot be combined with --json: the live view is text (run `status --json` in a loop instead)',
+      );
+    if (opts.interval !== undefined && !opts.watch)
+      throw new ReplicatorError(ErrorCodes.CONFIG_INVALID, '--interval applies only with --watch');
+    if (opts.interval !== undefined && opts.interval < MIN_WATCH_INTERVAL_MS)
+      throw new ReplicatorError(
+        ErrorCodes.CONFIG_INVALID,
+        `--interval must be at least ${MIN_WATCH_INTERVAL_MS} ms (got ${opts.interval})`,
+      );
     const config = await loadConfig(opts.config);
     // stdout is the report; diagnostics (kafkajs's, at most errors unless asked) go to stderr.
     const logger = createLogger({
       level: logLevelFromEnv('error'),
       destination: pino.destination(2),
     });
-    const report = await readStatus(config, { maxLagSeconds: opts.maxLagSeconds }, logger);
+    const read = () => readStatus(config, { maxLagSeconds: opts.maxLagSeconds }, logger);
+    if (opts.watch) {
+      // Ctrl-C or SIGTERM ends the watch normally (exit 0); a second signal exits at once.
+      const controller = new AbortController();
+      const onSignal = () => (controller.signal.aborted ? process.exit(130) : controller.abort());
+      process.on('SIGINT', onSignal);
+      process.on('SIGTERM', onSignal);
+      await watchStatus(read, {
+        intervalMs: opts.interval ?? WATCH_INTERVAL_MS,
+        signal: controller.signal,
+        tty: process.stdout.isTTY === true,
+        write: (text) => process.stdout.write(text),
+      });
+      return;
+    }
+    const report = await read();
     process.stdout.write(
       opts.json
         ? `${JSON.stringify(report, null, 2)}\n`

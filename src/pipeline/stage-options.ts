@@ -1,5 +1,9 @@
 import type { Kafka } from 'kafkajs';
-import { KafkaPublisher, KafkaStateStore } from '../../connectors/kafka-publisher/index.js';
+import {
+  KafkaPublisher,
+  type KafkaPublisherOptions,
+  KafkaStateStore,
+} from '../../connectors/kafka-publisher/index.js';
 import type { PgoutputSourceOptions } from '../../connectors/pgoutput-source/index.js';
 import type { PostgresSinkOptions } from '../../connectors/postgres-sink/index.js';
 import {
@@ -15,11 +19,15 @@ import { ErrorCodes, ReplicatorError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { ReplicatorConfig } from './config/load-config.js';
 
+/** What the publish stage reports besides its checkpoints: its retried errors and reconnects (metrics). */
+export type PublisherHooks = Pick<KafkaPublisherOptions, 'onRetry' | 'onReconnect'>;
+
 /** config → the source stage's own options, with its publish stage (Kafka) and state store. */
 export function sourceOptions(
   config: Pick<ReplicatorConfig, 'source' | 'kafka'>,
   kafka: Kafka,
   logger: Logger,
+  publisherHooks: PublisherHooks = {},
 ): PgoutputSourceOptions {
   const { topicPrefix, partitions, replicationFactor } = config.kafka;
   return {
@@ -27,7 +35,7 @@ export function sourceOptions(
     topics: { topicPrefix, partitions, replicationFactor },
     kafka,
     logger,
-    createPublisher: (settings) => new KafkaPublisher({ kafka, logger, ...settings }),
+    createPublisher: (settings) => new KafkaPublisher({ kafka, logger, ...publisherHooks, ...settings }),
     stateStore: new KafkaStateStore(kafka, stateTopic(topicPrefix)),
   };
 }

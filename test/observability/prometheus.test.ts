@@ -13,6 +13,7 @@ import {
   ensurePrometheus,
   type LocalPrometheusOptions,
   prometheusUrl,
+  SCRAPE_JOB,
   stopPrometheus,
 } from '../../src/stack/local-prometheus.js';
 import { applyWrites, LegacyWorkload } from '../../src/workload/legacy-workload.js';
@@ -27,32 +28,83 @@ import { isClean } from '../helpers/v2-oracle.js';
 /**
  * The daemon and a real Prometheus (Debian's): every query of the Grafana dashboard and every alert rule is
  * evaluated through Prometheus's HTTP API against what the daemon exports under a small workload, and each must
- * return series. The queries are read from the files, so a new panel or rule is covered without touching this test.
+ * return series. The queries are read from the files, so a new panel or rule is covered without touching this test;
+ * the dashboard's `job` and `instance` variables are given the values of this Prometheus's scrape of the daemon.
  */
 
 const root = (path: string) => fileURLToPath(new URL(`../../${path}`, import.meta.url));
 const DASHBOARD = root('observability/grafana/dashboards/replicator.json');
 const ALERTS = root('observability/prometheus/alerts.yml');
 
+interface Datasource {
+  type?: string;
+  uid?: string;
+}
+
 interface Panel {
   title?: string;
-  targets?: { expr?: string }[];
+  type?: string;
+  datasource?: Datasource;
+  targets?: { expr?: string; datasource?: Datasource }[];
   panels?: Panel[];
 }
 
-/** Every PromQL expression of the dashboard, rows' nested panels included. */
-function dashboardQueries(): { panel: string; expr: string }[] {
-  const dashboard = JSON.parse(readFileSync(DASHBOARD, 'utf8')) as { panels: Panel[] };
-  const out: { panel: string; expr: string }[] = [];
+interface Variable {
+  name: string;
+  type: string;
+  query?: string | { query?: string };
+  datasource?: Datasource;
+}
+
+interface Dashboard {
+  panels: Panel[];
+  templating: { list: Variable[] };
+}
+
+const readDashboard = () => JSON.parse(readFileSync(DASHBOARD, 'utf8')) as Dashboard;
+
+/** Every panel, rows' nested panels included. */
+function dashboardPanels(): Panel[] {
+  const out: Panel[] = [];
   const walk = (panels: Panel[]) => {
     for (const p of panels) {
-      for (const t of p.targets ?? []) if (t.expr) out.push({ panel: p.title ?? '?', expr: t.expr });
+      out.push(p);
       walk(p.panels ?? []);
     }
   };
-  walk(dashboard.panels);
+  walk(readDashboard().panels);
   return out;
 }
+
+/** Every PromQL expression of the dashboard, as written (with its template variables). */
+function dashboardQueries(): { panel: string; expr: string }[] {
+  return dashboardPanels().flatMap((p) =>
+    (p.targets ?? []).flatMap((t) => (t.expr ? [{ panel: p.title ?? '?', expr: t.expr }] : [])),
+  );
+}
+
+/** A value as Grafana puts a multi-value (or All) variable into a Prometheus regex matcher: regex-escaped. */
+const regexValue = (v: string) => v.replace(/[\\^$*+?.()|[\]{}]/g, '\\\\$&');
+
+/** The values the dashboard's variables take in this test: this Prometheus's job, and the daemon as its target. */
+const variables = (): Record<string, string> => ({ job: SCRAPE_JOB, instance: new URL(base).host });
+
+/** `expr` with `$job`/`${job}` and `$instance`/`${instance}` replaced as Grafana would. */
+function substitute(expr: string): string {
+  return expr.replace(
+    /\$(?:\{(\w+)\}|(\w+))/g,
+    (whole, braced: string | undefined, bare: string | undefined) => {
+      const value = variables()[braced ?? bare ?? ''];
+      return value === undefined ? whole : regexValue(value);
+    },
+  );
+}
+
+/** Grafana's reference to the dashboard's `datasource` variable, as every panel's and query's data source uid. */
+const DATASOURCE_UID = ['$', '{datasource}'].join('');
+
+/** The metric selectors of a PromQL expression (replicator_*, process_*, up) with their matchers, if any. */
+const SELECTOR = /\b(replicator_[a-z_]+|process_[a-z_]+|up)\b(\{[^}]*\})?/g;
 
 const alertsSchema = z.object({
   groups: z.array(
@@ -216,6 +268,9 @@ describe('metrics in a real Prometheus', () => {
       'replicator_replication_lag_seconds < 60',
       'replicator_leader == 1',
       'replicator_cutover_phase == 0',
+      // Reconnects and retried errors start at zero for each stage the daemon runs (source, publisher, sink).
+      'count(replicator_stage_reconnects_total) == 3',
+      'count(count by (stage) (replicator_stage_errors_total)) == 3',
     ]) {
       const found = await series(expr).catch(async (e: unknown) => {
         // Name the value the daemon exported, not just that it was not the expected one.
@@ -226,12 +281,54 @@ describe('metrics in a real Prometheus', () => {
     }
   }, 180_000);
 
-  it('every dashboard query returns series', async () => {
+  it('the dashboard takes its data source, job and instance from template variables, in every panel', async () => {
+    const dashboard = readDashboard();
+    const byName = new Map(dashboard.templating.list.map((v) => [v.name, v]));
+    expect(byName.get('datasource')?.type).toBe('datasource');
+    for (const name of ['job', 'instance']) {
+      const v = byName.get(name);
+      expect(v?.type, name).toBe('query');
+      expect(v?.datasource?.uid, name).toBe(DATASOURCE_UID);
+      // Its query, with the variables before it substituted, offers the value this test gives it.
+      const query = typeof v?.query === 'string' ? v.query : (v?.query?.query ?? '');
+      const m = /^label_values\((.+),\s*(\w+)\)$/.exec(query);
+      expect(m, `${name}: label_values(<selector>, <label>)`).not.toBeNull();
+      const url = `${prometheusUrl(prom)}/api/v1/label/${m![2]}/values?match[]=${encodeURIComponent(substitute(m![1]!))}`;
+      const values = (await getJson(url)).body.data as string[];
+      expect(values, `${name}: ${query}`).toContain(variables()[name]);
+    }
+    for (const panel of dashboardPanels()) {
+      if (panel.type === 'row') continue;
+      expect(panel.datasource?.uid, `panel ${panel.title}`).toBe(DATASOURCE_UID);
+      for (const t of panel.targets ?? []) {
+        expect(t.datasource?.uid, `panel ${panel.title}`).toBe(DATASOURCE_UID);
+        for (const [selector, , matchers] of t.expr?.matchAll(SELECTOR) ?? []) {
+          expect(matchers, `panel ${panel.title}: ${selector}`).toContain('job=~"$job"');
+          expect(matchers, `panel ${panel.title}: ${selector}`).toContain('instance=~"$instance"');
+        }
+      }
+    }
+    // The slot's WAL headroom and the stages' reconnects and retried errors (as rates) have panels.
+    const exprs = dashboardQueries().map((q) => q.expr);
+    for (const metric of [
+      'replicator_source_slot_safe_wal_bytes',
+      'replicator_kafka_consumer_lag_messages',
+      'rate(replicator_stage_reconnects_total',
+      'rate(replicator_stage_errors_total',
+    ])
+      expect(
+        exprs.some((e) => e.includes(metric)),
+        metric,
+      ).toBe(true);
+  });
+
+  it('every dashboard query returns series, with its job and instance variables set to the daemon', async () => {
     const queries = dashboardQueries();
     expect(queries.length).toBeGreaterThan(10);
     for (const { panel, expr } of queries) {
-      expect(expr, `panel ${panel} uses a template variable Prometheus cannot evaluate`).not.toContain('$');
-      expect((await series(expr)).length, `panel ${panel}: ${expr}`).toBeGreaterThan(0);
+      const query = substitute(expr);
+      expect(query, `panel ${panel} uses a template variable the test cannot set`).not.toContain('$');
+      expect((await series(query)).length, `panel ${panel}: ${query}`).toBeGreaterThan(0);
     }
   }, 180_000);
 
@@ -290,5 +387,33 @@ describe('metrics in a real Prometheus', () => {
     expect(report.kafka.dlq.messages).toBeGreaterThan(0);
     expect(report.kafka.groups.map((g) => g.group).sort()).toEqual([env.config.sink.groupId]);
     for (const g of report.kafka.groups) expect(g.members, g.group).toBe(1);
+  });
+
+  it('a lost legacy connection: the source counts the error by its code and the reconnect, and the dashboard shows it', async () => {
+    const source = (metric: string) => `sum(${metric}{stage="source"})`;
+    expect((await series(`${source('replicator_stage_reconnects_total')} == 0`)).length).toBe(1);
+    // The leader lock's session: its loss ends the source's session, which starts again with backoff.
+    const terminated = await withClient(env.legacyUrl, async (c) => {
+      const { rows } = await c.query<{ ok: boolean }>(
+        `SELECT pg_terminate_backend(a.pid) AS ok FROM pg_stat_activity a JOIN pg_locks l ON l.pid = a.pid
+          WHERE a.datname = current_database() AND a.application_name = 'replicator-source'
+            AND l.locktype = 'advisory' AND l.granted`,
+      );
+      return rows.filter((r) => r.ok).length;
+    });
+    expect(terminated).toBe(1);
+    await waitReady(base, 'leader');
+    // At least: the new session may also find the slot still held by the old walsender for a moment (retried too).
+    await series(`${source('replicator_stage_reconnects_total')} >= 1`);
+    await series('sum(replicator_stage_errors_total{stage="source", code="PG_CONNECTION_FAILED"}) >= 1');
+    // The panels' rates, through the dashboard's own queries.
+    for (const metric of ['replicator_stage_reconnects_total', 'replicator_stage_errors_total']) {
+      const { expr } = dashboardQueries().find((q) => q.expr.includes(`rate(${metric}`))!;
+      const found = (await series(`(${substitute(expr)}) > 0`)) as { metric: { stage?: string } }[];
+      expect(
+        found.map((s) => s.metric.stage),
+        expr,
+      ).toEqual(['source']);
+    }
   });
 });

@@ -73,6 +73,11 @@ describe('npm run demo', () => {
     expect(out).toMatch(/^dead-letter queue: \d+ message/m);
     expect(out).toMatch(/^live load: [\d,]+ writes at/m);
     expect(out).toMatch(/^\s+\[\s*5 s\] writes \d+\/s .* \| V2 users \d+/m);
+    // The summary's chart of the run: one sparkline per quantity (src/ops/status/sparkline.ts).
+    expect(out).toMatch(/^over time: the load, then the catch-up \(\d+ s, one bar per \d+ s\):$/m);
+    expect(out).toMatch(/^ {2}writes\/s +[▁▂▃▄▅▆▇█ ]*[▁▂▃▄▅▆▇█] {2}peak \d+\/s$/m);
+    expect(out).toMatch(/^ {2}sink msgs\/s +[▁▂▃▄▅▆▇█ ]*[▁▂▃▄▅▆▇█] {2}peak \d+\/s$/m);
+    expect(out).toMatch(/^ {2}lag +[▁▂▃▄▅▆▇█ ]*[▁▂▃▄▅▆▇█] {2}peak \d+\.\d s$/m);
 
     await withClient(urlFor(targetDb), async (c) => {
       const counts = (

@@ -2,7 +2,7 @@ import type { Admin, Kafka } from 'kafkajs';
 import type pg from 'pg';
 import { KafkaStateStore } from '../../../connectors/kafka-publisher/index.js';
 import { type Finding, readSlot, type SlotState } from '../../../connectors/pgoutput-source/index.js';
-import { changeTopic } from '../../contracts/topics.js';
+import { changeTopic, changeTopics } from '../../contracts/topics.js';
 import { createKafka } from '../../core/kafka-client.js';
 import type { Logger } from '../../core/logger.js';
 import { parseLsn } from '../../core/lsn.js';
@@ -60,8 +60,23 @@ export interface StatusReport {
     /** Commit time of the newest change (or heartbeat) applied; null when the sink applied nothing yet. */
     appliedCommitTs: string | null;
     lagSeconds: number | null;
+    /**
+     * Changes the sink has consumed (applied, or dead-lettered) from the change topics, heartbeats not counted: the
+     * offsets of replicator.sink_offsets summed. A counter (`status --watch` derives applied/s from it); null when
+     * unread.
+     */
+    appliedChanges: number | null;
   };
-  kafka: { reachable: boolean; groups: GroupStatus[]; dlq: { topic: string; messages: number | null } };
+  kafka: {
+    reachable: boolean;
+    groups: GroupStatus[];
+    dlq: { topic: string; messages: number | null };
+    /**
+     * Changes the source has published: the change topics' end offsets summed (heartbeats not counted). A counter
+     * (`status --watch` derives changes/s from it); null when Kafka was not read.
+     */
+    publishedChanges: number | null;
+  };
   snapshot: {
     state: 'complete' | 'in progress' | 'not started' | 'disabled' | 'unknown';
     completedAt?: string;
@@ -116,7 +131,12 @@ export async function readStatus(
       reachable: false,
       slot: { name: source.slot, exists: false, active: false },
     },
-    kafka: { reachable: false, groups: [], dlq: { topic: stageTopics(config).dlq, messages: null } },
+    kafka: {
+      reachable: false,
+      groups: [],
+      dlq: { topic: stageTopics(config).dlq, messages: null },
+      publishedChanges: null,
+    },
     snapshot: { state: source.snapshot === 'never' ? 'disabled' : 'unknown', tables: [] },
     cutover: { state: 'unknown' },
     preflight: [],
@@ -184,6 +204,7 @@ export async function readStatus(
       group,
       appliedCommitTs: null,
       lagSeconds: null,
+      appliedChanges: null,
     };
     report.target = target;
     let client: pg.Client | undefined;
@@ -207,6 +228,17 @@ export async function readStatus(
           target.lagSeconds = Math.max(0, row.lag ?? 0);
         }
       }
+      target.appliedChanges = (await has('replicator.sink_offsets'))
+        ? Number(
+            (
+              await client.query<{ n: string }>(
+                `SELECT coalesce(sum(next_offset), 0)::text AS n FROM replicator.sink_offsets
+                  WHERE group_id = $1 AND topic = ANY($2)`,
+                [group, changeTopics({ rawPrefix: config.kafka.topicPrefix, tables: source.tables })],
+              )
+            ).rows[0]!.n,
+          )
+        : 0;
       if (await has('replicator.cutovers')) {
         // The cutover's state machine (src/ops/cutover): its latest runs, newest first, without the bulky details.
         const rows = (
@@ -286,8 +318,15 @@ async function readKafka(
 ): Promise<void> {
   const topics = stageTopics(config);
   const described = await admin.describeGroups([topics.sink.groupId]);
+  const changes = new Set(
+    changeTopics({ rawPrefix: config.kafka.topicPrefix, tables: config.source.tables }),
+  );
   for (const [stage, g] of [['sink', topics.sink]] as const) {
     const partitions = await readConsumerLag(admin, g.groupId, g.topics);
+    // The sink reads every change topic, so its partitions' end offsets also count what the source published.
+    report.kafka.publishedChanges = partitions
+      .filter((p) => changes.has(p.topic))
+      .reduce((n, p) => n + Number(p.high), 0);
     const d = described.groups.find((x) => x.groupId === g.groupId);
     report.kafka.groups.push({
       group: g.groupId,

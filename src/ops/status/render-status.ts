@@ -1,6 +1,7 @@
 import type { StatusReport } from './read-status.js';
 
-function bytes(n: number | undefined): string {
+/** 1.5 MB: a byte count for people (1024-based); `?` when unknown. */
+export function bytes(n: number | undefined): string {
   if (n === undefined) return '?';
   const units = ['B', 'kB', 'MB', 'GB', 'TB'];
   let v = n;

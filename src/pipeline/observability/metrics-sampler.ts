@@ -197,7 +197,7 @@ export class MetricsSampler {
     }
     for (const g of groups) {
       for (const p of await readConsumerLag(this.admin, g.groupId, g.topics)) {
-        this.o.metrics.kafkaConsumerLag.set(
+        this.o.metrics.kafkaConsumerLagMessages.set(
           { group: g.groupId, topic: p.topic, partition: String(p.partition) },
           p.lag,
         );

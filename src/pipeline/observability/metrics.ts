@@ -1,4 +1,5 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, type Registry } from 'prom-client';
+import { RETRIED_CODES, type StageName, stageErrorCode } from './stage-errors.js';
 
 /**
  * The replicator's Prometheus metrics, registered on the registry the caller passes (never a global one). Stages
@@ -20,7 +21,8 @@ export interface Metrics {
   readonly endToEndSeconds: Histogram;
   /** Per-hop latency of each applied change: capture (commit → Kafka), queue (Kafka → fetched), apply (→ committed). */
   readonly stageLatencySeconds: Histogram<'stage'>;
-  readonly kafkaConsumerLag: Gauge<'group' | 'topic' | 'partition'>;
+  /** Partition end − the consumer group's committed offset, in messages. */
+  readonly kafkaConsumerLagMessages: Gauge<'group' | 'topic' | 'partition'>;
   readonly transformUnits: Counter<'table'>;
   readonly sinkBatchSeconds: Histogram;
   readonly sinkMessages: Counter;
@@ -33,6 +35,10 @@ export interface Metrics {
   readonly cutoverPhase: Gauge;
   /** 1 while this process holds the source leader lock of the slot, 0 while it stands by. */
   readonly leader: Gauge<'slot'>;
+  /** Times a stage re-established its connections after a transient failure and went on. */
+  readonly stageReconnects: Counter<'stage'>;
+  /** Errors a stage caught and retried, by the error's stable code (UNEXPECTED without one). */
+  readonly stageErrors: Counter<'stage' | 'code'>;
 
   /** A source in this process: `isLeader` is read at each scrape. */
   trackLeader(slot: string, isLeader: () => boolean): void;
@@ -40,6 +46,12 @@ export interface Metrics {
   observeApplied(group: string, commitTs: string, now?: number): void;
   /** The newest commit time already applied (read from the target at start), without a latency sample. */
   seedApplied(group: string, commitTs: string): void;
+  /** A stage in this process: zero series for its reconnects and for each code a retried error can carry. */
+  trackStage(stage: StageName): void;
+  /** `stage` re-established its connections after a transient failure. */
+  countReconnect(stage: StageName): void;
+  /** `stage` caught `error` and retries: counted under its stable code (see `stageErrorCode`). */
+  countRetry(stage: StageName, error: unknown): void;
 }
 
 const END_TO_END_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600];
@@ -80,6 +92,19 @@ export function createMetrics(registry: Registry, options: CreateMetricsOptions 
     name: 'replicator_end_to_end_seconds',
     help: 'Seconds from the legacy commit to its application at the target (one sample per applied batch, its newest change).',
     buckets: END_TO_END_BUCKETS,
+    registers,
+  });
+
+  const stageReconnects = new Counter({
+    name: 'replicator_stage_reconnects_total',
+    help: 'Times a stage (source, publisher, sink) re-established its connections after a transient failure: a session started again, a batch retried on a new connection, a new Kafka producer.',
+    labelNames: ['stage'] as const,
+    registers,
+  });
+  const stageErrors = new Counter({
+    name: 'replicator_stage_errors_total',
+    help: 'Errors a stage (source, publisher, sink) caught and retried, by the error’s stable code (UNEXPECTED when it has none).',
+    labelNames: ['stage', 'code'] as const,
     registers,
   });
 
@@ -125,8 +150,8 @@ export function createMetrics(registry: Registry, options: CreateMetricsOptions 
       buckets: STAGE_BUCKETS,
       registers,
     }),
-    kafkaConsumerLag: new Gauge({
-      name: 'replicator_kafka_consumer_lag',
+    kafkaConsumerLagMessages: new Gauge({
+      name: 'replicator_kafka_consumer_lag_messages',
       help: 'Messages between a partition’s end and the consumer group’s committed offset.',
       labelNames: ['group', 'topic', 'partition'] as const,
       registers,
@@ -178,6 +203,8 @@ export function createMetrics(registry: Registry, options: CreateMetricsOptions 
       registers,
     }),
     leader,
+    stageReconnects,
+    stageErrors,
     trackLeader(slot, isLeader) {
       leaderProbes.set(slot, isLeader);
     },
@@ -187,6 +214,16 @@ export function createMetrics(registry: Registry, options: CreateMetricsOptions 
     },
     seedApplied(group, commitTs) {
       remember(group, commitTs);
+    },
+    trackStage(stage) {
+      stageReconnects.inc({ stage }, 0);
+      for (const code of RETRIED_CODES) stageErrors.inc({ stage, code }, 0);
+    },
+    countReconnect(stage) {
+      stageReconnects.inc({ stage });
+    },
+    countRetry(stage, error) {
+      stageErrors.inc({ stage, code: stageErrorCode(error) });
     },
   };
 }

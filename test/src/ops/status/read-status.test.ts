@@ -69,6 +69,7 @@ describe('replicator status', () => {
     expect(report.kafka.reachable).toBe(true);
     expect(report.kafka.groups.map((g) => [g.stage, g.members])).toEqual([['sink', 0]]);
     expect(report.kafka.dlq.messages).toBe(0);
+    expect(report.kafka.publishedChanges).toBe(0);
     expect(report.warnings).toContainEqual(expect.stringMatching(/no target configured/));
     // Read-only: the source would create the publication; status only says so.
     expect(await publicationExists(db.url, input.source.publication)).toBe(false);
@@ -106,7 +107,12 @@ describe('replicator status', () => {
     const input = { ...configInput(db.url, true), target: { url: target.url } };
     const config = parseConfig(input, {});
     const before = await readStatus(config, { maxLagSeconds: 300 }, silentLogger());
-    expect(before.target).toMatchObject({ reachable: true, appliedCommitTs: null, lagSeconds: null });
+    expect(before.target).toMatchObject({
+      reachable: true,
+      appliedCommitTs: null,
+      lagSeconds: null,
+      appliedChanges: 0,
+    });
     expect(before.cutover).toEqual({ state: 'none' });
     expect(before.warnings).toContainEqual(expect.stringMatching(/has applied nothing yet/));
 
@@ -117,9 +123,16 @@ describe('replicator status', () => {
         [config.sink.groupId],
       );
       await c.query("INSERT INTO replicator.cutovers (id, shop, phase) VALUES ('c1', NULL, 'draining')");
+      // The sink's offsets: the change topic's count, the heartbeat topic's not.
+      await c.query(
+        `INSERT INTO replicator.sink_offsets (group_id, topic, partition, next_offset) VALUES
+           ($1, $2, 0, 7), ($1, $2, 1, 5), ($1, $3, 0, 100), ('another group', $2, 0, 9)`,
+        [config.sink.groupId, `${input.kafka.topicPrefix}.public.t`, `${input.kafka.topicPrefix}.heartbeat`],
+      );
     });
     const after = await readStatus(config, { maxLagSeconds: 300 }, silentLogger());
     expect(after.target?.lagSeconds).toBeGreaterThanOrEqual(600);
+    expect(after.target?.appliedChanges).toBe(12);
     expect(after.problems).toContainEqual(
       expect.stringMatching(/^replication lag is \d+\.\d s, above 300 s/),
     );
