@@ -66,14 +66,32 @@ function applyEnv(input: Json, env: NodeJS.ProcessEnv): Json {
   return out;
 }
 
-function describeIssues(issues: z.core.$ZodIssue[]): string {
+/** 1-based line and column of a YAML (the error's own linePos) or JSON (the "position N" in V8's message) error. */
+function parseErrorPosition(e: unknown, text: string): { line: number; column: number } | undefined {
+  const linePos = (e as { linePos?: { line: number; col: number }[] }).linePos?.[0];
+  if (linePos) return { line: linePos.line, column: linePos.col };
+  const offset = /position (\d+)/.exec(e instanceof Error ? e.message : '')?.[1];
+  if (offset === undefined) return undefined;
+  const before = text.slice(0, Number(offset)).split('\n');
+  return { line: before.length, column: before.at(-1)!.length + 1 };
+}
+
+/** The environment variable that set the value at `path`, if one did. */
+function overrideAt(path: string, env: NodeJS.ProcessEnv): string | undefined {
+  return Object.entries(ENV_OVERRIDES).find(
+    ([name, keys]) => keys.join('.') === path && env[name] !== undefined && env[name] !== '',
+  )?.[0];
+}
+
+function describeIssues(issues: z.core.$ZodIssue[], env: NodeJS.ProcessEnv): string {
   return issues
     .map((i) => {
       const path = i.path.join('.');
       if (i.code === 'unrecognized_keys') {
         return i.keys.map((k) => `${path ? `${path}.` : ''}${k}: unknown key`).join('; ');
       }
-      return `${path || '(root)'}: ${i.message}`;
+      const variable = overrideAt(path, env);
+      return `${path || '(root)'}${variable ? ` (from ${variable})` : ''}: ${i.message}`;
     })
     .join('; ');
 }
@@ -95,7 +113,7 @@ export function parseConfig(input: unknown, env: NodeJS.ProcessEnv = process.env
   if (!result.success) {
     throw new ReplicatorError(
       ErrorCodes.CONFIG_INVALID,
-      `invalid config: ${describeIssues(result.error.issues)}`,
+      `invalid config: ${describeIssues(result.error.issues, env)}`,
       {
         details: { issues: result.error.issues.map((i) => ({ path: i.path.join('.'), message: i.message })) },
       },
@@ -136,7 +154,13 @@ export async function loadConfig(
     try {
       raw = ext === '.json' ? JSON.parse(text) : parseYaml(text);
     } catch (e) {
-      throw new ReplicatorError(ErrorCodes.CONFIG_INVALID, `cannot parse ${path}`, { cause: e });
+      const where = parseErrorPosition(e, text);
+      const reason = (e instanceof Error ? e.message.split('\n')[0]! : String(e)).replace(/:$/, '');
+      throw new ReplicatorError(
+        ErrorCodes.CONFIG_INVALID,
+        `cannot parse ${path}${where ? `:${where.line}:${where.column}` : ''}: ${reason}`,
+        { cause: e, ...(where ? { details: { path, ...where } } : {}) },
+      );
     }
   }
   return parseConfig(raw, env);

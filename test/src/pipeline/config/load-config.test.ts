@@ -122,7 +122,7 @@ describe('parseConfig', () => {
     expect(config.schemaRegistry).toBeUndefined();
 
     expect(configError(() => parseConfig(minimal, { REPLICATOR_METRICS_PORT: 'http' })).message).toMatch(
-      /\bmetrics\.port:/,
+      /\bmetrics\.port \(from REPLICATOR_METRICS_PORT\):/,
     );
   });
 
@@ -211,12 +211,17 @@ describe('loadConfig', () => {
     expect(config.kafka.brokers).toEqual(['kafka:9092']);
   });
 
-  it('reports a file that does not parse as CONFIG_INVALID naming the file', async () => {
-    const path = join(dir, 'broken.json');
-    writeFileSync(path, '{ "source": ');
-    await expect(loadConfig(path, {})).rejects.toMatchObject({
+  it('reports a file that does not parse as CONFIG_INVALID naming the file, line and column', async () => {
+    const json = join(dir, 'broken.json');
+    writeFileSync(json, '{\n  "source": {\n    "url": "x",\n  }\n}\n');
+    await expect(loadConfig(json, {})).rejects.toMatchObject({
       code: ErrorCodes.CONFIG_INVALID,
-      message: expect.stringContaining(path),
+      message: expect.stringContaining(`${json}:4:3: `),
     });
+    const yaml = join(dir, 'broken.yaml');
+    writeFileSync(yaml, 'source:\n  url: x\n  tables: [a\nkafka: {}\n');
+    const error = await loadConfig(yaml, {}).catch((e: unknown) => e as ReplicatorError);
+    expect(error).toMatchObject({ code: ErrorCodes.CONFIG_INVALID });
+    expect((error as ReplicatorError).message).toMatch(new RegExp(`^cannot parse ${yaml}:\\d+:\\d+: \\S`));
   });
 });
