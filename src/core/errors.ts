@@ -33,6 +33,8 @@ export const ErrorCodes = {
   CUTOVER_FAILED: 'CUTOVER_FAILED',
   /** `verify` found V2 rows that differ from what the legacy rows produce (after the re-checks). */
   VERIFY_DRIFT: 'VERIFY_DRIFT',
+  /** The target lacks the V2 tables or the replicator schema: `replicator init-target` has not run there. */
+  TARGET_NOT_INITIALIZED: 'TARGET_NOT_INITIALIZED',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
@@ -98,6 +100,7 @@ export const EXIT_CODES: Readonly<Record<ErrorCode, number>> = Object.freeze({
   CUTOVER_REFUSED: 20,
   CUTOVER_FAILED: 21,
   VERIFY_DRIFT: 22,
+  TARGET_NOT_INITIALIZED: 23,
   ABORTED: 130,
 });
 

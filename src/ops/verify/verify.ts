@@ -457,6 +457,13 @@ async function connect(url: string, config: pg.ClientConfig, which: string): Pro
 /** Columns of each entity in the V2 schema's order, typed by the target's columns. */
 export async function readEntityShapes(client: pg.ClientBase): Promise<Record<V2Entity, EntityShape>> {
   const types = await readColumnTypes(client);
+  const missing = V2_ENTITIES.filter((e) => !types.has(e));
+  if (missing.length > 0) {
+    throw new ReplicatorError(
+      ErrorCodes.TARGET_NOT_INITIALIZED,
+      `the target has no V2 table ${missing.join(', ')}: run \`replicator init-target\` first`,
+    );
+  }
   const shapes = {} as Record<V2Entity, EntityShape>;
   for (const entity of V2_ENTITIES) {
     const kindOf = (c: string): ColumnKind => columnKind(types.get(entity)?.get(c));

@@ -4,8 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXIT_CODES } from '../../../src/core/errors.js';
+import { LEGACY_DDL } from '../../../transforms/legacy-schema.js';
 import { type PrivatePostgres, startPrivatePostgres } from '../../helpers/private-postgres.js';
-import { freshName, kafkaBrokers, pgAdminUrl, withClient } from '../../helpers/resources.js';
+import { freshDatabase, freshName, kafkaBrokers, pgAdminUrl, withClient } from '../../helpers/resources.js';
 
 const bin = new URL('../../../bin/replicator.js', import.meta.url).pathname;
 
@@ -72,13 +73,31 @@ const missingDb = freshName('nodb');
 // pg_hba asks role `app` for a scram-sha-256 password.
 let privatePg: PrivatePostgres;
 const WRONG_PASSWORD = 'not-the-password-4f2a';
+// A legacy database with its tables beside a target where `init-target` never ran.
+let legacy: { url: string };
+let uninitialised: { url: string };
 beforeAll(async () => {
   privatePg = await startPrivatePostgres({ hba: ['host all app 127.0.0.1/32 scram-sha-256'] });
   await withClient(privatePg.url(), (c) => c.query("CREATE ROLE app LOGIN PASSWORD 'the-password'"));
+  legacy = await freshDatabase('clierr_legacy');
+  await withClient(legacy.url, (c) => c.query(LEGACY_DDL));
+  uninitialised = await freshDatabase('clierr_v2');
 });
 afterAll(() => privatePg?.destroy());
 
 const rows: Row[] = [
+  {
+    name: 'a target init-target never ran on (verify --json)',
+    args: () => [
+      'verify',
+      '--json',
+      '--config',
+      configFile({ source: legacy.url, target: uninitialised.url }),
+    ],
+    code: 'TARGET_NOT_INITIALIZED',
+    names: () => ['replicator init-target', 'users'],
+    json: true,
+  },
   {
     name: 'a wrong password (verify --json)',
     args: () => [
