@@ -130,8 +130,13 @@ export function isTransient(e: unknown): boolean {
     if (/^E[A-Z]+$/.test(err.code)) return true; // ECONNREFUSED, ECONNRESET, EPIPE, ETIMEDOUT…
     if (typeof err.severity === 'string') return TRANSIENT_PG_CLASSES.includes(err.code.slice(0, 2));
   }
-  if (e.name.startsWith('KafkaJS'))
-    return err.retriable !== false || /Connection|Retries|Timeout/.test(e.name);
+  if (e.name.startsWith('KafkaJS')) {
+    if (err.retriable !== false || /Connection|Retries|Timeout/.test(e.name)) return true;
+    // kafkajs gives up after its own retries with a KafkaJSNonRetriableError around the last error: a broker that
+    // was down for those retries may be back for the next session, so what decides is the cause.
+    const cause = (e as { cause?: unknown }).cause;
+    return cause !== undefined && cause !== e && isTransient(cause);
+  }
   // pg's own wording for a client whose connection failed (no SQLSTATE: the socket is gone).
   return /Connection terminated|connection closed|not queryable|timeout/i.test(e.message);
 }

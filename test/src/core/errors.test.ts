@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { KafkaJSConnectionError, KafkaJSNonRetriableError, KafkaJSNumberOfRetriesExceeded } from 'kafkajs';
 import { describe, expect, it } from 'vitest';
 import {
   classifyConnectionError,
@@ -6,6 +7,7 @@ import {
   EXIT_CODES,
   exitCodeFor,
   isReplicatorError,
+  isTransient,
   ReplicatorError,
 } from '../../../src/core/errors.js';
 
@@ -87,5 +89,32 @@ describe('classifyConnectionError', () => {
     expect(classifyConnectionError(new Error('boom'), { kind: 'kafka', brokers: ['b:1'] })).toBeInstanceOf(
       Error,
     );
+  });
+});
+
+describe('isTransient', () => {
+  const refused = () => new KafkaJSConnectionError('Connection error: connect ECONNREFUSED 127.0.0.1:1');
+
+  it('a broker connection error, and kafkajs giving up on one after its retries, are transient', () => {
+    expect(isTransient(refused())).toBe(true);
+    const exceeded = new KafkaJSNumberOfRetriesExceeded(refused(), { retryCount: 5, retryTime: 1000 });
+    expect(isTransient(exceeded)).toBe(true);
+    // What an outer kafkajs retrier makes of the inner one's "retries exceeded" (seen when the broker was down
+    // for a minute): non-retriable for kafkajs, but caused by a refused connection, so a later session can work.
+    // (kafkajs's type declarations leave out the options its constructors take.)
+    const Wrap = KafkaJSNonRetriableError as unknown as new (
+      e: Error,
+      o: { cause: unknown },
+    ) => KafkaJSNonRetriableError;
+    const wrapped = new Wrap(exceeded, { cause: (exceeded as { cause?: unknown }).cause ?? exceeded });
+    expect(wrapped.retriable).toBe(false);
+    expect(isTransient(wrapped)).toBe(true);
+  });
+
+  it('kafkajs errors that retrying cannot fix, and plain bugs, are not', () => {
+    const auth = new KafkaJSNonRetriableError(new Error('SASL authentication failed'));
+    expect(isTransient(auth)).toBe(false);
+    expect(isTransient(new TypeError('x is not a function'))).toBe(false);
+    expect(isTransient(new ReplicatorError(ErrorCodes.CONFIG_INVALID, 'bad'))).toBe(false);
   });
 });
