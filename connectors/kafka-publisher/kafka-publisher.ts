@@ -10,6 +10,8 @@ export interface KafkaPublisherOptions {
   logger: Logger;
   /** Called with a position once every message queued before it is acknowledged (acks=all). */
   checkpoint: (lsn: Lsn) => void;
+  /** Called after each batch Kafka acknowledged. */
+  acknowledged?: () => void;
   maxBufferedMessages: number;
   maxBufferedBytes: number;
   /** Bytes per produce request; kept under the broker's default message.max.bytes (1 MiB per partition batch). */
@@ -187,6 +189,7 @@ export class KafkaPublisher implements Publisher {
         continue;
       }
       backoffMs = 250;
+      if (topicMessages.length > 0) this.o.acknowledged?.();
       this.completed += end - this.head;
       this.head = end;
       this.bufferedMessages -= count;

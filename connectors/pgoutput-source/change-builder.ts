@@ -256,6 +256,8 @@ export class ChangeBuilder {
       topic: plan.topic,
       key: serializeKey(keyRow, plan.keyColumns),
       value: this.encoder.encode(plan.shape, this.envelope(plan, op, before, after, unchanged, walStart)),
+      position: formatLsn(walStart),
+      table: `${plan.relation.schema}.${plan.relation.name}`,
     };
   }
 }

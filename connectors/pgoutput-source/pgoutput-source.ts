@@ -3,7 +3,13 @@ import pg from 'pg';
 import { type EventEncoder, jsonEncoder } from '../../src/contracts/event-encoder.js';
 import { loadTypes, TypeCatalog } from '../../src/contracts/event-value.js';
 import type { Publisher, PublisherSettings, StateStore } from '../../src/contracts/publisher.js';
-import { changeTopic, heartbeatPrefix, stateTopic, type TableRef } from '../../src/contracts/topics.js';
+import {
+  changeTopic,
+  dlqTopic,
+  heartbeatPrefix,
+  stateTopic,
+  type TableRef,
+} from '../../src/contracts/topics.js';
 import { AsyncQueue } from '../../src/core/async-queue.js';
 import { ErrorCodes, isTransient, ReplicatorError } from '../../src/core/errors.js';
 import { ensureTopics } from '../../src/core/kafka-topics.js';
@@ -13,6 +19,7 @@ import { describePgUrl } from '../../src/core/redact.js';
 import { sleep } from '../../src/core/retry.js';
 import { quoteIdent } from '../../src/core/sql.js';
 import { ChangeBuilder } from './change-builder.js';
+import { guardOversized, maxMessageBytes } from './oversized-events.js';
 import { type DecodedMessage, PgoutputDecoder, type Relation } from './pgoutput-decoder.js';
 import { assertPreflight, describeTable, readSlot, runPreflight, type TableInfo } from './preflight.js';
 import { ReplicationStream, type WalMessage } from './replication-stream.js';
@@ -65,6 +72,8 @@ export interface PgoutputSourceOptions {
   onRetry?: (error: unknown) => void;
   /** Called when a session started again after such an error has connected to the legacy database (metrics). */
   onReconnect?: () => void;
+  /** Called for each change dead-lettered because it is larger than its topic allows (metrics). */
+  onOversized?: (table: string, bytes: number) => void;
 }
 
 export interface SourceProgress {
@@ -72,6 +81,11 @@ export interface SourceProgress {
   durableLsn: string;
   snapshotRows: Record<string, number>;
   events: number;
+  /**
+   * How long streamed changes have been waiting for Kafka's acknowledgement with none arriving (0 when nothing
+   * waits): a stall — the broker down, a send refused on every retry — shows here while WAL piles up.
+   */
+  waitingForKafkaMs: number;
 }
 
 type Queued = Exclude<WalMessage, { kind: 'xlog' }> | { kind: 'xlog'; walStart: Lsn; msg: DecodedMessage };
@@ -93,6 +107,8 @@ export class PgoutputSource {
   private roleNow: SourceRole = 'starting';
   private durable: Lsn = 0n;
   private events = 0;
+  /** Since when a streamed change has been waiting for Kafka with no acknowledgement in between (stall detection). */
+  private waitingSince: number | undefined;
   private readonly snapshotRows: Record<string, number> = {};
   /** The last session ended on a transient failure: the next one to connect is a reconnect. */
   private recovering = false;
@@ -105,6 +121,7 @@ export class PgoutputSource {
       durableLsn: formatLsn(this.durable),
       snapshotRows: { ...this.snapshotRows },
       events: this.events,
+      waitingForKafkaMs: this.waitingSince === undefined ? 0 : Date.now() - this.waitingSince,
     };
   }
 
@@ -211,16 +228,32 @@ export class PgoutputSource {
           replicationFactor: kafka.replicationFactor,
           compact: true,
         },
+        // A change too large for its topic is dead-lettered here (guardOversized).
+        { topic: dlqTopic(kafka.topicPrefix), partitions: 1, replicationFactor: kafka.replicationFactor },
       ]);
       const state = this.o.stateStore;
 
-      const publisher = this.o.createPublisher({
-        checkpoint: (lsn) => {
-          this.durable = maxLsn(this.durable, lsn);
+      const publisher = guardOversized(
+        this.o.createPublisher({
+          checkpoint: (lsn) => {
+            this.durable = maxLsn(this.durable, lsn);
+          },
+          acknowledged: () => {
+            this.waitingSince = undefined;
+          },
+          maxBufferedMessages: source.maxBufferedEvents,
+          maxBufferedBytes: source.maxBufferedBytes,
+        }),
+        {
+          limit: await maxMessageBytes(
+            kafkaAdmin,
+            source.tables.map((t) => changeTopic(kafka.topicPrefix, t.schema, t.table)),
+          ),
+          dlqTopic: dlqTopic(kafka.topicPrefix),
+          logger: log,
+          ...(this.o.onOversized ? { onOversized: this.o.onOversized } : {}),
         },
-        maxBufferedMessages: source.maxBufferedEvents,
-        maxBufferedBytes: source.maxBufferedBytes,
-      });
+      );
       await publisher.start();
       closers.push(() => publisher.close());
 
@@ -414,6 +447,7 @@ export class PgoutputSource {
           for (const [table, op] of changesOf(msg, r.messages.length)) this.o.onEvent(table, op);
         for (const out of r.messages) {
           this.events++;
+          this.waitingSince ??= Date.now();
           if (!publisher.publish(out)) await publisher.drained();
         }
         if (r.mark !== undefined) publisher.mark(r.mark);

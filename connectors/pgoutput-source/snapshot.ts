@@ -138,8 +138,8 @@ async function snapshotTable(o: SnapshotOptions, info: TableInfo): Promise<numbe
           source: snapshotSource(o.database, schema, table, lsn, seq++),
           ts_ms: Date.now(),
         });
-        if (!o.publisher.publish({ topic, key: serializeKey(row, keyColumns), value }))
-          await o.publisher.drained();
+        const out = { topic, key: serializeKey(row, keyColumns), value, position: 'snapshot', table: name };
+        if (!o.publisher.publish(out)) await o.publisher.drained();
       }
       o.onRows?.(name, seq);
       if (result.rows.length < o.chunkRows) break;

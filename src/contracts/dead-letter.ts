@@ -28,6 +28,13 @@ const H = {
   table: 'source.table',
 } as const;
 
+/**
+ * The code of a change larger than its topic's max.message.bytes: the source dead-letters it in place of the
+ * change (whose value is replaced by a summary — table, key, size, position) so the stream moves on. Such a letter
+ * has no change to replay: raise the topic's limit and re-emit the row with `verify --repair`.
+ */
+export const EVENT_TOO_LARGE = 'EVENT_TOO_LARGE';
+
 /** The Kafka headers of a dead letter. */
 export function deadLetterHeaders(d: DeadLetterInfo): Record<string, string> {
   return {

@@ -7,6 +7,10 @@ export interface OutMessage {
   value: string | Buffer;
   partition?: number;
   headers?: Record<string, string>;
+  /** Where the change came from — its LSN, or 'snapshot' — for diagnostics (an oversized change's dead letter). */
+  position?: string;
+  /** schema.table of the change, when the message is one. */
+  table?: string;
 }
 
 /**
@@ -32,6 +36,8 @@ export interface Publisher {
 export interface PublisherSettings {
   /** Called with a position once every message queued before it is acknowledged. */
   checkpoint: (lsn: Lsn) => void;
+  /** Called whenever Kafka acknowledges messages (a position or not): the stream is moving. */
+  acknowledged?: () => void;
   maxBufferedMessages: number;
   maxBufferedBytes: number;
 }

@@ -65,6 +65,9 @@ function trackConsumers(kafka: Kafka, state: { connected: boolean }): Kafka {
   } as Kafka;
 }
 
+/** Changes waiting this long for Kafka with no acknowledgement make the source not ready (a send retried in vain). */
+const SOURCE_STALL_MS = 60_000;
+
 /** The Schema Registry client the config asks for (basic auth when it names a user), or none. */
 export function schemaRegistryClient(config: ReplicatorConfig): SchemaRegistryClient | undefined {
   const r = config.schemaRegistry;
@@ -106,7 +109,12 @@ export function buildPipeline(config: ReplicatorConfig, options: PipelineOptions
         failureHooks('publisher'),
       ),
       ...(registry ? { encoder: new AvroEncoder({ client: registry }) } : {}),
-      ...(metrics ? { onEvent: (table: string, op: string) => metrics.sourceEvents.inc({ table, op }) } : {}),
+      ...(metrics
+        ? {
+            onEvent: (table: string, op: string) => metrics.sourceEvents.inc({ table, op }),
+            onOversized: (table: string) => metrics.sourceOversizedEvents.inc({ table }),
+          }
+        : {}),
       ...failureHooks('source'),
     });
     const s = source;
@@ -114,8 +122,10 @@ export function buildPipeline(config: ReplicatorConfig, options: PipelineOptions
     for (const t of config.source.tables) {
       for (const op of ['c', 'u', 'd', 't'])
         metrics?.sourceEvents.inc({ table: `${t.schema}.${t.table}`, op }, 0);
+      metrics?.sourceOversizedEvents.inc({ table: `${t.schema}.${t.table}` }, 0);
     }
     metrics?.trackLeader(config.source.slot, () => s.progress().role === 'leader');
+    metrics?.trackKafkaWait(config.source.slot, () => s.progress().waitingForKafkaMs);
     stages.push({ name: 'source', run: (signal) => s.run(signal) });
   }
   if (role === 'sink' || role === 'all') {
@@ -197,10 +207,16 @@ export function buildPipeline(config: ReplicatorConfig, options: PipelineOptions
       let ready = true;
       let sourceRole: string | undefined;
       if (source) {
-        sourceRole = source.progress().role;
+        const progress = source.progress();
+        sourceRole = progress.role;
         states.source = sourceRole;
         // Ready as leader or as a standby that knows it is one; not while starting or after stopping.
         if (sourceRole !== 'leader' && sourceRole !== 'standby') ready = false;
+        // Nor while changes have waited for Kafka too long: the stream is stalled and WAL piles up.
+        if (progress.waitingForKafkaMs > SOURCE_STALL_MS) {
+          ready = false;
+          states.source = 'stalled';
+        }
       }
       for (const [name, state] of Object.entries(consumerStates)) {
         states[name] = state.connected ? 'connected' : 'connecting';

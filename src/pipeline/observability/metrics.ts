@@ -16,6 +16,8 @@ export interface Metrics {
   /** WAL that can still be written before the server invalidates the slot (+Inf without a limit; 0 once lost). */
   readonly sourceSafeWalBytes: Gauge<'slot'>;
   readonly sourceEvents: Counter<'table' | 'op'>;
+  /** Changes larger than their topic's max.message.bytes, dead-lettered by the source instead of sent. */
+  readonly sourceOversizedEvents: Counter<'table'>;
   /** now − commit time of the newest change applied at the target; computed at each scrape. */
   readonly replicationLagSeconds: Gauge<'group'>;
   readonly endToEndSeconds: Histogram;
@@ -42,6 +44,8 @@ export interface Metrics {
 
   /** A source in this process: `isLeader` is read at each scrape. */
   trackLeader(slot: string, isLeader: () => boolean): void;
+  /** A source in this process: how long its changes have waited for Kafka with no acknowledgement, in ms. */
+  trackKafkaWait(slot: string, waitingMs: () => number): void;
   /** The sink applied changes committed at `commitTs` (ISO time): end-to-end latency and lag. */
   observeApplied(group: string, commitTs: string, now?: number): void;
   /** The newest commit time already applied (read from the target at start), without a latency sample. */
@@ -67,6 +71,7 @@ export function createMetrics(registry: Registry, options: CreateMetricsOptions 
   const registers = [registry];
   if (options.defaultMetrics) collectDefaultMetrics({ register: registry });
   const leaderProbes = new Map<string, () => boolean>();
+  const waitProbes = new Map<string, () => number>();
   const newestApplied = new Map<string, number>();
 
   const leader = new Gauge({
@@ -76,6 +81,15 @@ export function createMetrics(registry: Registry, options: CreateMetricsOptions 
     registers,
     collect() {
       for (const [slot, isLeader] of leaderProbes) this.set({ slot }, isLeader() ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: 'replicator_source_kafka_wait_seconds',
+    help: 'Seconds the source has had changes waiting for Kafka with no acknowledgement (0 when none wait): a stall.',
+    labelNames: ['slot'] as const,
+    registers,
+    collect() {
+      for (const [slot, waitingMs] of waitProbes) this.set({ slot }, waitingMs() / 1000);
     },
   });
   const replicationLagSeconds = new Gauge({
@@ -139,6 +153,12 @@ export function createMetrics(registry: Registry, options: CreateMetricsOptions 
       name: 'replicator_source_events_total',
       help: 'Change events the source published, by legacy table and operation (c, u, d, t).',
       labelNames: ['table', 'op'] as const,
+      registers,
+    }),
+    sourceOversizedEvents: new Counter({
+      name: 'replicator_source_oversized_events_total',
+      help: "Changes larger than their topic's max.message.bytes, dead-lettered (EVENT_TOO_LARGE) instead of sent.",
+      labelNames: ['table'] as const,
       registers,
     }),
     replicationLagSeconds,
@@ -207,6 +227,9 @@ export function createMetrics(registry: Registry, options: CreateMetricsOptions 
     stageErrors,
     trackLeader(slot, isLeader) {
       leaderProbes.set(slot, isLeader);
+    },
+    trackKafkaWait(slot, waitingMs) {
+      waitProbes.set(slot, waitingMs);
     },
     observeApplied(group, commitTs, now = Date.now()) {
       const ts = remember(group, commitTs);
