@@ -40,6 +40,7 @@ const EXPECTED_SERVICES = [
   'v2-postgres',
   'kafka',
   'schema-registry',
+  'postgres-exporter',
   'prometheus',
   'grafana',
   'replicator',
@@ -192,6 +193,12 @@ describe('docker-compose.yml', () => {
       .parse(parseYaml(read('observability/prometheus/prometheus.yml')));
     const targets = prometheus.scrape_configs.flatMap((c) => c.static_configs.flatMap((s) => s.targets));
     expect(targets).toContain(`replicator:${config.metrics.port}`);
+    // The slots watched from PostgreSQL: the exporter's service, on the port its healthcheck asks.
+    expect(targets).toContain('postgres-exporter:9187');
+    expect(argv(service('postgres-exporter').healthcheck?.test).join(' ')).toContain(':9187/');
+    expect(service('postgres-exporter').environment).toMatchObject({
+      DATA_SOURCE_NAME: expect.stringContaining('@legacy-postgres:5432/legacy'),
+    });
 
     const mounts = (service('prometheus').volumes ?? []).map((v) => (typeof v === 'string' ? v : v.source));
     expect(mounts.some((m) => m.startsWith('./observability/prometheus/prometheus.yml:'))).toBe(true);

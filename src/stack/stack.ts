@@ -17,6 +17,12 @@ import {
   stopLocalCluster,
 } from './local-postgres.js';
 import {
+  ensurePostgresExporter,
+  type LocalPostgresExporterOptions,
+  postgresExporterTarget,
+  stopPostgresExporter,
+} from './local-postgres-exporter.js';
+import {
   ensurePrometheus,
   type LocalPrometheusOptions,
   type PrometheusStatus,
@@ -32,13 +38,23 @@ export interface StackSettings {
   kafka: LocalKafkaOptions;
   /** Started by `npm run stack -- up` (not by the test setup): scrapes the daemon's metrics port. */
   prometheus: LocalPrometheusOptions;
+  /** Started with Prometheus: watches the slots from PostgreSQL itself (the daemon may be the one that is down). */
+  postgresExporter: LocalPostgresExporterOptions;
 }
 
 /** Stack settings from the environment, defaulting to this machine's services. */
 export function stackSettings(env: NodeJS.ProcessEnv = process.env): StackSettings {
   const dir = env.REPLICATOR_STACK_DIR ?? join(projectRoot, '.stack');
+  const pgUrl = env.REPLICATOR_STACK_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+  const postgresExporter = {
+    dir: join(dir, 'postgres-exporter'),
+    host: '127.0.0.1',
+    port: Number(env.REPLICATOR_STACK_POSTGRES_EXPORTER_PORT ?? 9187),
+    pgUrl,
+  };
   return {
-    pgUrl: env.REPLICATOR_STACK_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres',
+    pgUrl,
+    postgresExporter,
     kafka: {
       dir: join(dir, 'kafka'),
       host: env.REPLICATOR_STACK_KAFKA_HOST ?? '127.0.0.1',
@@ -53,6 +69,7 @@ export function stackSettings(env: NodeJS.ProcessEnv = process.env): StackSettin
       targets: (env.REPLICATOR_STACK_PROMETHEUS_TARGETS ?? '127.0.0.1:9464').split(',').map((t) => t.trim()),
       scrapeIntervalSeconds: 5,
       ruleFiles: [join(projectRoot, 'observability', 'prometheus', 'alerts.yml')],
+      postgresTargets: [postgresExporterTarget(postgresExporter)],
     },
   };
 }
@@ -97,6 +114,12 @@ export async function stackUp(
   let promResult: { startedPid?: number } = {};
   if (options.prometheus) {
     try {
+      await ensurePostgresExporter(s.postgresExporter, log);
+    } catch (e) {
+      if (!isReplicatorError(e, ErrorCodes.STACK_TOOL_MISSING)) throw e;
+      log(`postgres_exporter: skipped (${e.message})`);
+    }
+    try {
       promResult = await ensurePrometheus(s.prometheus, log);
     } catch (e) {
       // Optional: PostgreSQL and Kafka are what the replicator needs; Prometheus only watches it.
@@ -115,6 +138,7 @@ export async function stackUp(
 /** Stops only what `up` started: Prometheus and the broker (by PID file), and a local cluster it had to start. */
 export async function stackDown(s: StackSettings, log: (line: string) => void): Promise<void> {
   if (!(await stopPrometheus(s.prometheus, log))) log('prometheus: none started by `stack up` is running');
+  await stopPostgresExporter(s.postgresExporter, log);
   if (!(await stopKafka(s.kafka, log))) log('kafka: no broker started by `stack up` is running');
   const state = readState(s);
   if (state.startedCluster) {

@@ -10,6 +10,12 @@ import { RawChangeReader } from '../../connectors/postgres-sink/raw-change.js';
 import { changeTopics, heartbeatPrefix } from '../../src/contracts/topics.js';
 import type { ReplicatorConfig } from '../../src/pipeline/config/load-config.js';
 import {
+  ensurePostgresExporter,
+  type LocalPostgresExporterOptions,
+  postgresExporterTarget,
+  stopPostgresExporter,
+} from '../../src/stack/local-postgres-exporter.js';
+import {
   ensurePrometheus,
   type LocalPrometheusOptions,
   prometheusUrl,
@@ -125,6 +131,7 @@ const ALERT_FORM = /^([\s\S]*\S)\s*(>=|<=|==|!=|>|<)\s*(-?\d+(?:\.\d+)?(?:e[+-]?
 type PromResult = { status: string; error?: string; data?: { resultType: string; result: unknown[] } };
 
 let prom: LocalPrometheusOptions;
+let exporter: LocalPostgresExporterOptions;
 let env: Awaited<ReturnType<typeof freshPipeline>>;
 let child: ChildReplicator;
 let base: string;
@@ -211,11 +218,15 @@ beforeAll(async () => {
   await countRawTopics(config);
 
   const dir = await mkdtemp(join(tmpdir(), 'replicator-prometheus-'));
+  // The slot watched from PostgreSQL itself too, as the local stack and compose run it.
+  exporter = { dir, host: '127.0.0.1', port: await freePort(), pgUrl: env.legacyUrl };
+  await ensurePostgresExporter(exporter, () => {});
   prom = {
     dir,
     host: '127.0.0.1',
     port: await freePort(),
     targets: [new URL(base).host],
+    postgresTargets: [postgresExporterTarget(exporter)],
     scrapeIntervalSeconds: 1,
     ruleFiles: [ALERTS],
   };
@@ -223,6 +234,7 @@ beforeAll(async () => {
 }, 240_000);
 
 afterAll(async () => {
+  if (exporter) await stopPostgresExporter(exporter, () => {});
   if (prom) {
     await stopPrometheus(prom, () => {});
     await rm(prom.dir, { recursive: true, force: true });
@@ -232,6 +244,12 @@ afterAll(async () => {
 });
 
 describe('metrics in a real Prometheus', () => {
+  it('watches the slot from PostgreSQL itself (postgres_exporter), independent of the daemon', async () => {
+    const slot = `slot_name="${env.config.source.slot}"`;
+    expect(await series(`pg_replication_slots_active{${slot}} == 1`)).toHaveLength(1);
+    expect(await series(`pg_replication_slots_pg_wal_lsn_diff{${slot}} >= 0`)).toHaveLength(1);
+  });
+
   it('scrapes the daemon', async () => {
     // Several scrapes, so that rate() and increase() have samples to work with.
     await series('count_over_time(up{job="replicator"}[5m]) >= 3');
