@@ -35,6 +35,9 @@ const UPSERT_ORDER: readonly V2Entity[] = [
  * - totals and first/last booking count non-cancelled bookings; total_spent sums succeeded payments;
  * - created_at is the earliest of the profile's created_at and every booking's booked_at;
  * - no profile and no booking: the user must not exist.
+ * The upsert never sets `email` (the id is derived from it, so it cannot change): setting a UNIQUE column makes
+ * PostgreSQL lock the row FOR UPDATE, which waits for every apply transaction holding the row's foreign-key share
+ * lock (a booking inserted for that user) — and those then wait for it.
  */
 const RECOMPUTE_USERS_SQL = `
 WITH e AS (
@@ -81,7 +84,7 @@ SELECT id, email, first_name, last_name, phone, company_name, customer_id, plan,
        total_bookings, total_spent, first_booking_at, last_booking_at
   FROM computed WHERE present
 ON CONFLICT (id) DO UPDATE SET
-  email = EXCLUDED.email, first_name = EXCLUDED.first_name, last_name = EXCLUDED.last_name, phone = EXCLUDED.phone,
+  first_name = EXCLUDED.first_name, last_name = EXCLUDED.last_name, phone = EXCLUDED.phone,
   company_name = EXCLUDED.company_name, customer_id = EXCLUDED.customer_id, plan = EXCLUDED.plan,
   status = EXCLUDED.status, created_at = EXCLUDED.created_at, total_bookings = EXCLUDED.total_bookings,
   total_spent = EXCLUDED.total_spent, first_booking_at = EXCLUDED.first_booking_at,

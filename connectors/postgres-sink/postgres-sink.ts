@@ -20,6 +20,7 @@ import { applyBatch } from './batch-applier.js';
 import { isNewer, lineageKey, positionOf } from './lineage.js';
 import { PartitionQueues } from './partition-queues.js';
 import { RawChangeReader } from './raw-change.js';
+import { type Settlement, Settler } from './settler.js';
 import { ensureReplicatorSchema } from './target-schema.js';
 import { LegacyRows, type RowChange, ToastImages, type ToastStep } from './toast-images.js';
 import { emailsOf, readColumnTypes, UnitApplier } from './unit-applier.js';
@@ -84,14 +85,6 @@ export interface PostgresSinkOptions {
   onReconnect?: () => void;
 }
 
-/** What a committed apply transaction leaves to do: its derived rows' recompute and its applied position. */
-interface Settlement {
-  keys: string[];
-  ids: string[];
-  newestTs: string | undefined;
-  newestLsn: bigint | undefined;
-}
-
 type DeadInfo = Omit<DeadLetterInfo, 'sourceTopic' | 'sourcePartition' | 'sourceOffset'>;
 
 interface Entry {
@@ -130,8 +123,6 @@ export class PostgresSink {
   private deadLetters = 0;
 
   private readonly reader: RawChangeReader;
-  /** A settlement failed after its batch committed: sweep the derived queue before the next batch. */
-  private unsettled = true;
   private readonly toast: ToastImages;
   /** The last session ended on a transient failure: the next one to connect is a reconnect. */
   private recovering = false;
@@ -175,11 +166,11 @@ export class PostgresSink {
 
   private async session(signal: AbortSignal): Promise<void> {
     const o = this.o;
-    this.unsettled = true;
     const log = o.logger;
     const pool = new pg.Pool({
       connectionString: o.targetUrl,
-      max: o.concurrency + 1,
+      // A connection per partition batch under way, the settler's, and one to spare (setup, checks).
+      max: o.concurrency + 2,
       types: textTypes,
       options: '-c TimeZone=UTC -c DateStyle=ISO,YMD',
       // Names its sessions in pg_stat_activity, for operators (and the kill -9 test).
@@ -198,6 +189,30 @@ export class PostgresSink {
       setup.release();
     }
     log.info({ target: describePgUrl(o.targetUrl), topics }, 'sink starting');
+    const withClient = async (fn: (client: pg.PoolClient) => Promise<void>) => {
+      const client = await this.checkout(pool);
+      try {
+        await fn(client);
+      } catch (e) {
+        client.release(true);
+        throw e;
+      }
+      client.release();
+    };
+    // Users are recomputed off the partitions' path, for all of them at once (settler.ts); it starts with a sweep
+    // of what an earlier session left queued.
+    const settler = new Settler({
+      settle: (work) =>
+        withClient(async (client) => {
+          if (this.o.holdBeforeSettleMs && work.ids.length > 0) await sleep(this.o.holdBeforeSettleMs);
+          await this.settle(client, applier, work);
+        }),
+      sweep: () => withClient((client) => this.sweepDerived(client, applier)),
+      logger: log,
+      ...(o.onRetry ? { onRetry: o.onRetry } : {}),
+    });
+    const settling = new AbortController();
+    const settlerDone = settler.run(settling.signal);
 
     // The sink may start before the source has created the change topics.
     const admin = o.kafka.admin();
@@ -244,7 +259,7 @@ export class PostgresSink {
         let applied = false;
         await this.retrying(signal, async () => {
           if (signal.aborted) return;
-          applied = await this.applyBatch(pool, applier, dlq, tp.topic, tp.partition, entries);
+          applied = await this.applyBatch(pool, applier, settler, dlq, tp.topic, tp.partition, entries);
         });
         o.onBatch?.(Number(process.hrtime.bigint() - t0) / 1e9, entries.length);
         if (applied && o.onHops) this.observeHops(entries, started, Date.now());
@@ -321,6 +336,7 @@ export class PostgresSink {
       await Promise.race([
         crashed,
         queues.failed,
+        settler.failed,
         new Promise<void>((resolve) => {
           if (signal.aborted) resolve();
           signal.addEventListener('abort', () => resolve(), { once: true });
@@ -332,7 +348,7 @@ export class PostgresSink {
                 "SELECT 1 FROM replicator.pending_derived WHERE queued_at < now() - interval '5 seconds' LIMIT 1",
               )
               .then((r) => {
-                if (r.rowCount) this.unsettled = true;
+                if (r.rowCount) settler.markUnsettled();
               })
               .catch(() => {});
             pool
@@ -352,6 +368,9 @@ export class PostgresSink {
       // Let the batches under way commit; what is only queued is fetched again from the stored offsets next time.
       queues.retain(() => false);
       await queues.idle();
+      // What the applied batches handed over is settled before the connections close (or swept next time).
+      settling.abort();
+      await settlerDone;
       await dlq.disconnect().catch(() => {});
       await pool.end().catch(() => {});
       await this.toast.legacy.end();
@@ -529,6 +548,7 @@ export class PostgresSink {
   private async applyBatch(
     pool: pg.Pool,
     applier: UnitApplier,
+    settler: Settler,
     dlq: Producer,
     topic: string,
     partition: number,
@@ -567,12 +587,8 @@ export class PostgresSink {
       await send(l, of);
     };
     let committed: Settlement | undefined;
+    let work: Settlement | undefined;
     try {
-      // Derived rows a failed settlement left queued go first (a batch replayed after it applies nothing new).
-      if (this.unsettled) {
-        this.unsettled = false;
-        await this.sweepDerived(client, applier);
-      }
       const referenced = entries.flatMap((e) => (e.unit ? emailsOf(e.unit.ops) : []));
       const newest = entries.reduce<string | undefined>(
         (m, e) =>
@@ -583,8 +599,8 @@ export class PostgresSink {
       try {
         reserved = await applier.reserve(client, referenced, newest ?? new Date().toISOString());
       } catch (e) {
-        // Queued keys whose placeholders may be committed: the sweep before the next batch recomputes them.
-        this.unsettled = true;
+        // Queued keys whose placeholders may be committed: the settler's next sweep recomputes them.
+        settler.markUnsettled();
         throw e;
       }
       try {
@@ -611,7 +627,7 @@ export class PostgresSink {
           beforeCommit,
         );
       }
-      const work: Settlement | undefined =
+      work =
         committed || reserved.length > 0
           ? {
               keys: [...referenced, ...(committed?.keys ?? [])],
@@ -620,24 +636,17 @@ export class PostgresSink {
               newestLsn: committed?.newestLsn,
             }
           : undefined;
-      if (work) {
-        try {
-          if (this.o.holdBeforeSettleMs && work.ids.length > 0) await sleep(this.o.holdBeforeSettleMs);
-          await this.settle(client, applier, work);
-        } catch (e) {
-          this.unsettled = true;
-          throw e;
-        }
-      }
     } catch (e) {
       // Never hand a connection that failed mid-batch back to the pool: a new one costs little. What this attempt
-      // reserved or queued stays queued: the retry sweeps it first.
-      this.unsettled = true;
+      // reserved or queued stays queued: the settler sweeps it.
+      settler.markUnsettled();
       client.release(true);
       throw e;
     }
     client.release();
     report(letters);
+    // The batch is applied; its users are recomputed by the settler while the partition goes on.
+    if (work) await settler.submit(work);
     return committed !== undefined;
   }
 
