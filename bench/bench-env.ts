@@ -114,7 +114,19 @@ export class Daemon {
     const bin = new URL('../bin/replicator.js', import.meta.url).pathname;
     this.child = spawn(
       process.execPath,
-      ['--max-old-space-size=256', bin, 'start', '--role', this.role, '--config', this.configFile],
+      [
+        '--max-old-space-size=256',
+        // REPLICATOR_BENCH_CPU_PROF=<dir>: a V8 CPU profile of the daemon per run, for finding where its time goes.
+        ...(process.env.REPLICATOR_BENCH_CPU_PROF
+          ? ['--cpu-prof', `--cpu-prof-dir=${process.env.REPLICATOR_BENCH_CPU_PROF}`]
+          : []),
+        bin,
+        'start',
+        '--role',
+        this.role,
+        '--config',
+        this.configFile,
+      ],
       {
         stdio: ['ignore', out, out],
         env: {
