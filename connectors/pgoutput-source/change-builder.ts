@@ -22,8 +22,6 @@ export interface ChangeBuilderOptions {
   /** Partition count of a change topic (truncates go to every partition so they stay ordered with each key). */
   partitionsOf: (topic: string) => number;
   encoder?: EventEncoder;
-  /** Every change topic: a fence marker goes to each partition of each (see `fencePrefix`). */
-  markerTopics?: readonly string[];
   now?: () => number;
 }
 
@@ -157,18 +155,16 @@ export class ChangeBuilder {
       }
       case 'message': {
         if (msg.prefix === fencePrefix(this.o.topicPrefix)) {
-          // The fence marker: ordered after every write committed before the fence, on every partition.
+          // The fence record goes to its control topic, after every change committed before the fence (stream order):
+          // the change topics carry changes only.
           const marker: FenceMarker = {
             marker: 'fence',
             cutoverId: msg.content.toString('utf8'),
             lsn: formatLsn(msg.messageLsn),
           };
-          const value = JSON.stringify(marker);
-          const messages: OutMessage[] = [];
-          for (const topic of this.o.markerTopics ?? []) {
-            for (let p = 0; p < this.o.partitionsOf(topic); p++)
-              messages.push({ topic, key: null, value, partition: p });
-          }
+          const messages: OutMessage[] = [
+            { topic: fencePrefix(this.o.topicPrefix), key: marker.cutoverId, value: JSON.stringify(marker) },
+          ];
           return msg.transactional || this.tx ? { messages } : { messages, mark: msg.messageLsn };
         }
         if (msg.prefix !== heartbeatPrefix(this.o.topicPrefix)) return { messages: [] };

@@ -6,6 +6,7 @@ import type { Publisher, PublisherSettings, StateStore } from '../../src/contrac
 import {
   changeTopic,
   dlqTopic,
+  fencePrefix,
   heartbeatPrefix,
   stateTopic,
   type TableRef,
@@ -228,6 +229,8 @@ export class PgoutputSource {
           replicationFactor: kafka.replicationFactor,
           compact: true,
         },
+        // The cutover's fence records (see src/contracts/fence.ts).
+        { topic: fencePrefix(kafka.topicPrefix), partitions: 1, replicationFactor: kafka.replicationFactor },
         // A change too large for its topic is dead-lettered here (guardOversized).
         { topic: dlqTopic(kafka.topicPrefix), partitions: 1, replicationFactor: kafka.replicationFactor },
       ]);
@@ -374,7 +377,6 @@ export class PgoutputSource {
       catalog,
       partitionsOf: (topic) => partitions.get(topic) ?? kafka.partitions,
       encoder: this.o.encoder ?? jsonEncoder,
-      markerTopics: source.tables.map((t) => changeTopic(kafka.topicPrefix, t.schema, t.table)),
     });
     const primaryKeys = new Map(tables.map((t) => [`${t.table.schema}.${t.table.table}`, t.primaryKey]));
 
@@ -431,6 +433,9 @@ export class PgoutputSource {
       );
     };
 
+    const fenceTopic = fencePrefix(kafka.topicPrefix);
+    /** A fence record was published in the transaction being read: report its position as soon as Kafka has it. */
+    let fenced = false;
     try {
       for (;;) {
         const { value: m, done } = await queue.next();
@@ -446,11 +451,21 @@ export class PgoutputSource {
         if (this.o.onEvent)
           for (const [table, op] of changesOf(msg, r.messages.length)) this.o.onEvent(table, op);
         for (const out of r.messages) {
-          this.events++;
+          if (out.topic === fenceTopic) fenced = true;
+          else this.events++;
           this.waitingSince ??= Date.now();
           if (!publisher.publish(out)) await publisher.drained();
         }
-        if (r.mark !== undefined) publisher.mark(r.mark);
+        if (r.mark !== undefined) {
+          publisher.mark(r.mark);
+          if (fenced) {
+            // A cutover waits for the slot to pass its fence (writes are blocked meanwhile): do not make it wait for
+            // the next status interval.
+            fenced = false;
+            await publisher.flush();
+            stream.sendStatus();
+          }
+        }
       }
       // Graceful stop: everything read so far goes to Kafka, then its position to PostgreSQL.
       await publisher.flush();

@@ -5,7 +5,6 @@ import {
   deadLetterHeaders,
   REPLAYED_FROM_HEADER,
 } from '../../src/contracts/dead-letter.js';
-import type { FenceMarker } from '../../src/contracts/fence.js';
 import type { JsonRow, TransformModule } from '../../src/contracts/transform-api.js';
 import type { V2Model } from '../../src/contracts/v2-model.js';
 import type { V2Unit } from '../../src/contracts/v2-unit.js';
@@ -93,7 +92,6 @@ interface Entry {
   heartbeatTs?: string;
   /** The heartbeat's WAL position (the newest applied source position, for verify). */
   heartbeatLsn?: string;
-  marker?: FenceMarker;
   /** Dead-lettered by the transform step; committed with the batch's offsets (a unit may still apply). */
   dead?: DeadInfo;
   /**
@@ -396,8 +394,6 @@ export class PostgresSink {
         return base;
       case 'heartbeat':
         return { ...base, heartbeatTs: r.ts, ...(r.lsn ? { heartbeatLsn: r.lsn } : {}) };
-      case 'marker':
-        return { ...base, marker: r.marker };
       case 'dead':
         return { ...base, dead: r.dead };
       case 'toast':
@@ -732,22 +728,6 @@ export class PostgresSink {
         if (lsn) {
           const l = parseLsn(lsn);
           if (newestLsn === undefined || l > newestLsn) newestLsn = l;
-        }
-        if (entry.marker) {
-          // Everything before this marker on this partition is applied in this same transaction.
-          await client.query(
-            `INSERT INTO replicator.fence_markers (cutover_id, group_id, topic, partition, origin_topic, origin_partition)
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING`,
-            [
-              entry.marker.cutoverId,
-              groupId,
-              topic,
-              partition,
-              entry.marker.origin?.topic ?? topic,
-              entry.marker.origin?.partition ?? partition,
-            ],
-          );
-          continue;
         }
         // Heartbeats, dead letters without a unit, tombstones and tables without a module: only their offset.
         if (!entry.unit) continue;

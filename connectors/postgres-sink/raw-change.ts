@@ -1,5 +1,5 @@
 import type { DeadLetterInfo } from '../../src/contracts/dead-letter.js';
-import { type FenceMarker, isFenceMarker } from '../../src/contracts/fence.js';
+import { isFenceMarker } from '../../src/contracts/fence.js';
 import {
   type JsonRow,
   type LegacyChange,
@@ -55,7 +55,6 @@ interface RawEnvelope {
 export type RawEntry =
   | { kind: 'skip' }
   | { kind: 'heartbeat'; ts: string; lsn?: string }
-  | { kind: 'marker'; marker: FenceMarker }
   /**
    * A unit to apply; with `dead`, the row was invalid (the unit removes what it produced) and is dead-lettered.
    * `after`: the legacy row as the event carries it (null for a delete or a truncate), for the image store.
@@ -88,7 +87,8 @@ export class RawChangeReader {
       if (typeof h.sentAt !== 'string') return { kind: 'skip' };
       return { kind: 'heartbeat', ts: h.sentAt, ...(typeof h.lsn === 'string' ? { lsn: h.lsn } : {}) };
     }
-    if (isFenceMarker(decoded)) return { kind: 'marker', marker: decoded };
+    // Fence markers were written into every change partition by versions before the drain by offsets: skipped.
+    if (isFenceMarker(decoded)) return { kind: 'skip' };
     const dead = (code: string, message: string, transform = '-', table?: string): RawEntry => ({
       kind: 'dead',
       dead: { code, message, stage: 'sink', transform, ...(table ? { table } : {}) },

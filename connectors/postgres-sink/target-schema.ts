@@ -7,7 +7,6 @@ import type pg from 'pg';
  * - lineage: per legacy row, the position of the change last applied and what it produced (V2 rows, user emails),
  *   so a replayed or out-of-date change is skipped and what a row no longer produces is removed.
  * - applied: the newest source commit time applied per group (lag), heartbeats included.
- * - fence_markers: which partition has applied a cutover's fence marker from which origin (the exact drain).
  * - cutovers: the cutover state machine, persisted so a crashed cutover resumes or rolls back.
  * - verify_runs / reverify_queue: verify's outcomes (cutover's go/no-go reads the last) and the keys to re-check.
  * - pending_derived: keys (emails) whose derived rows (users) an apply transaction changed, recomputed right after
@@ -31,10 +30,6 @@ CREATE TABLE IF NOT EXISTS replicator.lineage (
   PRIMARY KEY (source_table, source_key));
 CREATE TABLE IF NOT EXISTS replicator.applied (
   group_id text PRIMARY KEY, commit_ts timestamptz, commit_lsn pg_lsn, updated_at timestamptz NOT NULL DEFAULT now());
-CREATE TABLE IF NOT EXISTS replicator.fence_markers (
-  cutover_id text NOT NULL, group_id text NOT NULL, topic text NOT NULL, partition integer NOT NULL,
-  origin_topic text NOT NULL, origin_partition integer NOT NULL, applied_at timestamptz NOT NULL DEFAULT now(),
-  PRIMARY KEY (cutover_id, group_id, topic, partition, origin_topic, origin_partition));
 CREATE TABLE IF NOT EXISTS replicator.cutovers (
   id text PRIMARY KEY, shop text, phase text NOT NULL, dry_run boolean NOT NULL DEFAULT false,
   started_at timestamptz NOT NULL DEFAULT now(), fence_committed_at timestamptz, fence_lsn pg_lsn,

@@ -1,11 +1,14 @@
-/** A cutover's fence marker as it travels through every partition of the raw and V2 topics. */
+/**
+ * A cutover's fence record, on the fence control topic (`fencePrefix`), never on a change topic: the source
+ * publishes it once it has read the fence's transaction, in stream order, so when Kafka has it, Kafka has every
+ * change committed before the fence. The cutover's drain then waits for the sink's stored offsets to reach the
+ * change partitions' end offsets.
+ */
 export interface FenceMarker {
   marker: 'fence';
   cutoverId: string;
-  /** The marker's own WAL position (its transaction is the fence's). */
+  /** The fence's logical message's WAL position (its transaction is the fence's). */
   lsn: string;
-  /** Where this copy came from, added by the transform stage: the drain needs every origin on every partition. */
-  origin?: { topic: string; partition: number };
 }
 
 export function isFenceMarker(v: unknown): v is FenceMarker {

@@ -110,18 +110,24 @@ async function topicSize(kafka: Kafka, topic: string): Promise<number> {
   }
 }
 
-async function partitionsOf(kafka: Kafka, topics: string[]): Promise<Map<string, number>> {
+/** End offset of every partition of `topics` that holds messages, as `topic/partition` → offset. */
+async function endOffsetsOf(kafka: Kafka, topics: string[]): Promise<Map<string, bigint>> {
   const admin = kafka.admin();
   await admin.connect();
   try {
-    const meta = await admin.fetchTopicMetadata({ topics });
-    return new Map(meta.topics.map((t) => [t.name, t.partitions.length]));
+    const ends = new Map<string, bigint>();
+    for (const topic of topics) {
+      for (const p of await admin.fetchTopicOffsets(topic)) {
+        if (BigInt(p.high) > 0n) ends.set(`${topic}/${p.partition}`, BigInt(p.high));
+      }
+    }
+    return ends;
   } finally {
     await admin.disconnect();
   }
 }
 
-/** The raw change topics: the sink applies them directly, and the fence marker reaches each of their partitions. */
+/** The raw change topics, which the sink applies directly. */
 const changeTopicsOf = (config: ReplicatorConfig) =>
   changeTopics({ rawPrefix: config.kafka.topicPrefix, tables: config.source.tables });
 
@@ -387,31 +393,48 @@ export async function runCutover(o: CutoverOptions): Promise<CutoverResult> {
       );
 
       await setPhase(id, 'draining');
-      // Drained when the sink has applied the marker on every partition of every change topic.
-      const raw = changeTopicsOf(config);
-      const parts = await partitionsOf(o.kafka, raw);
-      const expected = raw.reduce((n, t) => n + (parts.get(t) ?? 0), 0);
+      // Exact drain by offsets, no marker in the change topics: (1) the source's Kafka-acknowledged position (the
+      // slot's confirmed_flush_lsn) passes the fence, so Kafka holds every change committed before it; (2) the end
+      // offsets of every change partition at that moment are the target; (3) drained once the sink's stored
+      // offsets reach them and the users those batches touched are recomputed.
       const deadline = Date.now() + config.cutover.drainTimeoutSeconds * 1000;
+      const timedOut = (what: string) =>
+        new ReplicatorError(ErrorCodes.CUTOVER_FAILED, `drain timed out: ${what}`);
       for (;;) {
-        const got = Number(
-          (
-            await target.query<{ n: string }>(
-              // Markers applied on every partition, and the users those batches touched recomputed.
-              `SELECT CASE WHEN EXISTS (SELECT 1 FROM replicator.pending_derived) THEN 0
-                      ELSE (SELECT count(*) FROM replicator.fence_markers WHERE cutover_id = $1 AND group_id = $2)
-                      END::text AS n`,
-              [id, config.sink.groupId],
-            )
-          ).rows[0]!.n,
+        const confirmed = (
+          await legacy.query<{ passed: boolean | null }>(
+            'SELECT confirmed_flush_lsn >= $2::pg_lsn AS passed FROM pg_replication_slots WHERE slot_name = $1',
+            [config.source.slot, fence.markerLsn],
+          )
+        ).rows[0]?.passed;
+        if (confirmed) break;
+        if (Date.now() > deadline)
+          throw timedOut(`the source has not acknowledged the fence (${fence.markerLsn}) to Kafka`);
+        await sleep(20);
+      }
+      const ends = await endOffsetsOf(o.kafka, changeTopicsOf(config));
+      for (;;) {
+        const { rows } = await target.query<{
+          topic: string;
+          partition: number;
+          n: string;
+          pending: boolean;
+        }>(
+          `SELECT topic, partition, next_offset::text AS n,
+                  EXISTS (SELECT 1 FROM replicator.pending_derived) AS pending
+             FROM replicator.sink_offsets WHERE group_id = $1`,
+          [config.sink.groupId],
         );
-        if (got >= expected) break;
+        const stored = new Map(rows.map((r) => [`${r.topic}/${r.partition}`, BigInt(r.n)]));
+        const behind = [...ends].filter(([tp, end]) => (stored.get(tp) ?? 0n) < end);
+        const pending = rows[0]?.pending ?? false;
+        if (behind.length === 0 && !pending) break;
         if (Date.now() > deadline) {
-          throw new ReplicatorError(
-            ErrorCodes.CUTOVER_FAILED,
-            `drain timed out: ${got}/${expected} partition markers applied`,
+          throw timedOut(
+            `${behind.length}/${ends.size} partition(s) not applied up to the fence${pending ? ', users not recomputed' : ''}`,
           );
         }
-        await sleep(50);
+        await sleep(20);
       }
       await setPhase(id, 'drained', { drained_at: new Date().toISOString() });
 

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ensureReplicatorSchema } from '../../../../connectors/postgres-sink/index.js';
+import { changeTopics, fencePrefix } from '../../../../src/contracts/topics.js';
 import { silentLogger } from '../../../../src/core/logger.js';
 import { runCutover } from '../../../../src/ops/cutover/cutover.js';
 import { FENCE_ERROR_PREFIX } from '../../../../src/ops/cutover/fence.js';
@@ -13,6 +14,7 @@ import { finalVerify } from '../../../../src/ops/cutover/final-verify.js';
 import type { ReplicatorConfig } from '../../../../src/pipeline/config/load-config.js';
 import { LegacyWorkload } from '../../../../src/workload/legacy-workload.js';
 import { V2_KEYS } from '../../../../transforms/v2-schema.js';
+import { readTopics } from '../../../helpers/kafka-read.js';
 import {
   freshPipeline,
   startPipeline,
@@ -146,6 +148,17 @@ describe('cutover', () => {
     const after = await finalVerify(config);
     expect(after.clean, after.summary).toBe(true);
     expect(lines.join('\n')).toMatch(/write-blocked window \d+ ms/);
+    // The drain is by offsets: the change topics hold change events only (the fence record is on its own topic).
+    const raw = changeTopics({ rawPrefix: config.kafka.topicPrefix, tables: config.source.tables });
+    const messages = await readTopics(kafka, raw, () => false, 3_000);
+    expect(messages.length).toBeGreaterThan(500);
+    const notChanges = messages.filter((m) => {
+      const v = m.value === null ? null : (JSON.parse(m.value) as { op?: unknown; source?: unknown });
+      return !v || typeof v.op !== 'string' || typeof v.source !== 'object';
+    });
+    expect(notChanges.slice(0, 3)).toEqual([]);
+    const fence = await readTopics(kafka, [fencePrefix(config.kafka.topicPrefix)], (m) => m.length >= 1);
+    expect(fence.map((m) => (JSON.parse(m.value!) as { cutoverId: string }).cutoverId)).toEqual([result.id]);
   }, 180_000);
 
   it('kill -9 during each phase, then `cutover` again: a consistent outcome every time', async () => {
