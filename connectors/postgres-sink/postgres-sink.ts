@@ -187,30 +187,6 @@ export class PostgresSink {
       setup.release();
     }
     log.info({ target: describePgUrl(o.targetUrl), topics }, 'sink starting');
-    const withClient = async (fn: (client: pg.PoolClient) => Promise<void>) => {
-      const client = await this.checkout(pool);
-      try {
-        await fn(client);
-      } catch (e) {
-        client.release(true);
-        throw e;
-      }
-      client.release();
-    };
-    // Users are recomputed off the partitions' path, for all of them at once (settler.ts); it starts with a sweep
-    // of what an earlier session left queued.
-    const settler = new Settler({
-      settle: (work) =>
-        withClient(async (client) => {
-          if (this.o.holdBeforeSettleMs && work.ids.length > 0) await sleep(this.o.holdBeforeSettleMs);
-          await this.settle(client, applier, work);
-        }),
-      sweep: () => withClient((client) => this.sweepDerived(client, applier)),
-      logger: log,
-      ...(o.onRetry ? { onRetry: o.onRetry } : {}),
-    });
-    const settling = new AbortController();
-    const settlerDone = settler.run(settling.signal);
 
     // The sink may start before the source has created the change topics.
     const admin = o.kafka.admin();
@@ -317,6 +293,30 @@ export class PostgresSink {
         log.warn({ err: String(e) }, 'could not seek to stored offsets; the batch filter still applies'),
       );
     });
+    const withClient = async (fn: (client: pg.PoolClient) => Promise<void>) => {
+      const client = await this.checkout(pool);
+      try {
+        await fn(client);
+      } catch (e) {
+        client.release(true);
+        throw e;
+      }
+      client.release();
+    };
+    // Users are recomputed off the partitions' path, for all of them at once (settler.ts); it starts with a sweep
+    // of what an earlier session left queued. Created here, where the `finally` below stops it with the session.
+    const settler = new Settler({
+      settle: (work) =>
+        withClient(async (client) => {
+          if (this.o.holdBeforeSettleMs && work.ids.length > 0) await sleep(this.o.holdBeforeSettleMs);
+          await this.settle(client, applier, work);
+        }),
+      sweep: () => withClient((client) => this.sweepDerived(client, applier)),
+      logger: log,
+      ...(o.onRetry ? { onRetry: o.onRetry } : {}),
+    });
+    const settling = new AbortController();
+    const settlerDone = settler.run(settling.signal);
     try {
       await consumer.subscribe({ topics, fromBeginning: true });
       await consumer.run({
