@@ -21,7 +21,7 @@ const BOOKINGS = numberArg('bookings', 500);
 
 const { admin, pgVersion } = await benchStack();
 const env = await freshBenchEnv(admin, 'cutover', {
-  cutover: { maxLagSeconds: 10, budgetSeconds: 30, lockTimeoutMs: 2000, lockRetries: 20 },
+  cutover: { maxLagSeconds: 10, budgetSeconds: 1, waitSeconds: 60, lockTimeoutMs: 2000, lockRetries: 20 },
 });
 const config = parseConfig(env.config, {});
 const kafka = createKafka(config.kafka, silentLogger(), 'bench-cutover');

@@ -17,7 +17,8 @@ export function registerCutoverCommands(program: Command): void {
     .option('--config <file>', 'config file', 'replicator.config.yaml')
     .option('--dry-run', 'check go/no-go and print the plan; change nothing')
     .option('--max-lag <seconds>', 'replication lag allowed', positiveNumber)
-    .option('--budget <seconds>', 'predicted drain time allowed', positiveNumber)
+    .option('--budget <seconds>', 'predicted drain time the fence waits for (catch-up gate)', positiveNumber)
+    .option('--wait <seconds>', 'how long the catch-up gate waits before refusing', positiveNumber)
     .option('--shop <shop>', 'cut over one shop (per-tenant fence)')
     .option('--allow-dlq', 'proceed with messages in the dead-letter queue')
     .action(
@@ -26,6 +27,7 @@ export function registerCutoverCommands(program: Command): void {
         dryRun?: boolean;
         maxLag?: number;
         budget?: number;
+        wait?: number;
         shop?: string;
         allowDlq?: boolean;
       }) => {
@@ -40,6 +42,7 @@ export function registerCutoverCommands(program: Command): void {
           ...(opts.shop ? { shop: opts.shop } : {}),
           ...(opts.maxLag !== undefined ? { maxLagSeconds: opts.maxLag } : {}),
           ...(opts.budget !== undefined ? { budgetSeconds: opts.budget } : {}),
+          ...(opts.wait !== undefined ? { waitSeconds: opts.wait } : {}),
           ...(opts.allowDlq ? { allowDlq: true } : {}),
           verify: ({ shop }) => finalVerify(config, shop, logger),
           v2Tables: ENTITIES,

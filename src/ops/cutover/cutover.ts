@@ -38,6 +38,8 @@ export interface CutoverOptions {
   shop?: string;
   maxLagSeconds?: number;
   budgetSeconds?: number;
+  /** How long the catch-up gate waits (overrides cutover.waitSeconds). */
+  waitSeconds?: number;
   allowDlq?: boolean;
   /** The final verify, with writes fenced (keys changed since the last verify, or everything). */
   verify: (o: { shop?: string }) => Promise<VerifyOutcome>;
@@ -126,6 +128,9 @@ async function endOffsetsOf(kafka: Kafka, topics: string[]): Promise<Map<string,
     await admin.disconnect();
   }
 }
+
+/** Go/no-go checks that waiting can satisfy (the sink catching up), as opposed to a DLQ or a drifted verify. */
+const CATCH_UP_CHECKS = new Set(['replication lag', 'predicted drain']);
 
 /** The raw change topics, which the sink applies directly. */
 const changeTopicsOf = (config: ReplicatorConfig) =>
@@ -346,7 +351,18 @@ export async function runCutover(o: CutoverOptions): Promise<CutoverResult> {
       );
     }
 
-    const checks = await goNoGo(o, target);
+    let checks = await goNoGo(o, target);
+    // The catch-up gate: while only the sink's backlog stands in the way (lag, predicted drain), wait for it to catch
+    // up rather than fence now and block writes for the whole drain — bounded by `--wait`, saying what it waits for.
+    const waitUntil = Date.now() + (o.waitSeconds ?? config.cutover.waitSeconds) * 1000;
+    const catchingUp = (cs: GoNoGo[]) =>
+      cs.some((c) => !c.ok) && cs.every((c) => c.ok || CATCH_UP_CHECKS.has(c.check));
+    while (!o.dryRun && catchingUp(checks) && Date.now() < waitUntil) {
+      for (const c of checks.filter((x) => !x.ok))
+        print(`  waiting for the sink to catch up: ${c.check}: ${c.detail}`);
+      await sleep(500);
+      checks = await goNoGo(o, target);
+    }
     for (const c of checks) print(`  ${c.ok ? 'GO   ' : 'NO-GO'} ${c.check}: ${c.detail}`);
     const id = randomUUID();
     if (o.dryRun) {

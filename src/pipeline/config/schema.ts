@@ -177,11 +177,14 @@ export const cutoverSchema = z
     maxLagSeconds: z.number().min(0).default(30).meta({
       description: 'Go/no-go: replication lag must be under this (heartbeats keep it fresh when idle).',
     }),
-    budgetSeconds: z
-      .number()
-      .min(0)
-      .default(30)
-      .meta({ description: 'Go/no-go: predicted drain time must be under this.' }),
+    budgetSeconds: z.number().min(0).default(1).meta({
+      description:
+        'Catch-up gate: the fence is taken only when the predicted drain (messages behind ÷ apply rate) fits this.',
+    }),
+    waitSeconds: z.number().min(0).default(60).meta({
+      description:
+        'How long the catch-up gate waits for the predicted drain to fit the budget before refusing.',
+    }),
     drainTimeoutSeconds: z
       .number()
       .min(1)

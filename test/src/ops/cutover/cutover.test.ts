@@ -7,12 +7,13 @@ import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ensureReplicatorSchema } from '../../../../connectors/postgres-sink/index.js';
 import { changeTopics, fencePrefix } from '../../../../src/contracts/topics.js';
+import { ErrorCodes, isReplicatorError } from '../../../../src/core/errors.js';
 import { silentLogger } from '../../../../src/core/logger.js';
 import { runCutover } from '../../../../src/ops/cutover/cutover.js';
 import { FENCE_ERROR_PREFIX } from '../../../../src/ops/cutover/fence.js';
 import { finalVerify } from '../../../../src/ops/cutover/final-verify.js';
 import type { ReplicatorConfig } from '../../../../src/pipeline/config/load-config.js';
-import { LegacyWorkload } from '../../../../src/workload/legacy-workload.js';
+import { applyWrites, LegacyWorkload } from '../../../../src/workload/legacy-workload.js';
 import { V2_KEYS } from '../../../../transforms/v2-schema.js';
 import { readTopics } from '../../../helpers/kafka-read.js';
 import {
@@ -79,6 +80,11 @@ async function setup(label: string, seedRows = 100) {
     restartSink: async () => {
       await pipeline.stop();
       pipeline = startPipeline(config);
+    },
+    /** Only the source runs from here on: changes reach Kafka and nothing applies them. */
+    stopApplying: async () => {
+      await pipeline.stop();
+      pipeline = startPipeline(config, 'source');
     },
   };
 }
@@ -227,6 +233,36 @@ describe('cutover', () => {
       await recordVerify(config);
     }
   }, 400_000);
+
+  it('the catch-up gate: with the apply path stopped behind a backlog it waits, says why, and refuses without fencing', async () => {
+    const { env, config, workload, stopApplying } = await setup('cutgate');
+    await stopApplying();
+    await withClient(env.legacyUrl, async (c) => {
+      for (let i = 0; i < 300; i++) await applyWrites(c, [workload.next()]);
+    });
+    const lines: string[] = [];
+    const refused = await runCutover({
+      config: { ...config, cutover: { ...config.cutover, budgetSeconds: 1, waitSeconds: 3 } },
+      kafka,
+      logger: silentLogger(),
+      print: (l) => lines.push(l),
+      allowDlq: true,
+      verify: ({ shop }) => finalVerify(config, shop),
+      v2Tables: V2_TABLES,
+    }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(isReplicatorError(refused, ErrorCodes.CUTOVER_REFUSED), String(refused)).toBe(true);
+    expect((refused as Error).message).toMatch(/predicted drain \(\d+ message\(s\) behind/);
+    // It waited (bounded by --wait) and said what for, before refusing.
+    expect(
+      lines.some((l) => /waiting for the sink to catch up: predicted drain: \d+ message\(s\) behind/.test(l)),
+    ).toBe(true);
+    // Legacy was never fenced: no trigger, and writes go on.
+    expect(await fenceTriggers(env.legacyUrl)).toEqual([]);
+    await withClient(env.legacyUrl, (c) => applyWrites(c, [workload.next()]));
+  }, 180_000);
 
   it('--shop A cuts over shop A while shop B keeps writing and replicating', async () => {
     const { env, config } = await setup('cutshop');
