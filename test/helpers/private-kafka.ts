@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -26,8 +26,10 @@ export interface PrivateKafka {
 export async function startPrivateKafka(): Promise<PrivateKafka> {
   const shared = stackSettings().kafka;
   const dir = mkdtempSync(join(tmpdir(), 'private-kafka-'));
-  // The stack's broker (started by the test setup) has fetched the jars; reuse them rather than fetch again.
-  symlinkSync(join(shared.dir, `libs-${KAFKA_VERSION}`), join(dir, `libs-${KAFKA_VERSION}`));
+  // The stack's broker has usually fetched the jars: reuse them rather than fetch again. (When the shared broker is
+  // another checkout's, this checkout has none, and the private broker fetches its own.)
+  const libs = join(shared.dir, `libs-${KAFKA_VERSION}`);
+  if (existsSync(join(libs, '.complete'))) symlinkSync(libs, join(dir, `libs-${KAFKA_VERSION}`));
   const o: LocalKafkaOptions = { ...shared, dir, port: await freePort(), controllerPort: await freePort() };
   const quiet = () => {};
   const broker: PrivateKafka = {
