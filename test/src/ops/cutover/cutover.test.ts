@@ -89,6 +89,20 @@ async function setup(label: string, seedRows = 100) {
   };
 }
 
+/** `runCutover` as these tests run it (DLQ allowed, the final verify of `config`), with `extra` on top. */
+function cutover(config: ReplicatorConfig, extra: Partial<Parameters<typeof runCutover>[0]> = {}) {
+  return runCutover({
+    config,
+    kafka,
+    logger: silentLogger(),
+    print: () => {},
+    allowDlq: true,
+    verify: ({ shop }) => finalVerify(config, shop),
+    v2Tables: V2_TABLES,
+    ...extra,
+  });
+}
+
 async function fenceTriggers(url: string): Promise<string[]> {
   return withClient(url, async (c) =>
     (
@@ -132,15 +146,7 @@ describe('cutover', () => {
     })();
     await sleep(2_000);
     const lines: string[] = [];
-    const result = await runCutover({
-      config,
-      kafka,
-      logger: silentLogger(),
-      print: (l) => lines.push(l),
-      allowDlq: true,
-      verify: ({ shop }) => finalVerify(config, shop),
-      v2Tables: V2_TABLES,
-    });
+    const result = await cutover(config, { print: (l) => lines.push(l) });
     await sleep(500);
     writing = false;
     await writer;
@@ -241,15 +247,10 @@ describe('cutover', () => {
       for (let i = 0; i < 300; i++) await applyWrites(c, [workload.next()]);
     });
     const lines: string[] = [];
-    const refused = await runCutover({
-      config: { ...config, cutover: { ...config.cutover, budgetSeconds: 1, waitSeconds: 3 } },
-      kafka,
-      logger: silentLogger(),
-      print: (l) => lines.push(l),
-      allowDlq: true,
-      verify: ({ shop }) => finalVerify(config, shop),
-      v2Tables: V2_TABLES,
-    }).then(
+    const refused = await cutover(
+      { ...config, cutover: { ...config.cutover, budgetSeconds: 1, waitSeconds: 3 } },
+      { print: (l) => lines.push(l) },
+    ).then(
       () => undefined,
       (e: unknown) => e,
     );
@@ -266,16 +267,7 @@ describe('cutover', () => {
 
   it('--shop A cuts over shop A while shop B keeps writing and replicating', async () => {
     const { env, config } = await setup('cutshop');
-    const result = await runCutover({
-      config,
-      kafka,
-      logger: silentLogger(),
-      print: () => {},
-      shop: 'shop-0',
-      allowDlq: true,
-      verify: ({ shop }) => finalVerify(config, shop),
-      v2Tables: V2_TABLES,
-    });
+    const result = await cutover(config, { shop: 'shop-0' });
     expect(result.phase).toBe('flipped');
     await withClient(env.legacyUrl, async (c) => {
       await expect(
