@@ -1,14 +1,11 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { RawChangeReader } from '../../../connectors/postgres-sink/raw-change.js';
 import { changeTopics, dlqTopic, heartbeatPrefix } from '../../../src/contracts/topics.js';
 import { listDeadLetters } from '../../../src/ops/dlq/dead-letters.js';
-import type { ReplicatorConfig } from '../../../src/pipeline/config/load-config.js';
 import { LegacyWorkload } from '../../../src/workload/legacy-workload.js';
-import { transformModules } from '../../../transforms/index.js';
 import { ChildReplicator } from '../../helpers/child-source.js';
-import { readTopics } from '../../helpers/kafka-read.js';
 import { freshPipeline, startPipeline, summary, waitForConvergence } from '../../helpers/pipeline-harness.js';
 import { dropSlot, testKafka, withClient } from '../../helpers/resources.js';
+import { expectedLetters, waitForOpenApplyTransaction } from '../../helpers/sink-probes.js';
 import { isClean } from '../../helpers/v2-oracle.js';
 
 const children: ChildReplicator[] = [];
@@ -91,43 +88,6 @@ async function endOffsets(topics: string[]): Promise<Record<string, string>> {
   }
 }
 
-/**
- * The dead letters a crash-free run produces, from the raw topics themselves: each change whose transform rejects
- * it (the same pure step the sink runs), by origin and reason.
- */
-async function expectedLetters(config: ReplicatorConfig): Promise<string[]> {
-  const topics = changeTopics({ rawPrefix: config.kafka.topicPrefix, tables: config.source.tables });
-  const reader = new RawChangeReader(transformModules, heartbeatPrefix(config.kafka.topicPrefix));
-  const messages = await readTopics(testKafka(), topics, () => false, 5_000);
-  const out: string[] = [];
-  for (const m of messages) {
-    const r = reader.read(m.topic, m.key, m.value === null ? null : JSON.parse(m.value));
-    const dead = r.kind === 'dead' ? r.dead : r.kind === 'unit' ? r.dead : undefined;
-    if (dead) out.push(`${m.topic}/${m.partition}/${m.offset}/${dead.code}`);
-  }
-  return out.sort();
-}
-
-/** Waits for an apply transaction of the sink that is open (held before COMMIT) and young enough to still be. */
-async function waitForOpenApplyTransaction(targetUrl: string, pid: number): Promise<void> {
-  for (let i = 0; i < 600; i++) {
-    const open = await withClient(
-      targetUrl,
-      async (c) =>
-        (
-          await c.query(
-            `SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'replicator-sink'
-               AND state = 'idle in transaction' AND now() - xact_start < interval '300 milliseconds'
-               AND now() - state_change < interval '300 milliseconds'`,
-          )
-        ).rowCount,
-    );
-    if (open) return;
-    await sleep(20);
-  }
-  throw new Error(`no open apply transaction of sink pid ${pid} within 12 s`);
-}
-
 /** Waits until a committed batch's users are queued and not yet recomputed (the sink holds 400 ms there). */
 async function waitForUnsettledBatch(targetUrl: string): Promise<void> {
   for (let i = 0; i < 600; i++) {
@@ -159,7 +119,7 @@ describe('sink resilience', () => {
       // between a committed batch and its users' recompute (its keys still queued in replicator.pending_derived).
       for (let k = 0; k < 5; k++) {
         await sink.waitForLog(/sink starting/);
-        if (k % 2 === 0) await waitForOpenApplyTransaction(env.targetUrl, sink.pid!);
+        if (k % 2 === 0) await waitForOpenApplyTransaction(env.targetUrl, 12_000);
         else await waitForUnsettledBatch(env.targetUrl);
         await sink.kill9();
         sink = new ChildReplicator(env.config, 'sink', k < 4 ? hold : {});

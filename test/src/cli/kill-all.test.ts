@@ -1,15 +1,13 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { RawChangeReader } from '../../../connectors/postgres-sink/raw-change.js';
-import { changeTopics, dlqTopic, heartbeatPrefix } from '../../../src/contracts/topics.js';
+import { dlqTopic } from '../../../src/contracts/topics.js';
 import { listDeadLetters } from '../../../src/ops/dlq/dead-letters.js';
-import type { ReplicatorConfig } from '../../../src/pipeline/config/load-config.js';
 import { applyWrites, LegacyWorkload, prng } from '../../../src/workload/legacy-workload.js';
-import { transformModules } from '../../../transforms/index.js';
 import { ChildReplicator } from '../../helpers/child-source.js';
-import { readTopics } from '../../helpers/kafka-read.js';
+import { startLiveWriter } from '../../helpers/live-writer.js';
 import { freshPipeline, summary, waitForConvergence } from '../../helpers/pipeline-harness.js';
 import { dropSlot, testKafka, withClient } from '../../helpers/resources.js';
 import { testSeed, withSeed } from '../../helpers/seed.js';
+import { expectedLetters, waitForOpenApplyTransaction } from '../../helpers/sink-probes.js';
 import { isClean } from '../../helpers/v2-oracle.js';
 
 const KILLS = 5;
@@ -20,45 +18,6 @@ const children: ChildReplicator[] = [];
 afterAll(async () => {
   for (const c of children) await c.kill9();
 });
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/**
- * Waits until the sink (of a `--role all` daemon) has an apply transaction open — held before COMMIT by the fault
- * hook — and young enough to still be open when the kill lands.
- */
-async function waitForOpenApplyTransaction(targetUrl: string): Promise<void> {
-  for (let i = 0; i < 1_500; i++) {
-    const open = await withClient(
-      targetUrl,
-      async (c) =>
-        (
-          await c.query(
-            `SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'replicator-sink'
-               AND state = 'idle in transaction' AND now() - xact_start < interval '300 milliseconds'
-               AND now() - state_change < interval '300 milliseconds'`,
-          )
-        ).rowCount,
-    );
-    if (open) return;
-    await sleep(20);
-  }
-  throw new Error('no open apply transaction of the sink within 30 s');
-}
-
-/** The dead letters a crash-free run produces: each change in the raw topics whose transform rejects it. */
-async function expectedLetters(config: ReplicatorConfig): Promise<string[]> {
-  const topics = changeTopics({ rawPrefix: config.kafka.topicPrefix, tables: config.source.tables });
-  const reader = new RawChangeReader(transformModules, heartbeatPrefix(config.kafka.topicPrefix));
-  const messages = await readTopics(testKafka(), topics, () => false, 5_000);
-  const out: string[] = [];
-  for (const m of messages) {
-    const r = reader.read(m.topic, m.key, m.value === null ? null : JSON.parse(m.value));
-    const dead = r.kind === 'dead' ? r.dead : r.kind === 'unit' ? r.dead : undefined;
-    if (dead) out.push(`${m.topic}/${m.partition}/${m.offset}/${dead.code}`);
-  }
-  return out.sort();
-}
 
 describe('the whole daemon killed', () => {
   it(
@@ -87,34 +46,23 @@ describe('the whole daemon killed', () => {
         await daemon.waitForLog(/"msg":"streaming"/, 60_000);
 
         // One writer, writing without pause from here to the end of the kills.
-        let writes = 0;
-        let stop = false;
-        const writer = withClient(env.legacyUrl, async (c) => {
-          while (!stop) {
-            await applyWrites(c, [workload.next()]);
-            writes++;
-          }
-        });
+        const writer = startLiveWriter(env.legacyUrl, workload);
         const landings: { writes: number; streamed: boolean }[] = [];
         try {
           for (let k = 0; k < KILLS; k++) {
             // This incarnation streams, and writes reach it for a while (50–250 of them, drawn from the seed).
             await daemon.waitForLog(/"msg":"streaming"/, 60_000);
-            const from = writes;
-            const more = 50 + Math.floor(random() * 200);
-            while (writes < from + more) await sleep(10);
+            await writer.advance(50 + Math.floor(random() * 200));
             // Where the kill lands: the sink holds an open apply transaction; the source is streaming.
             await waitForOpenApplyTransaction(env.targetUrl);
             await daemon.kill9();
-            landings.push({ writes, streamed: /"msg":"streaming"/.test(daemon.log()) });
+            landings.push({ writes: writer.written(), streamed: /"msg":"streaming"/.test(daemon.log()) });
             daemon = spawn(k < KILLS - 1 ? hold : {});
           }
           await daemon.waitForLog(/"msg":"streaming"/, 60_000);
-          const from = writes;
-          while (writes < from + 100) await sleep(10);
+          await writer.advance(100);
         } finally {
-          stop = true;
-          await writer;
+          await writer.stop();
         }
         try {
           expect(landings.map((l) => l.streamed)).toEqual(Array(KILLS).fill(true));

@@ -2,6 +2,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { applyWrites, LegacyWorkload } from '../../../src/workload/legacy-workload.js';
 import { ChildReplicator } from '../../helpers/child-source.js';
 import { ANY_PORT, daemonUrl, getJson, waitReady } from '../../helpers/daemon.js';
+import { startLiveWriter } from '../../helpers/live-writer.js';
 import { freshPipeline, summary, waitForConvergence } from '../../helpers/pipeline-harness.js';
 import { dropSlot, withClient } from '../../helpers/resources.js';
 import { isClean } from '../../helpers/v2-oracle.js';
@@ -41,30 +42,20 @@ describe('replicator start', () => {
     await first.waitForLog(/"msg":"streaming"/, 60_000);
 
     // Writes keep coming while the daemon stops and while it is down.
-    let writes = 0;
-    let stop = false;
-    const writer = withClient(env.legacyUrl, async (c) => {
-      while (!stop) {
-        await applyWrites(c, [workload.next()]);
-        writes++;
-      }
-    });
+    const writer = startLiveWriter(env.legacyUrl, workload);
     try {
-      while (writes < 150) await new Promise((r) => setTimeout(r, 20));
+      await writer.advance(150);
       // Exit code 0 means the daemon finished its graceful stop itself: past the grace period it exits 1.
       expect(await first.stop(), first.log().slice(-3000)).toBe(0);
       expect(first.log()).toMatch(/"msg":"stopped"/);
-      const atStop = writes;
-      while (writes < atStop + 100) await new Promise((r) => setTimeout(r, 20));
+      await writer.advance(100);
 
       const second = daemon(env.config);
       await waitReady(await daemonUrl(second), 'leader');
       await second.waitForLog(/"msg":"streaming"/, 60_000);
-      const atRestart = writes;
-      while (writes < atRestart + 150) await new Promise((r) => setTimeout(r, 20));
+      await writer.advance(150);
     } finally {
-      stop = true;
-      await writer;
+      await writer.stop();
     }
     const diff = await waitForConvergence(env.legacyUrl, env.targetUrl, 120_000);
     expect(isClean(diff), summary(diff)).toBe(true);

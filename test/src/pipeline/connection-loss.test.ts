@@ -1,6 +1,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { applyWrites, LegacyWorkload } from '../../../src/workload/legacy-workload.js';
 import { ChildReplicator } from '../../helpers/child-source.js';
+import { startLiveWriter } from '../../helpers/live-writer.js';
 import { freshPipeline, summary, waitForConvergence } from '../../helpers/pipeline-harness.js';
 import { dropSlot, withClient } from '../../helpers/resources.js';
 import { isClean } from '../../helpers/v2-oracle.js';
@@ -44,15 +45,7 @@ describe('connection loss', () => {
     daemon.start();
     await daemon.waitForLog(/"msg":"streaming"/, 60_000);
 
-    let stop = false;
-    let writes = 0;
-    const writer = withClient(env.legacyUrl, async (c) => {
-      while (!stop) {
-        await applyWrites(c, [workload.next()]);
-        writes++;
-        await sleep(3);
-      }
-    });
+    const writer = startLiveWriter(env.legacyUrl, workload, { pauseMs: 3 });
     try {
       // Each kind of connection in turn: the sink's pooled target connections, then the source's (leader lock,
       // admin and walsender). Each time at least one was there to terminate, and writes went on in between.
@@ -62,8 +55,7 @@ describe('connection loss', () => {
         ['source', env.legacyUrl, 'replicator-source'],
         ['sink again', env.targetUrl, 'replicator-sink'],
       ] as const) {
-        const before = writes;
-        while (writes < before + 150) await sleep(20);
+        await writer.advance(150);
         for (let i = 0; i < 100 && !killed[name]; i++) {
           killed[name] = await terminate(url, app);
           if (!killed[name]) await sleep(100);
@@ -73,10 +65,8 @@ describe('connection loss', () => {
         Object.values(killed).every((n) => n > 0),
         `seed ${seed}: ${JSON.stringify(killed)}`,
       ).toBe(true);
-      const before = writes;
-      while (writes < before + 150) await sleep(20);
-      stop = true;
-      await writer;
+      await writer.advance(150);
+      await writer.stop();
       const diff = await waitForConvergence(env.legacyUrl, env.targetUrl, 120_000);
       expect(isClean(diff), `seed ${seed}: ${summary(diff)}`).toBe(true);
       // Still the same process: it never exited, and it said what it did.
@@ -85,8 +75,7 @@ describe('connection loss', () => {
       expect(daemon.log()).toMatch(/source session ended; reconnecting/);
       expect(await daemon.stop()).toBe(0);
     } finally {
-      stop = true;
-      await writer.catch(() => {});
+      await writer.stop().catch(() => {});
     }
   }, 300_000);
 });

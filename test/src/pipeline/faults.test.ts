@@ -1,4 +1,3 @@
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../../src/pipeline/config/load-config.js';
 import { applyWrites, LegacyWorkload } from '../../../src/workload/legacy-workload.js';
@@ -6,6 +5,7 @@ import { LEGACY_DDL } from '../../../transforms/legacy-schema.js';
 import { V2_DDL } from '../../../transforms/v2-schema.js';
 import { ChildReplicator } from '../../helpers/child-source.js';
 import { daemonUrl, getJson, runCli, scrape, waitReady } from '../../helpers/daemon.js';
+import { startLiveWriter } from '../../helpers/live-writer.js';
 import { LEGACY_TABLES, summary, waitForConvergence } from '../../helpers/pipeline-harness.js';
 import { type PrivateKafka, startPrivateKafka } from '../../helpers/private-kafka.js';
 import { type PrivatePostgres, startPrivatePostgres } from '../../helpers/private-postgres.js';
@@ -40,48 +40,6 @@ afterAll(async () => {
   for (const c of children) await c.kill9();
   await Promise.all([legacyPg?.destroy(), targetPg?.destroy(), broker?.destroy()]);
 });
-
-/**
- * Writes the workload until stopped, through every outage of the legacy server: a write that fails (connection
- * lost, server starting) is counted and the writer reconnects; the oracle reads what legacy actually holds.
- */
-function liveWriter(url: string, workload: LegacyWorkload) {
-  let stop = false;
-  let written = 0;
-  let failed = 0;
-  const done = (async () => {
-    while (!stop) {
-      const c = new pg.Client({ connectionString: url });
-      c.on('error', () => {});
-      try {
-        await c.connect();
-        while (!stop) {
-          await applyWrites(c, [workload.next()]);
-          written++;
-          await sleep(3);
-        }
-      } catch {
-        failed++;
-        await sleep(200);
-      } finally {
-        await c.end().catch(() => {});
-      }
-    }
-  })();
-  return {
-    written: () => written,
-    failed: () => failed,
-    /** Resolves once `n` more writes have committed. */
-    async advance(n: number) {
-      const target = written + n;
-      while (written < target) await sleep(20);
-    },
-    async stop() {
-      stop = true;
-      await done;
-    },
-  };
-}
 
 describe('infrastructure faults under live writes', () => {
   it(
@@ -122,7 +80,7 @@ describe('infrastructure faults under live writes', () => {
         await daemon.waitForLog(/"msg":"streaming"/, 60_000);
         const pid = daemon.pid;
         const base = await daemonUrl(daemon);
-        const writer = liveWriter(legacyUrl, workload);
+        const writer = startLiveWriter(legacyUrl, workload, { pauseMs: 3, survive: true });
         const alive = (step: string) =>
           expect(daemon.exitCode, `${step}: the daemon exited\n${daemon.log().slice(-3000)}`).toBe(null);
         try {
