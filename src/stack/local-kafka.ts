@@ -1,11 +1,11 @@
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, openSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { Kafka, logLevel } from 'kafkajs';
 import { ErrorCodes, ReplicatorError } from '../core/errors.js';
-import { pidAlive, readPid, stopByPidFile, waitUntilAnswering } from './managed-process.js';
+import { pidAlive, readPid, startDetached, stopByPidFile, waitUntilAnswering } from './managed-process.js';
 
 const run = promisify(execFile);
 
@@ -219,10 +219,10 @@ export async function ensureKafka(o: LocalKafkaOptions, log: Log): Promise<{ sta
   const libs = await ensureJars(o, log);
   writeConfig(o);
   await formatStorage(o, libs, log);
-  const out = openSync(p.out, 'a');
-  const child = spawn(
-    'java',
-    [
+  const pid = await startDetached({
+    name: 'Kafka',
+    command: 'java',
+    args: [
       '-Xms256m',
       '-Xmx1g',
       '-XX:+UseG1GC',
@@ -233,20 +233,12 @@ export async function ensureKafka(o: LocalKafkaOptions, log: Log): Promise<{ sta
       'kafka.Kafka',
       resolve(p.props),
     ],
-    { detached: true, stdio: ['ignore', out, out] },
-  );
-  child.unref();
-  if (!child.pid) throw new ReplicatorError(ErrorCodes.STACK_START_FAILED, 'could not spawn java');
-  const pid = child.pid;
-  writeFileSync(p.pid, `${pid}\n`);
-  log(`kafka: started broker pid ${pid} on ${brokers} (log ${p.out})`);
-  await waitUntilAnswering({
-    name: 'Kafka',
+    logFile: p.out,
+    pidFile: p.pid,
     answers: () => kafkaAnswers(brokers, 2000),
-    alive: () => pidAlive(pid),
     timeoutMs: 120_000,
     pollMs: 500,
-    logFile: p.out,
+    onSpawned: (pid) => log(`kafka: started broker pid ${pid} on ${brokers} (log ${p.out})`),
   });
   log(`kafka: answering at ${brokers}`);
   return { startedPid: pid };

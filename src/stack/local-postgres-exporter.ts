@@ -1,11 +1,6 @@
-import { execFile, spawn } from 'node:child_process';
-import { mkdirSync, openSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
-import { ErrorCodes, ReplicatorError } from '../core/errors.js';
-import { pidAlive, stopByPidFile, waitUntilAnswering } from './managed-process.js';
-
-const run = promisify(execFile);
+import { requireTool, startDetached, stopByPidFile } from './managed-process.js';
 
 /**
  * The Prometheus community's postgres_exporter beside the legacy server: it reports the replication slots
@@ -56,36 +51,22 @@ export async function ensurePostgresExporter(
     return {};
   }
   const binary = o.binary ?? 'prometheus-postgres-exporter';
-  try {
-    await run(binary, ['--version']);
-  } catch {
-    throw new ReplicatorError(
-      ErrorCodes.STACK_TOOL_MISSING,
-      `${binary} is not installed: install it (Debian: apt-get install prometheus-postgres-exporter)`,
-    );
-  }
+  await requireTool(binary, 'Debian: apt-get install prometheus-postgres-exporter');
   mkdirSync(o.dir, { recursive: true });
-  const out = openSync(p.log, 'a');
   const url = new URL(o.pgUrl);
   if (!url.searchParams.has('sslmode')) url.searchParams.set('sslmode', 'disable');
-  const child = spawn(binary, [`--web.listen-address=${target}`], {
-    detached: true,
-    stdio: ['ignore', out, out],
+  const pid = await startDetached({
+    name: 'postgres_exporter',
+    command: binary,
+    args: [`--web.listen-address=${target}`],
     // The connection string goes through the environment, not the command line (ps shows arguments).
     env: { ...process.env, DATA_SOURCE_NAME: url.toString() },
-  });
-  child.unref();
-  if (!child.pid) throw new ReplicatorError(ErrorCodes.STACK_START_FAILED, `could not spawn ${binary}`);
-  const pid = child.pid;
-  writeFileSync(p.pid, `${pid}\n`);
-  log(`postgres_exporter: started pid ${pid} on ${target} (log ${p.log})`);
-  await waitUntilAnswering({
-    name: 'postgres_exporter',
+    logFile: p.log,
+    pidFile: p.pid,
     answers: () => answers(target),
-    alive: () => pidAlive(pid),
     timeoutMs: 30_000,
     pollMs: 200,
-    logFile: p.log,
+    onSpawned: (pid) => log(`postgres_exporter: started pid ${pid} on ${target} (log ${p.log})`),
   });
   return { startedPid: pid };
 }

@@ -1,12 +1,14 @@
-import { execFile, spawn } from 'node:child_process';
-import { mkdirSync, openSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { promisify } from 'node:util';
 import { stringify } from 'yaml';
-import { ErrorCodes, ReplicatorError } from '../core/errors.js';
-import { pidAlive, readPid, stopByPidFile, waitUntilAnswering } from './managed-process.js';
-
-const run = promisify(execFile);
+import {
+  pidAlive,
+  readPid,
+  requireTool,
+  startDetached,
+  stopByPidFile,
+  waitUntilAnswering,
+} from './managed-process.js';
 
 export interface LocalPrometheusOptions {
   /** Folder for the generated config, the TSDB, the log and the PID file (git-ignored under .stack/). */
@@ -103,39 +105,25 @@ export async function ensurePrometheus(
     return {};
   }
   const binary = o.binary ?? 'prometheus';
-  try {
-    await run(binary, ['--version']);
-  } catch {
-    throw new ReplicatorError(
-      ErrorCodes.STACK_TOOL_MISSING,
-      `${binary} is not installed: install it (Debian: apt-get install prometheus)`,
-    );
-  }
+  await requireTool(binary, 'Debian: apt-get install prometheus');
   mkdirSync(p.data, { recursive: true });
   writeFileSync(p.config, prometheusConfig(o));
-  const out = openSync(p.log, 'a');
-  const child = spawn(
-    binary,
-    [
+  const pid = await startDetached({
+    name: 'Prometheus',
+    command: binary,
+    args: [
       `--config.file=${resolve(p.config)}`,
       `--storage.tsdb.path=${resolve(p.data)}`,
       `--web.listen-address=${o.host}:${o.port}`,
       '--storage.tsdb.retention.time=7d',
     ],
-    { detached: true, stdio: ['ignore', out, out] },
-  );
-  child.unref();
-  if (!child.pid) throw new ReplicatorError(ErrorCodes.STACK_START_FAILED, `could not spawn ${binary}`);
-  const pid = child.pid;
-  writeFileSync(p.pid, `${pid}\n`);
-  log(`prometheus: started pid ${pid} on ${url}, scraping ${o.targets.join(', ')} (log ${p.log})`);
-  await waitUntilAnswering({
-    name: 'Prometheus',
+    logFile: p.log,
+    pidFile: p.pid,
     answers: () => prometheusAnswers(url),
-    alive: () => pidAlive(pid),
     timeoutMs: 30_000,
     pollMs: 200,
-    logFile: p.log,
+    onSpawned: (pid) =>
+      log(`prometheus: started pid ${pid} on ${url}, scraping ${o.targets.join(', ')} (log ${p.log})`),
   });
   return { startedPid: pid };
 }

@@ -1,4 +1,6 @@
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { execFile, spawn } from 'node:child_process';
+import { existsSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { promisify } from 'node:util';
 import { ErrorCodes, ReplicatorError } from '../core/errors.js';
 
 /** What the stack script needs of a background service it starts: its PID file, readiness, stop. */
@@ -60,4 +62,55 @@ export async function stopByPidFile(
   }
   writeFileSync(pidFile, '');
   return true;
+}
+
+/**
+ * Starts a background service: `command` detached, its output appended to `logFile`, its PID written to `pidFile`
+ * (what `stopByPidFile` stops), then waits until `answers` holds. Returns the PID.
+ */
+export async function startDetached(o: {
+  name: string;
+  command: string;
+  args: string[];
+  env?: NodeJS.ProcessEnv;
+  logFile: string;
+  pidFile: string;
+  answers: () => Promise<unknown>;
+  timeoutMs: number;
+  pollMs: number;
+  /** Called once the process is spawned (to say so), before waiting for it to answer. */
+  onSpawned?: (pid: number) => void;
+}): Promise<number> {
+  const out = openSync(o.logFile, 'a');
+  const child = spawn(o.command, o.args, {
+    detached: true,
+    stdio: ['ignore', out, out],
+    ...(o.env ? { env: o.env } : {}),
+  });
+  child.unref();
+  if (!child.pid) throw new ReplicatorError(ErrorCodes.STACK_START_FAILED, `could not spawn ${o.command}`);
+  const pid = child.pid;
+  writeFileSync(o.pidFile, `${pid}\n`);
+  o.onSpawned?.(pid);
+  await waitUntilAnswering({
+    name: o.name,
+    answers: o.answers,
+    alive: () => pidAlive(pid),
+    timeoutMs: o.timeoutMs,
+    pollMs: o.pollMs,
+    logFile: o.logFile,
+  });
+  return pid;
+}
+
+/** Fails with STACK_TOOL_MISSING, saying how to install it, unless `binary --version` runs. */
+export async function requireTool(binary: string, install: string): Promise<void> {
+  try {
+    await promisify(execFile)(binary, ['--version']);
+  } catch {
+    throw new ReplicatorError(
+      ErrorCodes.STACK_TOOL_MISSING,
+      `${binary} is not installed: install it (${install})`,
+    );
+  }
 }
