@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { stringifyJsonExactly } from '../../src/contracts/exact-json.js';
 import type { JsonRow, V2Entity } from '../../src/contracts/transform-api.js';
 import type { V2Model } from '../../src/contracts/v2-model.js';
 import type { V2Unit } from '../../src/contracts/v2-unit.js';
@@ -138,7 +139,7 @@ export async function applyBatch(
     await client.query(
       `DELETE FROM ${quoteIdent(entity)} t USING jsonb_to_recordset($1::jsonb) AS d(${recordDef(types, entity, cols)})
         WHERE ${cols.map((c) => `t.${quoteIdent(c)} = d.${quoteIdent(c)}`).join(' AND ')}`,
-      [JSON.stringify([...keys.values()])],
+      [stringifyJsonExactly([...keys.values()])],
     );
   }
   // Parents first: a booking may arrive before its user exists (ids are deterministic; the recompute fills it).
@@ -157,7 +158,7 @@ export async function applyBatch(
            ? `UPDATE SET ${nonKey.map((c) => `${quoteIdent(c)} = EXCLUDED.${quoteIdent(c)}`).join(', ')}`
            : 'NOTHING'
        }`,
-      [JSON.stringify([...g.rows.values()])],
+      [stringifyJsonExactly([...g.rows.values()])],
     );
   }
   for (const set of childSets.values()) {
@@ -169,8 +170,8 @@ export async function applyBatch(
           AND NOT EXISTS (SELECT 1 FROM jsonb_to_recordset($2::jsonb) AS k(${recordDef(types, set.entity, set.childCols)})
                            WHERE ${set.childCols.map((c) => `t.${quoteIdent(c)} = k.${quoteIdent(c)}`).join(' AND ')})`,
       [
-        JSON.stringify([...set.parents.values()]),
-        JSON.stringify(
+        stringifyJsonExactly([...set.parents.values()]),
+        stringifyJsonExactly(
           set.keep.map((k) => Object.fromEntries([...set.parentCols, ...own].map((c) => [c, k[c] ?? null]))),
         ),
       ],
@@ -182,7 +183,7 @@ export async function applyBatch(
        FROM jsonb_to_recordset($1::jsonb) AS x(source_table text, source_key text, commit_lsn pg_lsn, seq int, outputs jsonb, emails jsonb)
      ON CONFLICT (source_table, source_key) DO UPDATE SET commit_lsn = EXCLUDED.commit_lsn, seq = EXCLUDED.seq,
        outputs = EXCLUDED.outputs, emails = EXCLUDED.emails, applied_at = EXCLUDED.applied_at`,
-    [JSON.stringify(lineageRows)],
+    [stringifyJsonExactly(lineageRows)],
   );
   return { emails, applied };
 }

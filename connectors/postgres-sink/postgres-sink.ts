@@ -5,6 +5,7 @@ import {
   deadLetterHeaders,
   REPLAYED_FROM_HEADER,
 } from '../../src/contracts/dead-letter.js';
+import { parseJsonExactly } from '../../src/contracts/exact-json.js';
 import type { JsonRow, TransformModule } from '../../src/contracts/transform-api.js';
 import type { V2Model } from '../../src/contracts/v2-model.js';
 import type { V2Unit } from '../../src/contracts/v2-unit.js';
@@ -384,7 +385,7 @@ export class PostgresSink {
       decoded =
         m.value[0] === 0 && this.o.decodeValue
           ? await this.o.decodeValue(m.value)
-          : JSON.parse(m.value.toString('utf8'));
+          : parseJsonExactly(m.value.toString('utf8'));
     } catch (e) {
       decoded = e instanceof Error ? e : new Error(String(e));
     }

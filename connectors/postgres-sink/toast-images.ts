@@ -1,5 +1,6 @@
 import pg from 'pg';
-import { type EventValue, loadTypes, RawJson, TypeCatalog } from '../../src/contracts/event-value.js';
+import { eventValueToJson, loadTypes, TypeCatalog } from '../../src/contracts/event-value.js';
+import { stringifyJsonExactly } from '../../src/contracts/exact-json.js';
 import type { JsonRow, JsonValue } from '../../src/contracts/transform-api.js';
 import type { Logger } from '../../src/core/logger.js';
 import { formatLsn, parseLsn } from '../../src/core/lsn.js';
@@ -58,13 +59,6 @@ const rawText = { getTypeParser: () => (v: string) => v };
 function splitName(name: string): [string, string] {
   const dot = name.indexOf('.');
   return [name.slice(0, dot), name.slice(dot + 1)];
-}
-
-/** An event value as the transforms see it after the envelope's JSON round trip. */
-function toJson(v: EventValue): JsonValue {
-  if (v instanceof RawJson) return JSON.parse(v.text) as JsonValue;
-  if (Array.isArray(v)) return v.map(toJson);
-  return v;
 }
 
 /**
@@ -208,7 +202,7 @@ export class LegacyRows {
       const row: JsonRow = {};
       for (let i = 0; i < columns.length; i++) {
         const text = r[i + 1];
-        row[columns[i]!] = text === null || text === undefined ? null : toJson(decoders[i]!(text));
+        row[columns[i]!] = text === null || text === undefined ? null : eventValueToJson(decoders[i]!(text));
       }
       out[Number(r[0]) - 1] = row;
     }
@@ -313,7 +307,7 @@ export class ToastImages {
          ON CONFLICT (source_table, source_key) DO UPDATE
            SET commit_lsn = EXCLUDED.commit_lsn, seq = EXCLUDED.seq, columns = EXCLUDED.columns
            WHERE (i.commit_lsn, i.seq) < (EXCLUDED.commit_lsn, EXCLUDED.seq)`,
-        [...cols(upserts), upserts.map((w) => JSON.stringify(w.values))],
+        [...cols(upserts), upserts.map((w) => stringifyJsonExactly(w.values))],
       );
     }
     if (deletes.length > 0) {

@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { stringifyJsonExactly } from '../../src/contracts/exact-json.js';
 import type { JsonRow, JsonValue, V2Entity, V2Op } from '../../src/contracts/transform-api.js';
 import type { V2Model } from '../../src/contracts/v2-model.js';
 import type { V2Unit } from '../../src/contracts/v2-unit.js';
@@ -270,7 +271,7 @@ export class UnitApplier {
   private bind(entity: string, column: string, value: JsonValue): unknown {
     if (value === null) return null;
     const type = this.columnTypes.get(entity)?.get(column);
-    if (type === 'jsonb' || type === 'json') return JSON.stringify(value);
+    if (type === 'jsonb' || type === 'json') return stringifyJsonExactly(value);
     return value;
   }
 }

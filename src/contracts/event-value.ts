@@ -1,5 +1,7 @@
 import { parse as parseArrayLiteral } from 'postgres-array';
 import { ErrorCodes, ReplicatorError } from '../core/errors.js';
+import { parseJsonExactly } from './exact-json.js';
+import type { JsonValue } from './transform-api.js';
 
 /**
  * Turns PostgreSQL text-format values into exact JSON-able event values. The source session runs with
@@ -17,6 +19,16 @@ export class RawJson {
   toJSON(): unknown {
     return JSON.parse(this.text);
   }
+}
+
+/**
+ * An event value as the apply stage sees it after the envelope's JSON round trip (`parseJsonExactly`): json and
+ * jsonb numbers a double cannot hold stay exact (see exact-json.ts).
+ */
+export function eventValueToJson(v: EventValue): JsonValue {
+  if (v instanceof RawJson) return parseJsonExactly(v.text);
+  if (Array.isArray(v)) return v.map(eventValueToJson);
+  return v;
 }
 
 export type EventValue = null | boolean | number | string | RawJson | EventValue[];

@@ -1,9 +1,10 @@
 import type pg from 'pg';
-import { loadTypes, TypeCatalog } from '../../src/contracts/event-value.js';
+import { eventValueToJson, loadTypes, TypeCatalog } from '../../src/contracts/event-value.js';
+import { parseJsonExactly } from '../../src/contracts/exact-json.js';
 import type { JsonRow, LegacyChange, TransformModule, V2Entity } from '../../src/contracts/transform-api.js';
+import { textTypes } from '../../src/core/pg-text-types.js';
 import { qualifiedName, quoteIdent } from '../../src/core/sql.js';
 import { canonical } from '../../src/ops/verify/canonical.js';
-import { eventValueToJson } from '../../src/ops/verify/legacy-reader.js';
 import { deriveUsers } from '../../transforms/users.js';
 import type { Booking, CustomerProfile, Payment } from '../../transforms/v2-schema.js';
 
@@ -114,14 +115,25 @@ export async function readLegacyRows(
   return out;
 }
 
-/** The V2 tables' rows, keyed like `expectedV2`; timestamps as text (the caller's client uses textTypes). */
+/** json and jsonb read as the apply stage parses events, so a number a double cannot hold compares exactly. */
+const exactJsonb: pg.CustomTypesConfig = {
+  getTypeParser: ((oid: number, format?: string) =>
+    oid === 114 || oid === 3802
+      ? parseJsonExactly
+      : textTypes.getTypeParser(oid, format as 'text')) as pg.CustomTypesConfig['getTypeParser'],
+};
+
+/** The V2 tables' rows, keyed like `expectedV2`; timestamps as text, JSON numbers exact. */
 export async function readTargetState(
   client: pg.ClientBase,
   keys: Readonly<Record<V2Entity, readonly string[]>>,
 ): Promise<V2State> {
   const state: V2State = new Map();
   for (const entity of Object.keys(keys) as V2Entity[]) {
-    const { rows } = await client.query<JsonRow>(`SELECT * FROM ${quoteIdent(entity)}`);
+    const { rows } = await client.query<JsonRow>({
+      text: `SELECT * FROM ${quoteIdent(entity)}`,
+      types: exactJsonb,
+    });
     state.set(entity, new Map(rows.map((r) => [keyOf(r, keys[entity]), r])));
   }
   return state;

@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import { compareText } from '../../../transforms/compare-text.js';
 import { RawJson } from '../../contracts/event-value.js';
+import { type ExactJson, exactNumberText, parseJsonWithNumbers } from '../../contracts/exact-json.js';
 import type { JsonRow, JsonValue } from '../../contracts/transform-api.js';
 import { textTypes } from '../../core/pg-text-types.js';
 import { quoteIdent } from '../../core/sql.js';
@@ -133,84 +134,10 @@ class JsonNumber {
   constructor(readonly text: string) {}
 }
 
-type ExactValue = null | boolean | string | JsonNumber | ExactValue[] | { [key: string]: ExactValue };
+type ExactValue = ExactJson<JsonNumber>;
 
-const JSON_NUMBER = /-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/y;
-const JSON_STRING = /"(?:[^"\\]|\\.)*"/y;
-const JSON_SPACE = /[ \t\n\r]*/y;
-
-/** Parses JSON text keeping each number's text (a duplicate key: the last wins, as in jsonb). */
-function parseExact(text: string): ExactValue {
-  let at = 0;
-  const space = () => {
-    JSON_SPACE.lastIndex = at;
-    JSON_SPACE.exec(text);
-    at = JSON_SPACE.lastIndex;
-  };
-  const token = (re: RegExp): string => {
-    re.lastIndex = at;
-    const m = re.exec(text);
-    if (m === null) throw new SyntaxError(`invalid JSON at ${at}: ${text.slice(at, at + 20)}`);
-    at = re.lastIndex;
-    return m[0];
-  };
-  const value = (): ExactValue => {
-    space();
-    const c = text[at];
-    if (c === '{') {
-      at++;
-      const out: { [key: string]: ExactValue } = Object.create(null);
-      space();
-      if (text[at] === '}') {
-        at++;
-        return out;
-      }
-      for (;;) {
-        space();
-        const key = JSON.parse(token(JSON_STRING)) as string;
-        space();
-        if (text[at++] !== ':') throw new SyntaxError(`invalid JSON at ${at - 1}: expected ':'`);
-        out[key] = value();
-        space();
-        const next = text[at++];
-        if (next === '}') return out;
-        if (next !== ',') throw new SyntaxError(`invalid JSON at ${at - 1}: expected ',' or '}'`);
-      }
-    }
-    if (c === '[') {
-      at++;
-      const out: ExactValue[] = [];
-      space();
-      if (text[at] === ']') {
-        at++;
-        return out;
-      }
-      for (;;) {
-        out.push(value());
-        space();
-        const next = text[at++];
-        if (next === ']') return out;
-        if (next !== ',') throw new SyntaxError(`invalid JSON at ${at - 1}: expected ',' or ']'`);
-      }
-    }
-    if (c === '"') return JSON.parse(token(JSON_STRING)) as string;
-    for (const [word, v] of [
-      ['true', true],
-      ['false', false],
-      ['null', null],
-    ] as const) {
-      if (text.startsWith(word, at)) {
-        at += word.length;
-        return v;
-      }
-    }
-    return new JsonNumber(token(JSON_NUMBER));
-  };
-  const out = value();
-  space();
-  if (at !== text.length) throw new SyntaxError(`invalid JSON at ${at}: trailing text`);
-  return out;
-}
+/** Parses JSON text keeping each number's text. */
+const parseExact = (text: string): ExactValue => parseJsonWithNumbers(text, (t) => new JsonNumber(t));
 
 /**
  * The exact comparison text of a JSON value — the transforms' (JS values) or the target's (RawJson): numbers as
@@ -226,8 +153,11 @@ function exactText(v: ExactValue | number | undefined): string {
   switch (typeof v) {
     case 'number':
       return canonicalDecimal(plainNumber(v));
-    case 'string':
-      return JSON.stringify(v);
+    case 'string': {
+      // A number the apply stage kept exact (exact-json.ts) compares as that number.
+      const exact = exactNumberText(v);
+      return exact === undefined ? JSON.stringify(v) : canonicalDecimal(plainDecimal(exact));
+    }
     case 'boolean':
       return v ? 'true' : 'false';
   }
@@ -242,7 +172,7 @@ function exactText(v: ExactValue | number | undefined): string {
  * report shows 0.61300000000000000001 rather than the 0.613 it would round to.
  */
 export function displayJson(value: JsonValue | RawJson): JsonValue {
-  if (!(value instanceof RawJson)) return value;
+  if (!(value instanceof RawJson)) return unmarked(value);
   const plain = (v: ExactValue): JsonValue => {
     if (v instanceof JsonNumber) {
       const n = Number(v.text);
@@ -257,6 +187,16 @@ export function displayJson(value: JsonValue | RawJson): JsonValue {
   return plain(parseExact(value.text));
 }
 
+/** The transforms' value with the apply stage's exact numbers (exact-json.ts) shown as their text. */
+function unmarked(v: JsonValue): JsonValue {
+  if (typeof v === 'string') return exactNumberText(v) ?? v;
+  if (v === null || typeof v !== 'object') return v;
+  if (Array.isArray(v)) return v.map(unmarked);
+  const out: JsonRow = {};
+  for (const k of Object.keys(v)) out[k] = unmarked(v[k]!);
+  return out;
+}
+
 /** A row read with exactJsonTypes, its JSON values as displayJson makes them. */
 export function displayRow(row: JsonRow): JsonRow;
 export function displayRow(row: JsonRow | null): JsonRow | null;
@@ -264,9 +204,10 @@ export function displayRow(row: JsonRow | null): JsonRow | null {
   if (row === null) return null;
   let out: JsonRow | undefined;
   for (const [k, v] of Object.entries(row)) {
-    if (!((v as unknown) instanceof RawJson)) continue;
+    const shown = displayJson(v);
+    if (shown === v) continue;
     out ??= { ...row };
-    out[k] = displayJson(v as unknown as RawJson);
+    out[k] = shown;
   }
   return out ?? row;
 }

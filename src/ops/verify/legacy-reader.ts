@@ -1,8 +1,8 @@
 import type pg from 'pg';
 import { describeTable } from '../../../connectors/pgoutput-source/index.js';
 import type { Row } from '../../contracts/change-event.js';
-import { type EventValue, loadTypes, RawJson, TypeCatalog } from '../../contracts/event-value.js';
-import type { JsonRow, JsonValue } from '../../contracts/transform-api.js';
+import { type EventValue, eventValueToJson, loadTypes, TypeCatalog } from '../../contracts/event-value.js';
+import type { JsonRow } from '../../contracts/transform-api.js';
 import { ErrorCodes, ReplicatorError } from '../../core/errors.js';
 import { qualifiedName, quoteIdent } from '../../core/sql.js';
 
@@ -26,13 +26,6 @@ export interface LegacyRecord {
 }
 
 const rawText = { getTypeParser: () => (v: string) => v };
-
-/** An event value as the transform stage sees it after the envelope's JSON round trip. */
-export function eventValueToJson(v: EventValue): JsonValue {
-  if (v instanceof RawJson) return JSON.parse(v.text) as JsonValue;
-  if (Array.isArray(v)) return v.map(eventValueToJson);
-  return v;
-}
 
 /** The lineage's and the queue's text of a legacy key: JSON of the key columns in key order (the Kafka key's). */
 export const legacyKeyText = (key: JsonRow) => JSON.stringify(key);

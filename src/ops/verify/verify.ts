@@ -601,8 +601,8 @@ function buildReport(o: {
           kind,
           key: d.diff.key,
           columns: d.diff.columns,
-          expected: d.diff.expected,
-          // JSON as read (exactly): a number a double cannot hold is shown as its text.
+          // JSON exactly: a number a double cannot hold is shown as its text.
+          expected: displayRow(d.diff.expected),
           actual: displayRow(d.diff.actual),
           sources: [...d.refs].map(parseRef),
         });
