@@ -1,4 +1,4 @@
-import { TransformRejection, type TransformResult } from '../src/contracts/transform-api.js';
+import { SCHEMA_DRIFT, TransformRejection, type TransformResult } from '../src/contracts/transform-api.js';
 
 /**
  * Why a legacy change was dead-lettered. Stable: DLQ headers, metrics and `dlq replay` filters carry these, so a
@@ -13,6 +13,11 @@ export const ReasonCodes = {
   MISSING_ROW: 'MISSING_ROW',
   /** The row does not have the legacy schema's column types (e.g. a timestamp 'infinity', a non-object jsonb). */
   LEGACY_ROW_INVALID: 'LEGACY_ROW_INVALID',
+  /**
+   * The legacy schema changed under the module (a declared column dropped, renamed or retyped): never a dead letter —
+   * the apply stage holds the table's changes until the schema or the module fits (SchemaDriftRejection).
+   */
+  SCHEMA_DRIFT,
   BOOKING_INVALID_EMAIL: 'BOOKING_INVALID_EMAIL',
   BOOKING_UNKNOWN_STATUS: 'BOOKING_UNKNOWN_STATUS',
   BOOKING_NEGATIVE_AMOUNT: 'BOOKING_NEGATIVE_AMOUNT',

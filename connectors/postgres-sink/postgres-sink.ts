@@ -6,7 +6,7 @@ import {
   REPLAYED_FROM_HEADER,
 } from '../../src/contracts/dead-letter.js';
 import { parseJsonExactly } from '../../src/contracts/exact-json.js';
-import type { JsonRow, TransformModule } from '../../src/contracts/transform-api.js';
+import { type JsonRow, SCHEMA_DRIFT, type TransformModule } from '../../src/contracts/transform-api.js';
 import type { V2Model } from '../../src/contracts/v2-model.js';
 import type { V2Unit } from '../../src/contracts/v2-unit.js';
 import { ErrorCodes, isTransient, ReplicatorError } from '../../src/core/errors.js';
@@ -17,9 +17,10 @@ import { textTypes } from '../../src/core/pg-text-types.js';
 import { describePgUrl } from '../../src/core/redact.js';
 import { sleep } from '../../src/core/retry.js';
 import { applyBatch } from './batch-applier.js';
+import { type DriftHold, DriftHolds, type TopicPartition } from './drift-holds.js';
 import { isNewer, lineageKey, positionOf } from './lineage.js';
 import { PartitionQueues } from './partition-queues.js';
-import { RawChangeReader } from './raw-change.js';
+import { type DriftedChange, RawChangeReader, type RawEntry } from './raw-change.js';
 import { type Settlement, Settler } from './settler.js';
 import { ensureReplicatorSchema } from './target-schema.js';
 import { LegacyRows, type RowChange, ToastImages, type ToastStep } from './toast-images.js';
@@ -83,6 +84,10 @@ export interface PostgresSinkOptions {
   onRetry?: (error: unknown) => void;
   /** Called when the sink has re-established its connections after such an error and goes on (metrics). */
   onReconnect?: () => void;
+  /** The partitions of a legacy table held by schema drift, whenever that changes (metrics; drift-holds.ts). */
+  onSchemaDrift?: (table: string, heldPartitions: number) => void;
+  /** How often a partition held by schema drift is checked again (default 5 s). */
+  driftProbeMs?: number;
 }
 
 type DeadInfo = Omit<DeadLetterInfo, 'sourceTopic' | 'sourcePartition' | 'sourceOffset'>;
@@ -100,6 +105,8 @@ interface Entry {
    * lacks unchanged TOASTed values and its unit is built inside the apply transaction.
    */
   change?: RowChange;
+  /** The row does not fit its module's legacy schema: its partition is held here until it does (drift-holds.ts). */
+  drifted?: DriftedChange;
   raw: KafkaMessage;
 }
 
@@ -222,12 +229,25 @@ export class PostgresSink {
       // Bigger fetches under a backlog: a batch of a few thousand changes amortizes a transaction's round trips.
       maxBytesPerPartition: 4 * 1024 * 1024,
     });
+    const holds = new DriftHolds({
+      pause: (tp, offset) => {
+        consumer.pause([{ topic: tp.topic, partitions: [tp.partition] }]);
+        consumer.seek({ topic: tp.topic, partition: tp.partition, offset });
+      },
+      resume: (tp) => consumer.resume([{ topic: tp.topic, partitions: [tp.partition] }]),
+      record: (tp, hold) => this.recordDrift(pool, tp, hold),
+      logger: log,
+      ...(o.onSchemaDrift ? { onChange: o.onSchemaDrift } : {}),
+      ...(o.driftProbeMs ? { probeMs: o.driftProbeMs } : {}),
+    });
     const queues = new PartitionQueues<Entry>({
       concurrency: o.concurrency,
       maxBatch: o.maxBatchMessages ?? 5_000,
       highWater: o.maxQueuedMessages ?? 20_000,
       pause: (tp) => consumer.pause([{ topic: tp.topic, partitions: [tp.partition] }]),
-      resume: (tp) => consumer.resume([{ topic: tp.topic, partitions: [tp.partition] }]),
+      resume: (tp) => {
+        if (!holds.blocks(tp)) consumer.resume([{ topic: tp.topic, partitions: [tp.partition] }]);
+      },
       apply: async (tp, entries) => {
         const started = Date.now();
         const t0 = process.hrtime.bigint();
@@ -279,6 +299,11 @@ export class PostgresSink {
       }
       // Partitions moved to another instance: what is queued for them is theirs now (from the stored offsets).
       queues.retain((tp) => payload.memberAssignment[tp.topic]?.includes(tp.partition) ?? false);
+      holds.reset(
+        Object.entries(payload.memberAssignment).flatMap(([topic, partitions]) =>
+          partitions.map((partition) => ({ topic, partition })),
+        ),
+      );
       void (async () => {
         const assigned = Object.entries(payload.memberAssignment);
         const { rows } = await pool.query<{ topic: string; partition: number; next_offset: string }>(
@@ -318,6 +343,7 @@ export class PostgresSink {
     });
     const settling = new AbortController();
     const settlerDone = settler.run(settling.signal);
+    holds.start();
     try {
       await consumer.subscribe({ topics, fromBeginning: true });
       await consumer.run({
@@ -326,9 +352,24 @@ export class PostgresSink {
         // a fetch is handled, and the queues apply each partition as soon as a connection is free.
         eachBatch: async ({ batch, isStale }) => {
           if (batch.messages.length === 0 || isStale()) return;
+          const tp = { topic: batch.topic, partition: batch.partition };
           const entries: Entry[] = [];
-          for (const m of batch.messages) entries.push(await this.parse(batch.topic, m));
-          queues.push({ topic: batch.topic, partition: batch.partition }, entries);
+          for (const m of batch.messages) {
+            let entry = await this.parse(batch.topic, m);
+            if (entry.drifted) {
+              const settled = await this.settleDrift({ ...entry, drifted: entry.drifted });
+              if (settled === undefined) {
+                // What came before the drifted change applies; the partition waits at it (drift-holds.ts).
+                if (entries.length > 0) queues.push(tp, entries);
+                holds.hold(tp, entry.offset, entry.drifted);
+                return;
+              }
+              entry = settled;
+            }
+            entries.push(entry);
+          }
+          holds.passed(tp);
+          queues.push(tp, entries);
         },
       });
       let flipTimer: NodeJS.Timeout | undefined;
@@ -363,6 +404,7 @@ export class PostgresSink {
         }),
       ]).finally(() => clearInterval(flipTimer));
     } finally {
+      holds.stop();
       await consumer.disconnect().catch(() => {});
       // Let the batches under way commit; what is only queued is fetched again from the stored offsets next time.
       queues.retain(() => false);
@@ -389,7 +431,11 @@ export class PostgresSink {
     } catch (e) {
       decoded = e instanceof Error ? e : new Error(String(e));
     }
-    const r = this.reader.read(topic, m.key?.toString('utf8') ?? null, decoded);
+    return this.entry(m, this.reader.read(topic, m.key?.toString('utf8') ?? null, decoded));
+  }
+
+  private entry(m: KafkaMessage, r: RawEntry): Entry {
+    const base = { offset: m.offset, raw: m };
     switch (r.kind) {
       case 'skip':
         return base;
@@ -397,6 +443,8 @@ export class PostgresSink {
         return { ...base, heartbeatTs: r.ts, ...(r.lsn ? { heartbeatLsn: r.lsn } : {}) };
       case 'dead':
         return { ...base, dead: r.dead };
+      case 'drift':
+        return { ...base, drifted: r.drifted };
       case 'toast':
         return { ...base, change: rowChange(r.pending.source, r.pending.change.after, r.pending) };
       case 'unit': {
@@ -413,6 +461,60 @@ export class PostgresSink {
     }
   }
 
+  /** The finding `status` shows for a partition held by schema drift (removed when it flows again). */
+  private async recordDrift(pool: pg.Pool, tp: TopicPartition, hold: DriftHold | null): Promise<void> {
+    if (hold === null) {
+      await pool.query(
+        'DELETE FROM replicator.schema_drift WHERE group_id = $1 AND topic = $2 AND partition = $3',
+        [this.o.groupId, tp.topic, tp.partition],
+      );
+      return;
+    }
+    await pool.query(
+      `INSERT INTO replicator.schema_drift (group_id, topic, partition, legacy_table, columns, message, held_offset, since)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+       ON CONFLICT (group_id, topic, partition) DO UPDATE SET legacy_table = EXCLUDED.legacy_table,
+         columns = EXCLUDED.columns, message = EXCLUDED.message, held_offset = EXCLUDED.held_offset`,
+      [
+        this.o.groupId,
+        tp.topic,
+        tp.partition,
+        hold.table,
+        hold.columns,
+        hold.message,
+        hold.offset,
+        hold.since,
+      ],
+    );
+  }
+
+  /**
+   * A drifted change against the legacy table as it is now: still drifting (undefined: hold the partition), or
+   * what to apply — the change transformed as its current legacy row (newer than the event, as a re-read TOASTed
+   * value is; the changes after it carry their own rows), or nothing when the row is gone (its delete follows on
+   * the partition). Whether the table fits again is judged on the row itself, or on any row when it is gone. A
+   * legacy database that cannot be read keeps the hold.
+   */
+  private async settleDrift(entry: Entry & { drifted: DriftedChange }): Promise<Entry | undefined> {
+    const d = entry.drifted;
+    try {
+      const row = await this.toast.legacy.currentRow(d.change.table, d.change.key);
+      if (row !== null) {
+        const r = this.reader.retry(d, row);
+        return r.kind === 'drift' ? undefined : this.entry(entry.raw, r);
+      }
+      const any = await this.toast.legacy.currentRow(d.change.table, null);
+      if (any !== null && this.reader.retry(d, any).kind === 'drift') return undefined;
+      return { offset: entry.offset, raw: entry.raw };
+    } catch (e) {
+      this.o.logger.warn(
+        { err: e instanceof Error ? e.message : String(e), table: d.change.table },
+        'could not read the legacy table to check its schema drift; holding',
+      );
+      return undefined;
+    }
+  }
+
   /**
    * The batch as the apply transaction sees it: each pending change completed (see toast-images.ts) and
    * transformed, or left without a unit when it is stale or its row is gone from legacy.
@@ -422,6 +524,18 @@ export class PostgresSink {
     if (!pending) return entry;
     if (values === undefined || values === 'skip') return entry;
     const r = this.reader.complete(pending, values);
+    if (r.kind === 'drift') {
+      // Rare (an unchanged TOASTed value's row, completed inside the transaction, that drifted): the partition
+      // cannot be held from here, so the change is dead-lettered (replayable) and V2 is left as it is.
+      const { drifted } = r;
+      const dead = {
+        code: SCHEMA_DRIFT,
+        message: drifted.message,
+        stage: 'sink',
+        transform: drifted.module.name,
+      };
+      return { ...entry, dead: { ...dead, table: drifted.change.table } };
+    }
     if (r.kind !== 'unit') return entry;
     return { ...entry, unit: replayed(entry.raw, r.unit), ...(r.dead ? { dead: r.dead } : {}) };
   }

@@ -3,6 +3,7 @@ import { isFenceMarker } from '../../src/contracts/fence.js';
 import {
   type JsonRow,
   type LegacyChange,
+  SchemaDriftRejection,
   type TransformModule,
   TransformRejection,
   type TransformResult,
@@ -63,7 +64,23 @@ export type RawEntry =
   /** An update (or key change) with unchanged TOASTed columns: to complete, then transform. */
   | { kind: 'toast'; pending: PendingToast }
   /** Nothing to apply (V2 stays as it is) and a dead letter. */
-  | { kind: 'dead'; dead: DeadInfo };
+  | { kind: 'dead'; dead: DeadInfo }
+  /** The row does not fit the module's declared legacy schema: the table's changes wait (see DriftedChange). */
+  | { kind: 'drift'; drifted: DriftedChange };
+
+/**
+ * A change whose row no longer has the shape its module declares (SchemaDriftRejection): the legacy schema changed.
+ * The apply stage holds its partition here rather than dead-letter it and every later row of the table; once the
+ * current legacy row fits the module again (the schema restored, or a module that accepts it deployed), the change
+ * is applied as that row (`RawChangeReader.retry`), as an unchanged TOASTed value is re-read.
+ */
+export interface DriftedChange {
+  change: LegacyChange;
+  source: V2Unit['source'];
+  module: TransformModule;
+  columns: readonly string[];
+  message: string;
+}
 
 /**
  * Turns a raw message into what to apply, running the transform module of its table in process: the one hop
@@ -156,6 +173,11 @@ export class RawChangeReader {
     return this.transform(p.module, { ...p.change, after }, p.source);
   }
 
+  /** The drifted change's transform run again on `row`, the legacy row as it is now. */
+  retry(d: DriftedChange, row: JsonRow): RawEntry {
+    return this.transform(d.module, { ...d.change, after: row }, d.source);
+  }
+
   private transform(module: TransformModule, change: LegacyChange, source: V2Unit['source']): RawEntry {
     const table = change.table;
     let result: TransformResult;
@@ -165,6 +187,10 @@ export class RawChangeReader {
       // A transform must not throw; if one does, it is a bug in that module, and the row is dead-lettered.
       const why = e instanceof Error ? e.message : String(e);
       result = { ok: false, rejection: new TransformRejection(StageReasons.TRANSFORM_THREW, why) };
+    }
+    if (!result.ok && result.rejection instanceof SchemaDriftRejection) {
+      const { columns, message } = result.rejection;
+      return { kind: 'drift', drifted: { change, source, module, columns, message } };
     }
     if (!result.ok) {
       // An invalid row counts as absent in V2: an empty unit removes what it produced before.

@@ -15,9 +15,15 @@ import type pg from 'pg';
  *   from (`toast-images.ts`), written in the apply transaction; an update that left such a value unchanged (not
  *   sent by pgoutput without REPLICA IDENTITY FULL) is completed from it. json, not jsonb: kept verbatim (jsonb
  *   rejects a \u0000 escape that a legacy json column may hold) and not re-parsed on every write.
+ * - schema_drift: per (group, topic, partition), the change where the partition waits because its row no longer
+ *   fits its module's legacy schema (`drift-holds.ts`); `status` shows each as a SCHEMA_DRIFT problem.
  */
 export const REPLICATOR_SCHEMA_DDL = `
 CREATE SCHEMA IF NOT EXISTS replicator;
+CREATE TABLE IF NOT EXISTS replicator.schema_drift (
+  group_id text NOT NULL, topic text NOT NULL, partition integer NOT NULL, legacy_table text NOT NULL,
+  columns text[] NOT NULL, message text NOT NULL, held_offset bigint NOT NULL, since timestamptz NOT NULL,
+  PRIMARY KEY (group_id, topic, partition));
 CREATE TABLE IF NOT EXISTS replicator.sink_offsets (
   group_id text NOT NULL, topic text NOT NULL, partition integer NOT NULL, next_offset bigint NOT NULL,
   updated_at timestamptz NOT NULL DEFAULT now(),

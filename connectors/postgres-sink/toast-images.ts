@@ -208,6 +208,37 @@ export class LegacyRows {
     }
     return out;
   }
+
+  /**
+   * The whole current legacy row of `key` (without one: any row of the table), in the events' JSON forms; null when
+   * there is none. For judging whether a table's schema drift is over (postgres-sink.ts).
+   */
+  async currentRow(name: string, key: JsonRow | null): Promise<JsonRow | null> {
+    const from = qualifiedName(...splitName(name));
+    const keyColumns = key ? Object.keys(key) : [];
+    const pool = this.connection();
+    const result = await pool.query<string[]>({
+      text:
+        keyColumns.length === 0
+          ? `SELECT t.* FROM ${from} t LIMIT 1`
+          : `SELECT t.* FROM ${from} t, json_populate_record(NULL::${from}, $1::json) AS k
+              WHERE ${keyColumns.map((c) => `t.${quoteIdent(c)} = k.${quoteIdent(c)}`).join(' AND ')}`,
+      values: keyColumns.length === 0 ? [] : [JSON.stringify(key)],
+      rowMode: 'array',
+      types: rawText,
+    });
+    const values = result.rows[0];
+    if (values === undefined) return null;
+    const missing = this.types.missing(result.fields.map((f) => f.dataTypeID));
+    if (missing.length > 0) for (const t of await loadTypes(pool, missing)) this.types.add(t);
+    const row: JsonRow = {};
+    result.fields.forEach((f, i) => {
+      const text = values[i];
+      row[f.name] =
+        text === null || text === undefined ? null : eventValueToJson(this.types.decoder(f.dataTypeID)(text));
+    });
+    return row;
+  }
 }
 
 /** One change of a captured legacy row, as the image store sees it. */

@@ -4,8 +4,9 @@ import type { JsonValue } from './transform-api.js';
  * JSON numbers kept exact between the raw topic and the target. A json/jsonb number may hold more digits than a
  * double (an id of 2^63, a price with 20 decimals); `JSON.parse` would round it, and V2 would silently differ from
  * legacy. The apply stage parses change events with `parseJsonExactly`: a number a double holds exactly is a
- * number, any other is a string carrying its text behind a NUL marker (`\u0000#`), which no legacy value can
- * contain (PostgreSQL text and jsonb refuse U+0000). Every JSON text written to the target goes through
+ * number, any other is a string carrying its text behind a NUL marker (`\u0000#`). Text and jsonb values never
+ * hold U+0000 (PostgreSQL refuses it); only a legacy *json* column can, and a string there shaped exactly like a
+ * marked number would be written as that number — such a string could not reach a jsonb V2 column anyway. Every JSON text written to the target goes through
  * `stringifyJsonExactly`, which puts such numbers back as written. Node 20 has neither `JSON.rawJSON` nor
  * `JSON.parse`'s source text, hence the marker.
  */

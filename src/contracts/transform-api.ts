@@ -53,6 +53,26 @@ export class TransformRejection extends Error {
   }
 }
 
+/** The reason code of a SchemaDriftRejection (in findings, metrics and logs). */
+export const SCHEMA_DRIFT = 'SCHEMA_DRIFT';
+
+/**
+ * The row does not have the shape the module declares for its table — a declared column is missing, or holds
+ * another JSON type than declared — so the legacy *schema* changed (a dropped, renamed or retyped column), not this
+ * row's data. The apply stage holds the table's changes (its other tables flow) until the legacy schema or the
+ * module fits again, instead of dead-lettering every later row.
+ */
+export class SchemaDriftRejection extends TransformRejection {
+  constructor(
+    /** The declared columns that no longer fit. */
+    readonly columns: readonly string[],
+    message: string,
+  ) {
+    super(SCHEMA_DRIFT, message);
+    this.name = 'SchemaDriftRejection';
+  }
+}
+
 export type TransformResult = { ok: true; ops: V2Op[] } | { ok: false; rejection: TransformRejection };
 
 export interface TransformModule {

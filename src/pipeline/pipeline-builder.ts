@@ -157,6 +157,8 @@ export function buildPipeline(config: ReplicatorConfig, options: PipelineOptions
             },
             onDeadLetter: (reason: string) => metrics.dlqMessages.inc({ stage: 'sink', reason }),
             onToastRefetch: (table: string, rows: number) => metrics.toastRefetch.inc({ table }, rows),
+            onSchemaDrift: (table: string, held: number) =>
+              metrics.schemaDriftPartitions.set({ table }, held),
             onApplied: (commitTs: string) => metrics.observeApplied(group, commitTs),
           }
         : {}),
@@ -164,7 +166,10 @@ export function buildPipeline(config: ReplicatorConfig, options: PipelineOptions
     });
     const k = sink;
     // Zero series from the start, as for the source's events.
-    for (const t of config.source.tables) metrics?.toastRefetch.inc({ table: `${t.schema}.${t.table}` }, 0);
+    for (const t of config.source.tables) {
+      metrics?.toastRefetch.inc({ table: `${t.schema}.${t.table}` }, 0);
+      metrics?.schemaDriftPartitions.set({ table: `${t.schema}.${t.table}` }, 0);
+    }
     lagGroups.push(topics.sink);
     stages.push({ name: 'sink', run: (signal) => k.run(signal) });
   }

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import type { JsonRow, LegacyChange } from '../../src/contracts/transform-api.js';
+import { type JsonRow, type LegacyChange, SchemaDriftRejection } from '../../src/contracts/transform-api.js';
 import { bookingsModule } from '../../transforms/bookings.js';
 import { paymentId, userId } from '../../transforms/ids.js';
 import { legacyBookingSchema } from '../../transforms/legacy-schema.js';
@@ -214,18 +214,50 @@ describe('bookings module', () => {
     it.each([
       ['a timestamp infinity', { createdAt: 'infinity' }],
       ['a numeric NaN', { finalAmount: 'NaN' }],
-      ['a float amount', { finalAmount: 12.5 }],
       ['contactDetails not an object', { contactDetails: ['a@b.co'] }],
       ['firstName not a string', { contactDetails: { email: 'a@b.co', firstName: 7 } }],
-      ['a missing column', { bookingReference: undefined }],
       ['an id that is not a uuid', { id: '42' }],
+      ['a null in a NOT NULL column', { status: null }],
     ])('%s → LEGACY_ROW_INVALID', (_, overrides) => {
+      const row: JsonRow = { ...legacyBooking() };
+      for (const [k, v] of Object.entries(overrides)) row[k] = v as JsonRow[string];
+      expectRejected(transform(row), ReasonCodes.LEGACY_ROW_INVALID);
+    });
+
+    it.each([
+      [
+        'a dropped nullable column',
+        { paymentMethod: undefined },
+        ['paymentMethod'],
+        'column "paymentMethod" is missing',
+      ],
+      [
+        'a renamed column',
+        { bookingReference: undefined, ref: 'B-1' },
+        ['bookingReference'],
+        '"bookingReference" is missing',
+      ],
+      [
+        'a numeric retyped to double precision',
+        { finalAmount: 12.5 },
+        ['finalAmount'],
+        '"finalAmount" holds number',
+      ],
+    ])('%s → SCHEMA_DRIFT naming the column', (_, overrides, columns, message) => {
       const row: JsonRow = { ...legacyBooking() };
       for (const [k, v] of Object.entries(overrides)) {
         if (v === undefined) delete row[k];
         else row[k] = v as JsonRow[string];
       }
-      expectRejected(transform(row), ReasonCodes.LEGACY_ROW_INVALID);
+      const result = transform(row);
+      expectRejected(result, ReasonCodes.SCHEMA_DRIFT);
+      expect(!result.ok && result.rejection).toBeInstanceOf(SchemaDriftRejection);
+      expect(!result.ok && (result.rejection as SchemaDriftRejection).columns).toEqual(columns);
+      expect(!result.ok && result.rejection.message).toContain(message);
+    });
+
+    it('an added column and a widened numeric flow on', () => {
+      expectOps(transform(legacyBooking({ addedLater: 'x', finalAmount: '12.5000' } as never)));
     });
 
     it('does not put the email into the message', () => {

@@ -200,7 +200,6 @@ describe('bundles module', () => {
     });
 
     it.each([
-      ['a non-integer id', { id: 7.5 }],
       ['a null shop', { shop: null }],
       ['a percent beyond numeric(5,2)', { discountPercent: '1000.00' }],
       ['createdAt infinity', { createdAt: 'infinity' }],
@@ -304,6 +303,7 @@ describe('bundles module', () => {
     it.each([
       ['a multi-dimensional array', { bundledProductIds: [['a'], ['b']] }],
       ['a string confidence', { confidenceScore: '0.5' }],
+      ['an integer id beyond int4', { id: 2 ** 31 }],
       ['a missing isActive', { isActive: null }],
     ])('%s → LEGACY_ROW_INVALID', (_, overrides) => {
       expectRejected(ai(legacyAiBundle(overrides)), ReasonCodes.LEGACY_ROW_INVALID);

@@ -1,5 +1,11 @@
 import { expect } from 'vitest';
-import type { JsonRow, LegacyChange, TransformResult, V2Op } from '../../src/contracts/transform-api.js';
+import {
+  type JsonRow,
+  type LegacyChange,
+  TransformRejection,
+  type TransformResult,
+  type V2Op,
+} from '../../src/contracts/transform-api.js';
 import type { ReasonCode } from '../../transforms/reason-codes.js';
 import { V2_KEYS, V2Schemas } from '../../transforms/v2-schema.js';
 
@@ -132,7 +138,8 @@ export function expectValidOps(ops: readonly V2Op[]): void {
 export function expectRejected(result: TransformResult, reason: ReasonCode): void {
   if (result.ok) throw new Error(`expected a ${reason} rejection, got ${JSON.stringify(result.ops)}`);
   expect(result.rejection.reason).toBe(reason);
-  expect(result.rejection.name).toBe('TransformRejection');
+  // A rejection the module made, not an error it threw.
+  expect(result.rejection).toBeInstanceOf(TransformRejection);
 }
 
 /** The row of the first upsert of an entity. */

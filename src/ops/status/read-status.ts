@@ -66,6 +66,8 @@ export interface StatusReport {
      * unread.
      */
     appliedChanges: number | null;
+    /** Partitions whose changes wait because a legacy row no longer fits its module's schema (SCHEMA_DRIFT). */
+    schemaDrift: SchemaDriftFinding[];
   };
   kafka: {
     reachable: boolean;
@@ -85,6 +87,17 @@ export interface StatusReport {
   /** The latest runs in replicator.cutovers (target), newest first; none when no cutover has been run. */
   cutover: { state: 'none' | 'unknown' } | { state: 'present'; rows: Record<string, unknown>[] };
   preflight: Finding[];
+}
+
+export interface SchemaDriftFinding {
+  table: string;
+  columns: string[];
+  message: string;
+  topic: string;
+  partition: number;
+  /** The offset where the partition waits. */
+  offset: string;
+  since: string;
 }
 
 const errText = (e: unknown) => (e instanceof Error ? e.message : String(e));
@@ -205,6 +218,7 @@ export async function readStatus(
       appliedCommitTs: null,
       lagSeconds: null,
       appliedChanges: null,
+      schemaDrift: [],
     };
     report.target = target;
     let client: pg.Client | undefined;
@@ -239,6 +253,23 @@ export async function readStatus(
             ).rows[0]!.n,
           )
         : 0;
+      if (await has('replicator.schema_drift')) {
+        target.schemaDrift = (
+          await client.query<SchemaDriftFinding>(
+            `SELECT legacy_table AS table, columns, message, topic, partition, held_offset::text AS offset,
+                    to_char(since AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS since
+               FROM replicator.schema_drift WHERE group_id = $1 ORDER BY legacy_table, topic, partition`,
+            [group],
+          )
+        ).rows;
+        for (const d of target.schemaDrift) {
+          problems.push(
+            `SCHEMA_DRIFT: ${d.message}; its changes wait at ${d.topic} partition ${d.partition} offset ${d.offset} ` +
+              `since ${d.since} (fix: restore the legacy schema or deploy a transform module that accepts it; ` +
+              'the held changes then apply, nothing is lost)',
+          );
+        }
+      }
       if (await has('replicator.cutovers')) {
         // The cutover's state machine (src/ops/cutover): its latest runs, newest first, without the bulky details.
         const rows = (

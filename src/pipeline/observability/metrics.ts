@@ -31,6 +31,8 @@ export interface Metrics {
   readonly dlqMessages: Counter<'stage' | 'reason'>;
   /** Legacy rows the sink re-read because an update's unchanged TOASTed values had no image. */
   readonly toastRefetch: Counter<'table'>;
+  /** Partitions of a legacy table whose changes wait because a row no longer fits the module's schema. */
+  readonly schemaDriftPartitions: Gauge<'table'>;
   readonly snapshotRows: Counter<'table'>;
   readonly snapshotProgress: Gauge<'table'>;
   /** Set by `cutover`: 0 when no cutover is under way. */
@@ -202,6 +204,12 @@ export function createMetrics(registry: Registry, options: CreateMetricsOptions 
     toastRefetch: new Counter({
       name: 'replicator_toast_refetch_total',
       help: 'Legacy rows the sink re-read because an update left TOASTed values unchanged and the image store had none, by legacy table.',
+      labelNames: ['table'] as const,
+      registers,
+    }),
+    schemaDriftPartitions: new Gauge({
+      name: 'replicator_schema_drift_partitions',
+      help: 'Partitions of a legacy table held by schema drift: a change whose row no longer fits its transform module waits there (0: flowing).',
       labelNames: ['table'] as const,
       registers,
     }),

@@ -28,6 +28,7 @@ export function report(o: {
       appliedCommitTs: null,
       lagSeconds: o.lagSeconds ?? null,
       appliedChanges: o.applied ?? null,
+      schemaDrift: [],
     },
     kafka: {
       reachable: true,
