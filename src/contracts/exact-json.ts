@@ -106,19 +106,21 @@ export function parseJsonWithNumbers<N>(text: string, number: (text: string) => 
 
 export type ExactJson<N> = null | boolean | string | N | ExactJson<N>[] | { [key: string]: ExactJson<N> };
 
-/** Significant digits of a JSON number's text (sign, point, exponent and leading/trailing zeros aside). */
-function significantDigits(text: string): number {
-  const mantissa = text
-    .replace(/^-/, '')
-    .replace(/[eE].*$/, '')
-    .replace('.', '');
-  return mantissa.replace(/^0+/, '').replace(/0+$/, '').length;
+/** A decimal's value as text (`-` digits `e` exponent, no insignificant zeros): equal values, equal keys. */
+function decimalKey(text: string): string {
+  const m = /^(-?)(\d+)(?:\.(\d+))?(?:[eE]([+-]?\d+))?$/.exec(text);
+  if (m === null) return text;
+  const fraction = m[3] ?? '';
+  const lead = `${m[2]}${fraction}`.replace(/^0+/, '');
+  if (lead === '') return '0';
+  const digits = lead.replace(/0+$/, '');
+  return `${m[1]}${digits}e${Number(m[4] ?? 0) - fraction.length + (lead.length - digits.length)}`;
 }
 
-/** Any double with up to 15 significant digits round-trips through its decimal text; more may not. */
+/** A number when the double nearest the text is the text's value (JS prints it back as the same decimal). */
 function exactNumber(text: string): number | string {
   const n = Number(text);
-  return Number.isFinite(n) && significantDigits(text) <= 15 ? n : markExactNumber(text);
+  return Number.isFinite(n) && decimalKey(String(n)) === decimalKey(text) ? n : markExactNumber(text);
 }
 
 /** A run of 16 digits (a point allowed), or an exponent of three digits: where a double may not be exact. */

@@ -10,7 +10,7 @@ describe('exact JSON numbers', () => {
   it('keeps numbers a double cannot hold as their text, and parses the rest as JSON.parse does', () => {
     const text =
       '{"id":12345678901234567890,"small":42,"price":0.61300000000000000001,"neg":-9007199254740993,' +
-      '"sci":1e400,"round":1e22,"f":0.1,"s":"12345678901234567890","a":[9007199254740993,1.5],"o":{"x":null}}';
+      '"sci":1e400,"round":1e22,"f":0.1,"float8":1.5550000000000002,"e":1.5e-7,"zeros":100.000,"s":"12345678901234567890","a":[9007199254740993,1.5],"o":{"x":null}}';
     const parsed = parseJsonExactly(text) as Record<string, unknown>;
     expect(parsed).toEqual({
       id: markExactNumber('12345678901234567890'),
@@ -20,6 +20,10 @@ describe('exact JSON numbers', () => {
       sci: markExactNumber('1e400'),
       round: 1e22,
       f: 0.1,
+      // A double's full precision (PostgreSQL prints float8 with 17 digits) is a number: it is exact.
+      float8: 1.5550000000000002,
+      e: 1.5e-7,
+      zeros: 100,
       s: '12345678901234567890',
       a: [markExactNumber('9007199254740993'), 1.5],
       o: { x: null },
