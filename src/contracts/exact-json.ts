@@ -123,8 +123,11 @@ function exactNumber(text: string): number | string {
   return Number.isFinite(n) && decimalKey(String(n)) === decimalKey(text) ? n : markExactNumber(text);
 }
 
-/** A run of 16 digits (a point allowed), or an exponent of three digits: where a double may not be exact. */
-const MAYBE_INEXACT = /\d[\d.]{15}|[eE][+-]?\d{3}/;
+/**
+ * A number (after `:`, `[` or `,`) of 16 digits or more (a point allowed), or with a three-digit exponent: where a
+ * double may not be exact. Text inside strings can match too; that only costs the slower parse.
+ */
+const MAYBE_INEXACT = /[:[,]\s*-?\d(?:[\d.]{15}|[\d.]*[eE][+-]?\d{3})/;
 
 /** `JSON.parse`, except that a number a double cannot hold exactly becomes its marked text (see above). */
 export function parseJsonExactly(text: string): JsonValue {

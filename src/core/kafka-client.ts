@@ -8,8 +8,13 @@ const LEVELS: Record<number, 'error' | 'warn' | 'info' | 'debug'> = {
   [logLevel.DEBUG]: 'debug',
 };
 
+/**
+ * Error responses kafkajs logs at ERROR and then handles itself: retriable ones it retries (a coordinator still
+ * loading its partitions after a broker start, or moved), and those our code expects (two stages creating the same
+ * topic, a leader not elected yet). Should the retries run out, the caller's error is logged where it is handled.
+ */
 const HANDLED_RESPONSE_ERRORS =
-  /Topic creation errors|does not host this topic-partition|no leader for this topic-partition|Topic with this name already exists/;
+  /Topic creation errors|does not host this topic-partition|no leader for this topic-partition|Topic with this name already exists|coordinator is loading|not the correct coordinator|coordinator is not available/;
 
 /** The connection settings a client needs (the config's `kafka` section satisfies it). */
 export interface KafkaConnection {
@@ -37,8 +42,7 @@ export function createKafka(
       () =>
       ({ level, log }) => {
         const { message, ...extra } = log;
-        // kafkajs logs every error response at ERROR before its caller handles it; those our code handles
-        // (two stages creating the same topic, a leader not elected yet) are not errors of the replicator.
+        // kafkajs logs every error response at ERROR before it or its caller handles it: not errors of the replicator.
         const handled = level === logLevel.ERROR && HANDLED_RESPONSE_ERRORS.test(String(extra.error ?? ''));
         const to = level === logLevel.INFO || handled ? 'debug' : (LEVELS[level] ?? 'debug');
         logger[to]({ kafka: extra }, `kafka: ${message}`);

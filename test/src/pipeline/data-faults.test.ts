@@ -286,6 +286,8 @@ describe('data faults under live writes', () => {
           ),
         ).toEqual([{ loyalty: '12345678901234567890', ratio: '0.61300000000000000001' }]);
 
+        // Data faults are warnings (dead letters, drift), never errors; nor is anything on a healthy start.
+        expect(daemon.log().split('\n').filter((l) => l.includes('"level":50'))).toEqual([]);
         // One process throughout.
         alive('after the faults');
         expect(daemon.pid).toBe(pid);
