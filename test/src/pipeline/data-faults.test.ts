@@ -13,7 +13,8 @@ import { isClean } from '../../helpers/v2-oracle.js';
 /**
  * A production day's *data* faults, under live legacy writes, against one daemon (`start --role all`) that must
  * never exit: compatible schema changes (an added column, a widened numeric) flow on; rows the transforms must
- * refuse are dead-lettered with their reason and key while the rows around them apply; a JSON number beyond a
+ * refuse, and a 50 MB row over the topic's message limit, are dead-lettered with their reason and key while the
+ * rows around them apply; a JSON number beyond a
  * double stays exact in V2; a dropped column the bookings module declares holds that table — with a SCHEMA_DRIFT
  * finding, a metric and no dead letters — while the other tables flow, and the held changes apply once the column
  * is restored. At the end V2 equals what the legacy rows make (the test's oracle) and `replicator verify` is clean.
@@ -84,7 +85,7 @@ async function insertAiBundle(
 
 describe('data faults under live writes', () => {
   it(
-    `added column, widened numeric, bad input rows, big JSON numbers, a dropped column held and resumed: one process, V2 exact, verify clean (${tag})`,
+    `added column, widened numeric, bad input rows, a 50 MB row, big JSON numbers, a dropped column held and resumed: one process, V2 exact, verify clean (${tag})`,
     () =>
       withSeed(tag, async () => {
         const { legacyUrl, targetUrl, config } = await freshPipeline('datafaults');
@@ -131,6 +132,7 @@ describe('data faults under live writes', () => {
         // are counted, its other writes go on.
         const writer = startLiveWriter(legacyUrl, workload, { pauseMs: 3, survive: true });
         const expectedLetters: { table: string; key: string; code: string }[] = [];
+        let hugeId = '';
         try {
           await writer.advance(100);
           await withClient(legacyUrl, (c) =>
@@ -178,6 +180,18 @@ describe('data faults under live writes', () => {
             await insertBooking(c, 'NFC-1', { email: 'zo\u00eb@ex\u00e4mple.com' });
             await insertBooking(c, 'NFD-1', { email: 'zoe\u0308@exa\u0308mple.com' });
             await insertBooking(c, 'TR-1', { email: '\u0130STANBUL@example.com' });
+            // 50 MB: far over the topic's 1 MB max.message.bytes. Dead-lettered as a summary, the stream moves on.
+            const { rows } = await c.query<{ id: string }>(
+              `INSERT INTO bookings ("bookingReference", "contactDetails", status, "finalAmount")
+               VALUES ('HUGE-1', jsonb_build_object('email', 'huge@example.com', 'notes', repeat('x', 50 * 1024 * 1024)),
+                       'PAID', 10) RETURNING id::text`,
+            );
+            hugeId = rows[0]!.id;
+            expectedLetters.push({
+              table: 'public.bookings',
+              key: JSON.stringify({ id: hugeId }),
+              code: 'EVENT_TOO_LARGE',
+            });
             await insertBooking(
               c,
               'BIG-1',
@@ -186,6 +200,14 @@ describe('data faults under live writes', () => {
           });
           await writer.advance(100);
           expect(writer.failed()).toBe(0);
+
+          // The rows after the 50 MB one applied; the application then removes it (its delete, carrying the whole
+          // old row under REPLICA IDENTITY FULL, is too large as well: a second letter).
+          await waitFor('a booking written after the 50 MB row in V2', async () => {
+            const r = await target("SELECT 1 FROM bookings WHERE reference = 'BIG-1'");
+            return r.length > 0 || undefined;
+          });
+          await withClient(legacyUrl, (c) => c.query('DELETE FROM bookings WHERE id = $1', [hugeId]));
 
           // 3. A column the bookings module declares is dropped (its values saved first, under the same lock):
           // bookings wait, the other tables flow.
@@ -287,7 +309,12 @@ describe('data faults under live writes', () => {
         ).toEqual([{ loyalty: '12345678901234567890', ratio: '0.61300000000000000001' }]);
 
         // Data faults are warnings (dead letters, drift), never errors; nor is anything on a healthy start.
-        expect(daemon.log().split('\n').filter((l) => l.includes('"level":50'))).toEqual([]);
+        expect(
+          daemon
+            .log()
+            .split('\n')
+            .filter((l) => l.includes('"level":50')),
+        ).toEqual([]);
         // One process throughout.
         alive('after the faults');
         expect(daemon.pid).toBe(pid);
