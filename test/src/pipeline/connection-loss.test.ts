@@ -1,6 +1,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { applyWrites, LegacyWorkload } from '../../../src/workload/legacy-workload.js';
 import { ChildReplicator } from '../../helpers/child-source.js';
+import { runCli } from '../../helpers/daemon.js';
 import { startLiveWriter } from '../../helpers/live-writer.js';
 import { freshPipeline, summary, waitForConvergence } from '../../helpers/pipeline-harness.js';
 import { dropSlot, withClient } from '../../helpers/resources.js';
@@ -69,6 +70,11 @@ describe('connection loss', () => {
       await writer.stop();
       const diff = await waitForConvergence(env.legacyUrl, env.targetUrl, 120_000);
       expect(isClean(diff), `seed ${seed}: ${summary(diff)}`).toBe(true);
+      const verify = await runCli(['verify', '--json', '--config', daemon.configFile], {
+        REPLICATOR_LOG_LEVEL: 'error',
+      });
+      expect(verify.code, verify.stderr).toBe(0);
+      expect((JSON.parse(verify.stdout) as { clean: boolean }).clean).toBe(true);
       // Still the same process: it never exited, and it said what it did.
       expect(daemon.exitCode, daemon.log().slice(-3000)).toBe(null);
       expect(daemon.log()).toMatch(/target connection lost|sink retrying|sink session ended/);
