@@ -6,7 +6,7 @@ import { commandLogger } from '../core/logger.js';
 import { finalizeCutover, rollbackCutover, runCutover } from '../ops/cutover/cutover.js';
 import { finalVerify } from '../ops/cutover/final-verify.js';
 import { loadConfig } from '../pipeline/config/load-config.js';
-import { positiveNumber } from './options.js';
+import { nonNegativeInt, positiveNumber } from './options.js';
 
 const ENTITIES = Object.keys(V2_KEYS) as V2Entity[];
 
@@ -17,7 +17,12 @@ export function registerCutoverCommands(program: Command): void {
     .option('--config <file>', 'config file', 'replicator.config.yaml')
     .option('--dry-run', 'check go/no-go and print the plan; change nothing')
     .option('--max-lag <seconds>', 'replication lag allowed', positiveNumber)
-    .option('--budget <seconds>', 'predicted drain time the fence waits for (catch-up gate)', positiveNumber)
+    .option(
+      '--budget <seconds>',
+      'longest write-blocked window: the gate waits for a predicted drain within it, and an attempt not flipping within it aborts and unfences',
+      positiveNumber,
+    )
+    .option('--retries <n>', 'attempts after one aborted for its budget', nonNegativeInt)
     .option('--wait <seconds>', 'how long the catch-up gate waits before refusing', positiveNumber)
     .option('--shop <shop>', 'cut over one shop (per-tenant fence)')
     .option('--allow-dlq', 'proceed with messages in the dead-letter queue')
@@ -27,6 +32,7 @@ export function registerCutoverCommands(program: Command): void {
         dryRun?: boolean;
         maxLag?: number;
         budget?: number;
+        retries?: number;
         wait?: number;
         shop?: string;
         allowDlq?: boolean;
@@ -42,6 +48,7 @@ export function registerCutoverCommands(program: Command): void {
           ...(opts.shop ? { shop: opts.shop } : {}),
           ...(opts.maxLag !== undefined ? { maxLagSeconds: opts.maxLag } : {}),
           ...(opts.budget !== undefined ? { budgetSeconds: opts.budget } : {}),
+          ...(opts.retries !== undefined ? { retries: opts.retries } : {}),
           ...(opts.wait !== undefined ? { waitSeconds: opts.wait } : {}),
           ...(opts.allowDlq ? { allowDlq: true } : {}),
           verify: ({ shop }) => finalVerify(config, shop, logger),

@@ -11,6 +11,14 @@ export const positiveNumber = (v: string): number => {
   return n;
 };
 
+/** Commander parser of a count: a whole number, 0 or more. */
+export const nonNegativeInt = (v: string): number => {
+  const n = Number(v);
+  if (v.trim() === '' || !Number.isInteger(n) || n < 0)
+    throw new InvalidArgumentError('must be a whole number, 0 or more');
+  return n;
+};
+
 /** The package's version, from the package.json above this file (the sources or the built `dist`). */
 export function packageVersion(): string {
   let dir = dirname(fileURLToPath(import.meta.url));

@@ -40,6 +40,8 @@ export interface CutoverOptions {
   budgetSeconds?: number;
   /** How long the catch-up gate waits (overrides cutover.waitSeconds). */
   waitSeconds?: number;
+  /** Attempts after one aborted for its budget (overrides cutover.retries). */
+  retries?: number;
   allowDlq?: boolean;
   /** The final verify, with writes fenced (keys changed since the last verify, or everything). */
   verify: (o: { shop?: string }) => Promise<VerifyOutcome>;
@@ -126,6 +128,32 @@ async function endOffsetsOf(kafka: Kafka, topics: string[]): Promise<Map<string,
     return ends;
   } finally {
     await admin.disconnect();
+  }
+}
+
+/** A cutover aborted because it could not flip within its budget after the fence (retryable by `retries`). */
+function overBudget(budgetSeconds: number, where: string): ReplicatorError {
+  return new ReplicatorError(
+    ErrorCodes.CUTOVER_FAILED,
+    `the cutover did not fit its ${budgetSeconds} s budget (${where}): aborted and unfenced, so writes were not blocked longer; raise --budget, or pass --retries N to try again later`,
+    { details: { overBudget: true } },
+  );
+}
+
+const isOverBudget = (e: unknown) =>
+  e instanceof ReplicatorError && (e.details as { overBudget?: boolean } | undefined)?.overBudget === true;
+
+/** `work`, or an over-budget error once `deadline` (epoch ms) passes first (the work's result is then ignored). */
+async function withinBudget<T>(work: Promise<T>, deadline: number, err: () => ReplicatorError): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(err()), Math.max(0, deadline - Date.now()));
+  });
+  work.catch(() => {});
+  try {
+    return await Promise.race([work, late]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 
@@ -351,136 +379,172 @@ export async function runCutover(o: CutoverOptions): Promise<CutoverResult> {
       );
     }
 
-    let checks = await goNoGo(o, target);
-    // The catch-up gate: while only the sink's backlog stands in the way (lag, predicted drain), wait for it to catch
-    // up rather than fence now and block writes for the whole drain — bounded by `--wait`, saying what it waits for.
-    const waitUntil = Date.now() + (o.waitSeconds ?? config.cutover.waitSeconds) * 1000;
-    const catchingUp = (cs: GoNoGo[]) =>
-      cs.some((c) => !c.ok) && cs.every((c) => c.ok || CATCH_UP_CHECKS.has(c.check));
-    while (!o.dryRun && catchingUp(checks) && Date.now() < waitUntil) {
-      for (const c of checks.filter((x) => !x.ok))
-        print(`  waiting for the sink to catch up: ${c.check}: ${c.detail}`);
-      await sleep(500);
-      checks = await goNoGo(o, target);
+    const retries = o.retries ?? config.cutover.retries;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await attemptCutover();
+      } catch (e) {
+        if (!isOverBudget(e) || attempt >= retries) throw e;
+        print(
+          `  attempt ${attempt + 1} of ${retries + 1} did not fit the budget; trying again in ${config.cutover.retryDelaySeconds} s`,
+        );
+        await sleep(config.cutover.retryDelaySeconds * 1000);
+      }
     }
-    for (const c of checks) print(`  ${c.ok ? 'GO   ' : 'NO-GO'} ${c.check}: ${c.detail}`);
-    const id = randomUUID();
-    if (o.dryRun) {
+
+    /** One attempt: the catch-up gate, the fence, the drain, the final verify and the flip, all within the budget. */
+    async function attemptCutover(): Promise<CutoverResult> {
+      let checks = await goNoGo(o, target);
+      // The catch-up gate: while only the sink's backlog stands in the way (lag, predicted drain), wait for it to catch
+      // up rather than fence now and block writes for the whole drain — bounded by `--wait`, saying what it waits for.
+      const waitUntil = Date.now() + (o.waitSeconds ?? config.cutover.waitSeconds) * 1000;
+      const catchingUp = (cs: GoNoGo[]) =>
+        cs.some((c) => !c.ok) && cs.every((c) => c.ok || CATCH_UP_CHECKS.has(c.check));
+      while (!o.dryRun && catchingUp(checks) && Date.now() < waitUntil) {
+        for (const c of checks.filter((x) => !x.ok))
+          print(`  waiting for the sink to catch up: ${c.check}: ${c.detail}`);
+        await sleep(500);
+        checks = await goNoGo(o, target);
+      }
+      for (const c of checks) print(`  ${c.ok ? 'GO   ' : 'NO-GO'} ${c.check}: ${c.detail}`);
+      const id = randomUUID();
+      if (o.dryRun) {
+        await target.query(
+          "INSERT INTO replicator.cutovers (id, shop, phase, dry_run, details) VALUES ($1, $2, 'dry-run', true, $3)",
+          [id, o.shop ?? null, JSON.stringify({ checks })],
+        );
+        print(
+          `dry run: would fence ${config.source.tables.map((t) => `${t.schema}.${t.table}`).join(', ')}${o.shop ? ` (shop ${o.shop})` : ''}, drain to the marker, verify, sync ${config.cutover.sequences.length} sequence(s), run ${config.cutover.flip.length} flip action(s)`,
+        );
+        return { id, phase: 'dry-run', checks, ...(resumed ? { resumed } : {}) };
+      }
+      const failed = checks.filter((c) => !c.ok);
+      if (failed.length > 0) {
+        throw new ReplicatorError(
+          ErrorCodes.CUTOVER_REFUSED,
+          `cutover refused: ${failed.map((c) => `${c.check} (${c.detail})`).join('; ')}`,
+          { details: { checks } },
+        );
+      }
+      if (config.cutover.postponeFile && existsSync(config.cutover.postponeFile)) {
+        print(`postponed while ${config.cutover.postponeFile} exists`);
+        while (existsSync(config.cutover.postponeFile)) await sleep(500);
+      }
+
       await target.query(
-        "INSERT INTO replicator.cutovers (id, shop, phase, dry_run, details) VALUES ($1, $2, 'dry-run', true, $3)",
+        "INSERT INTO replicator.cutovers (id, shop, phase, details) VALUES ($1, $2, 'planned', $3)",
         [id, o.shop ?? null, JSON.stringify({ checks })],
       );
-      print(
-        `dry run: would fence ${config.source.tables.map((t) => `${t.schema}.${t.table}`).join(', ')}${o.shop ? ` (shop ${o.shop})` : ''}, drain to the marker, verify, sync ${config.cutover.sequences.length} sequence(s), run ${config.cutover.flip.length} flip action(s)`,
-      );
-      return { id, phase: 'dry-run', checks, ...(resumed ? { resumed } : {}) };
-    }
-    const failed = checks.filter((c) => !c.ok);
-    if (failed.length > 0) {
-      throw new ReplicatorError(
-        ErrorCodes.CUTOVER_REFUSED,
-        `cutover refused: ${failed.map((c) => `${c.check} (${c.detail})`).join('; ')}`,
-        { details: { checks } },
-      );
-    }
-    if (config.cutover.postponeFile && existsSync(config.cutover.postponeFile)) {
-      print(`postponed while ${config.cutover.postponeFile} exists`);
-      while (existsSync(config.cutover.postponeFile)) await sleep(500);
-    }
-
-    await target.query(
-      "INSERT INTO replicator.cutovers (id, shop, phase, details) VALUES ($1, $2, 'planned', $3)",
-      [id, o.shop ?? null, JSON.stringify({ checks })],
-    );
-    try {
-      await setPhase(id, 'fencing');
-      const fence = await installFence(legacy, {
-        cutoverId: id,
-        tables: config.source.tables,
-        ...(o.shop ? { shop: o.shop } : {}),
-        topicPrefix: config.kafka.topicPrefix,
-        lockTimeoutMs: config.cutover.lockTimeoutMs,
-        lockRetries: config.cutover.lockRetries,
-      });
-      const fencedAt = new Date().toISOString();
-      await setPhase(id, 'fenced', { fence_committed_at: fencedAt, fence_lsn: fence.markerLsn });
-      print(
-        `  fenced ${fence.tables.map((t) => `${t.schema}.${t.table}`).join(', ')} at ${fence.markerLsn} (${fence.attempts} attempt(s))`,
-      );
-
-      await setPhase(id, 'draining');
-      // Exact drain by offsets, no marker in the change topics: (1) the source's Kafka-acknowledged position (the
-      // slot's confirmed_flush_lsn) passes the fence, so Kafka holds every change committed before it; (2) the end
-      // offsets of every change partition at that moment are the target; (3) drained once the sink's stored
-      // offsets reach them and the users those batches touched are recomputed.
-      const deadline = Date.now() + config.cutover.drainTimeoutSeconds * 1000;
-      const timedOut = (what: string) =>
-        new ReplicatorError(ErrorCodes.CUTOVER_FAILED, `drain timed out: ${what}`);
-      for (;;) {
-        const confirmed = (
-          await legacy.query<{ passed: boolean | null }>(
-            'SELECT confirmed_flush_lsn >= $2::pg_lsn AS passed FROM pg_replication_slots WHERE slot_name = $1',
-            [config.source.slot, fence.markerLsn],
-          )
-        ).rows[0]?.passed;
-        if (confirmed) break;
-        if (Date.now() > deadline)
-          throw timedOut(`the source has not acknowledged the fence (${fence.markerLsn}) to Kafka`);
-        await sleep(20);
-      }
-      const ends = await endOffsetsOf(o.kafka, changeTopicsOf(config));
-      for (;;) {
-        const { rows } = await target.query<{
-          topic: string;
-          partition: number;
-          n: string;
-          pending: boolean;
-        }>(
-          `SELECT topic, partition, next_offset::text AS n,
-                  EXISTS (SELECT 1 FROM replicator.pending_derived) AS pending
-             FROM replicator.sink_offsets WHERE group_id = $1`,
-          [config.sink.groupId],
+      try {
+        await setPhase(id, 'fencing');
+        const fence = await installFence(legacy, {
+          cutoverId: id,
+          tables: config.source.tables,
+          ...(o.shop ? { shop: o.shop } : {}),
+          topicPrefix: config.kafka.topicPrefix,
+          lockTimeoutMs: config.cutover.lockTimeoutMs,
+          lockRetries: config.cutover.lockRetries,
+        });
+        const fencedAt = new Date().toISOString();
+        // Writes are blocked from here: the flip must begin within the budget, or the attempt aborts and unfences.
+        const budgetSeconds = o.budgetSeconds ?? config.cutover.budgetSeconds;
+        const budgetEnd = Date.now() + budgetSeconds * 1000;
+        const checkBudget = (where: string) => {
+          if (Date.now() > budgetEnd) throw overBudget(budgetSeconds, where);
+        };
+        await setPhase(id, 'fenced', { fence_committed_at: fencedAt, fence_lsn: fence.markerLsn });
+        print(
+          `  fenced ${fence.tables.map((t) => `${t.schema}.${t.table}`).join(', ')} at ${fence.markerLsn} (${fence.attempts} attempt(s))`,
         );
-        const stored = new Map(rows.map((r) => [`${r.topic}/${r.partition}`, BigInt(r.n)]));
-        const behind = [...ends].filter(([tp, end]) => (stored.get(tp) ?? 0n) < end);
-        const pending = rows[0]?.pending ?? false;
-        if (behind.length === 0 && !pending) break;
-        if (Date.now() > deadline) {
-          throw timedOut(
-            `${behind.length}/${ends.size} partition(s) not applied up to the fence${pending ? ', users not recomputed' : ''}`,
+
+        await setPhase(id, 'draining');
+        // Exact drain by offsets, no marker in the change topics: (1) the source's Kafka-acknowledged position (the
+        // slot's confirmed_flush_lsn) passes the fence, so Kafka holds every change committed before it; (2) the end
+        // offsets of every change partition at that moment are the target; (3) drained once the sink's stored
+        // offsets reach them and the users those batches touched are recomputed.
+        const deadline = Date.now() + config.cutover.drainTimeoutSeconds * 1000;
+        const timedOut = (what: string) =>
+          new ReplicatorError(ErrorCodes.CUTOVER_FAILED, `drain timed out: ${what}`);
+        for (;;) {
+          const confirmed = (
+            await legacy.query<{ passed: boolean | null }>(
+              'SELECT confirmed_flush_lsn >= $2::pg_lsn AS passed FROM pg_replication_slots WHERE slot_name = $1',
+              [config.source.slot, fence.markerLsn],
+            )
+          ).rows[0]?.passed;
+          if (confirmed) break;
+          checkBudget('waiting for the source to pass the fence');
+          if (Date.now() > deadline)
+            throw timedOut(`the source has not acknowledged the fence (${fence.markerLsn}) to Kafka`);
+          await sleep(20);
+        }
+        const ends = await endOffsetsOf(o.kafka, changeTopicsOf(config));
+        for (;;) {
+          const { rows } = await target.query<{
+            topic: string;
+            partition: number;
+            n: string;
+            pending: boolean;
+          }>(
+            `SELECT topic, partition, next_offset::text AS n,
+                    EXISTS (SELECT 1 FROM replicator.pending_derived) AS pending
+               FROM replicator.sink_offsets WHERE group_id = $1`,
+            [config.sink.groupId],
+          );
+          const stored = new Map(rows.map((r) => [`${r.topic}/${r.partition}`, BigInt(r.n)]));
+          const behind = [...ends].filter(([tp, end]) => (stored.get(tp) ?? 0n) < end);
+          const pending = rows[0]?.pending ?? false;
+          if (behind.length === 0 && !pending) break;
+          checkBudget(
+            `draining: ${behind.length}/${ends.size} partition(s) not applied up to the fence${pending ? ', users not recomputed' : ''}`,
+          );
+          if (Date.now() > deadline) {
+            throw timedOut(
+              `${behind.length}/${ends.size} partition(s) not applied up to the fence${pending ? ', users not recomputed' : ''}`,
+            );
+          }
+          await sleep(20);
+        }
+        await setPhase(id, 'drained', { drained_at: new Date().toISOString() });
+
+        await setPhase(id, 'verifying');
+        const outcome = await withinBudget(o.verify(o.shop ? { shop: o.shop } : {}), budgetEnd, () =>
+          overBudget(budgetSeconds, 'in the final verify'),
+        );
+        print(`  final verify: ${outcome.clean ? 'clean' : 'DRIFT'} ${outcome.summary}`);
+        if (!outcome.clean)
+          throw new ReplicatorError(
+            ErrorCodes.CUTOVER_FAILED,
+            `final verify found drift: ${outcome.summary}`,
+          );
+        await setPhase(id, 'verified', { verified_at: new Date().toISOString() });
+        // The last point to abort: once flipping starts it completes (or is resumed), whatever the clock says.
+        checkBudget('before the flip');
+        const result = await flip(o, target, legacy, id, fencedAt, setPhase);
+        return { ...result, checks, ...(resumed ? { resumed } : {}) };
+      } catch (e) {
+        // Before the flip, any failure unfences legacy.
+        const phase = (
+          await target.query<{ phase: string }>('SELECT phase FROM replicator.cutovers WHERE id = $1', [id])
+        ).rows[0]?.phase;
+        if (phase !== 'flipping' && phase !== 'flipped') {
+          await removeFence(legacy, id, config.source.tables).catch((err: unknown) =>
+            o.logger.error({ err: String(err) }, 'could not remove the fence: remove it by hand'),
+          );
+          // The window writers saw: from the fence to its removal (none if the fence was never taken).
+          await target.query(
+            `UPDATE replicator.cutovers SET phase = 'aborted', error = $2, finished_at = clock_timestamp(),
+                    write_blocked_ms = extract(epoch FROM clock_timestamp() - fence_committed_at) * 1000
+              WHERE id = $1`,
+            [id, e instanceof Error ? e.message : String(e)],
+          );
+          o.onPhase?.('aborted');
+          print(
+            `[cutover ${id.slice(0, 8)}] aborted: fence removed (${e instanceof Error ? e.message : String(e)})`,
           );
         }
-        await sleep(20);
+        throw e;
       }
-      await setPhase(id, 'drained', { drained_at: new Date().toISOString() });
-
-      await setPhase(id, 'verifying');
-      const outcome = await o.verify(o.shop ? { shop: o.shop } : {});
-      print(`  final verify: ${outcome.clean ? 'clean' : 'DRIFT'} ${outcome.summary}`);
-      if (!outcome.clean)
-        throw new ReplicatorError(ErrorCodes.CUTOVER_FAILED, `final verify found drift: ${outcome.summary}`);
-      await setPhase(id, 'verified', { verified_at: new Date().toISOString() });
-      const result = await flip(o, target, legacy, id, fencedAt, setPhase);
-      return { ...result, checks, ...(resumed ? { resumed } : {}) };
-    } catch (e) {
-      // Before the flip, any failure unfences legacy.
-      const phase = (
-        await target.query<{ phase: string }>('SELECT phase FROM replicator.cutovers WHERE id = $1', [id])
-      ).rows[0]?.phase;
-      if (phase !== 'flipping' && phase !== 'flipped') {
-        await removeFence(legacy, id, config.source.tables).catch((err: unknown) =>
-          o.logger.error({ err: String(err) }, 'could not remove the fence: remove it by hand'),
-        );
-        await target.query(
-          "UPDATE replicator.cutovers SET phase = 'aborted', error = $2, finished_at = now() WHERE id = $1",
-          [id, e instanceof Error ? e.message : String(e)],
-        );
-        o.onPhase?.('aborted');
-        print(
-          `[cutover ${id.slice(0, 8)}] aborted: fence removed (${e instanceof Error ? e.message : String(e)})`,
-        );
-      }
-      throw e;
     }
   } finally {
     await target.end().catch(() => {});

@@ -179,7 +179,14 @@ export const cutoverSchema = z
     }),
     budgetSeconds: z.number().min(0).default(1).meta({
       description:
-        'Catch-up gate: the fence is taken only when the predicted drain (messages behind ÷ apply rate) fits this.',
+        'Longest write-blocked window: the fence is taken only when the predicted drain (messages behind ÷ apply rate) fits it, and a cutover whose drain, final verify and flip have not begun flipping within it after the fence aborts and unfences.',
+    }),
+    retries: z.int().min(0).default(0).meta({
+      description:
+        'Attempts after one aborted for its budget (gh-ost style), each after the catch-up gate again.',
+    }),
+    retryDelaySeconds: z.number().min(0).default(10).meta({
+      description: 'Pause before each retry of a cutover aborted for its budget.',
     }),
     waitSeconds: z.number().min(0).default(60).meta({
       description:

@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -263,6 +263,68 @@ describe('cutover', () => {
     // Legacy was never fenced: no trigger, and writes go on.
     expect(await fenceTriggers(env.legacyUrl)).toEqual([]);
     await withClient(env.legacyUrl, (c) => applyWrites(c, [workload.next()]));
+  }, 180_000);
+
+  it('a drain that cannot finish within the budget: aborted and unfenced within budget + 200 ms, no flip, no write lost; --retries tries again after the gate', async () => {
+    const { env, config, workload, stopApplying, restartSink } = await setup('cutbudget');
+    // Nothing applies from here, and the changes written while the cutover is postponed (after its gate, before
+    // its fence) are behind the fence: the drain cannot finish.
+    await stopApplying();
+    const postpone = join(mkdtempSync(join(tmpdir(), 'cutbudget-')), 'postpone');
+    writeFileSync(postpone, '');
+    const lines: string[] = [];
+    const outcome = cutover(
+      {
+        ...config,
+        cutover: {
+          ...config.cutover,
+          budgetSeconds: 1,
+          postponeFile: postpone,
+          retries: 1,
+          retryDelaySeconds: 0,
+          waitSeconds: 2,
+        },
+      },
+      { print: (l) => lines.push(l) },
+    ).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    for (let i = 0; i < 600 && !lines.some((l) => l.startsWith('postponed')); i++) await sleep(100);
+    expect(lines.some((l) => l.startsWith('postponed'))).toBe(true);
+    await withClient(env.legacyUrl, async (c) => {
+      for (let i = 0; i < 50; i++) await applyWrites(c, [workload.next()]);
+    });
+    rmSync(postpone);
+    const failed = await outcome;
+
+    // The first attempt fenced, could not drain within 1 s, aborted and unfenced; the retry ran the gate again,
+    // which (nothing applying) refused without fencing.
+    expect(lines.some((l) => /attempt 1 of 2 did not fit the budget; trying again/.test(l))).toBe(true);
+    expect(isReplicatorError(failed, ErrorCodes.CUTOVER_REFUSED), String(failed)).toBe(true);
+    const attempts = await withClient(
+      env.targetUrl,
+      async (c) =>
+        (
+          await c.query<{ phase: string; error: string; ms: number; flipped: string | null }>(
+            `SELECT phase, error, write_blocked_ms AS ms, flip_committed_at::text AS flipped
+             FROM replicator.cutovers WHERE NOT dry_run ORDER BY started_at`,
+          )
+        ).rows,
+    );
+    expect(attempts).toHaveLength(1);
+    const [aborted] = attempts;
+    expect(aborted).toMatchObject({ phase: 'aborted', flipped: null });
+    expect(aborted!.error).toMatch(/did not fit its 1 s budget \(draining: \d+\/\d+ partition/);
+    expect(aborted!.ms).toBeGreaterThanOrEqual(1000);
+    expect(aborted!.ms).toBeLessThan(1200);
+    expect(await fenceTriggers(env.legacyUrl)).toEqual([]);
+
+    // Legacy takes writes again, and once the sink runs V2 has every one of them.
+    await withClient(env.legacyUrl, (c) => applyWrites(c, [workload.next()]));
+    await restartSink();
+    const diff = await waitForConvergence(env.legacyUrl, env.targetUrl, 60_000);
+    expect(isClean(diff), summary(diff)).toBe(true);
   }, 180_000);
 
   it('--shop A cuts over shop A while shop B keeps writing and replicating', async () => {
