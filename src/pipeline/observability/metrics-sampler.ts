@@ -178,10 +178,11 @@ export class MetricsSampler {
       const ts = r.rows[0]?.ts;
       if (ts) this.o.metrics.seedApplied(sink.groupId, ts);
       // `replicator cutover` runs as its own process: its phase reaches the daemon's /metrics through the target.
-      const c = await this.sinkClient.query<{ phase: CutoverPhase }>(
-        `SELECT phase FROM replicator.cutovers WHERE shop IS NULL ORDER BY started_at DESC LIMIT 1`,
+      const c = await this.sinkClient.query<{ phase: CutoverPhase; ms: number | null }>(
+        `SELECT phase, write_blocked_ms AS ms FROM replicator.cutovers WHERE shop IS NULL ORDER BY started_at DESC LIMIT 1`,
       );
       this.o.metrics.cutoverPhase.set(c.rows[0] ? phaseNumber(c.rows[0].phase) : 0);
+      this.o.metrics.cutoverWriteBlockedSeconds.set((c.rows[0]?.ms ?? 0) / 1000);
     } catch (e) {
       // The sink creates its schema when it starts; until then there is nothing applied to read.
       if ((e as { code?: unknown }).code !== '42P01' && (e as { code?: unknown }).code !== '3F000') throw e;

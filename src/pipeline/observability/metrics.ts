@@ -37,6 +37,8 @@ export interface Metrics {
   readonly snapshotProgress: Gauge<'table'>;
   /** Set by `cutover`: 0 when no cutover is under way. */
   readonly cutoverPhase: Gauge;
+  /** The latest full cutover's write-blocked window (fence → flip, or → unfence when aborted); 0 when none. */
+  readonly cutoverWriteBlockedSeconds: Gauge;
   /** 1 while this process holds the source leader lock of the slot, 0 while it stands by. */
   readonly leader: Gauge<'slot'>;
   /** Times a stage re-established its connections after a transient failure and went on. */
@@ -223,6 +225,11 @@ export function createMetrics(registry: Registry, options: CreateMetricsOptions 
       name: 'replicator_snapshot_progress_ratio',
       help: 'Initial snapshot progress per table, 0 to 1 (rows copied over the planner’s row estimate; 1 when done).',
       labelNames: ['table'] as const,
+      registers,
+    }),
+    cutoverWriteBlockedSeconds: new Gauge({
+      name: 'replicator_cutover_write_blocked_seconds',
+      help: 'Write-blocked window of the latest full cutover, sampled from the target: fence → flip, or fence → unfence when it aborted (0: none yet, or it has not ended).',
       registers,
     }),
     cutoverPhase: new Gauge({

@@ -34,10 +34,15 @@ describe('metrics sampler', () => {
       await sampler.sampleOnce();
       expect(await phase(metrics)).toBe(3);
       await withClient(target.url, (c) =>
-        c.query("UPDATE replicator.cutovers SET phase = 'flipped' WHERE id = 'now'"),
+        c.query(
+          "UPDATE replicator.cutovers SET phase = 'flipped', write_blocked_ms = 812.5 WHERE id = 'now'",
+        ),
       );
+      expect((await metrics.cutoverWriteBlockedSeconds.get()).values[0]?.value).toBe(0);
       await sampler.sampleOnce();
       expect(await phase(metrics)).toBe(8);
+      // The window it blocked writes for, exported as the running cutover recorded it.
+      expect((await metrics.cutoverWriteBlockedSeconds.get()).values[0]?.value).toBe(0.8125);
     } finally {
       await sampler.close();
     }
