@@ -1,4 +1,4 @@
-import type { Command } from 'commander';
+import { type Command, Option } from 'commander';
 import { V2_KEYS } from '../../transforms/v2-schema.js';
 import type { V2Entity } from '../contracts/transform-api.js';
 import { createKafka } from '../core/kafka-client.js';
@@ -23,6 +23,12 @@ export function registerCutoverCommands(program: Command): void {
       positiveNumber,
     )
     .option('--retries <n>', 'attempts after one aborted for its budget', nonNegativeInt)
+    .addOption(
+      new Option(
+        '--fence <kind>',
+        'reject: writes fail from the fence on; wait: writes wait (up to the budget)',
+      ).choices(['reject', 'wait']),
+    )
     .option('--wait <seconds>', 'how long the catch-up gate waits before refusing', positiveNumber)
     .option('--shop <shop>', 'cut over one shop (per-tenant fence)')
     .option('--allow-dlq', 'proceed with messages in the dead-letter queue')
@@ -33,6 +39,7 @@ export function registerCutoverCommands(program: Command): void {
         maxLag?: number;
         budget?: number;
         retries?: number;
+        fence?: 'reject' | 'wait';
         wait?: number;
         shop?: string;
         allowDlq?: boolean;
@@ -49,6 +56,7 @@ export function registerCutoverCommands(program: Command): void {
           ...(opts.maxLag !== undefined ? { maxLagSeconds: opts.maxLag } : {}),
           ...(opts.budget !== undefined ? { budgetSeconds: opts.budget } : {}),
           ...(opts.retries !== undefined ? { retries: opts.retries } : {}),
+          ...(opts.fence ? { fence: opts.fence } : {}),
           ...(opts.wait !== undefined ? { waitSeconds: opts.wait } : {}),
           ...(opts.allowDlq ? { allowDlq: true } : {}),
           verify: ({ shop }) => finalVerify(config, shop, logger),

@@ -15,7 +15,7 @@ import type { ReplicatorConfig } from '../../pipeline/config/load-config.js';
 import type { cutoverSchema } from '../../pipeline/config/schema.js';
 import { readConsumerLag } from '../../pipeline/observability/consumer-lag.js';
 import { listDeadLetters } from '../dlq/dead-letters.js';
-import { installFence, removeFence } from './fence.js';
+import { commitHeldFence, holdWriters, installFence, releaseWriters, removeFence } from './fence.js';
 
 const run = promisify(execFile);
 type FlipAction = ReturnType<typeof cutoverSchema.parse>['flip'][number];
@@ -42,6 +42,8 @@ export interface CutoverOptions {
   waitSeconds?: number;
   /** Attempts after one aborted for its budget (overrides cutover.retries). */
   retries?: number;
+  /** 'reject' (triggers refuse writes from the fence on) or 'wait' (writers wait on locks until the flip). */
+  fence?: 'reject' | 'wait';
   allowDlq?: boolean;
   /** The final verify, with writes fenced (keys changed since the last verify, or everything). */
   verify: (o: { shop?: string }) => Promise<VerifyOutcome>;
@@ -435,16 +437,25 @@ export async function runCutover(o: CutoverOptions): Promise<CutoverResult> {
         "INSERT INTO replicator.cutovers (id, shop, phase, details) VALUES ($1, $2, 'planned', $3)",
         [id, o.shop ?? null, JSON.stringify({ checks })],
       );
+      const fenceOptions = {
+        cutoverId: id,
+        tables: config.source.tables,
+        ...(o.shop ? { shop: o.shop } : {}),
+        topicPrefix: config.kafka.topicPrefix,
+        lockTimeoutMs: config.cutover.lockTimeoutMs,
+        lockRetries: config.cutover.lockRetries,
+      };
+      // The waiting fence holds its locks in a transaction on a connection of its own until the flip (fence.ts).
+      const holder =
+        (o.fence ?? config.cutover.fence) === 'wait'
+          ? new pg.Client({ connectionString: legacyAdminUrl(config), application_name: 'replicator-fence' })
+          : undefined;
       try {
         await setPhase(id, 'fencing');
-        const fence = await installFence(legacy, {
-          cutoverId: id,
-          tables: config.source.tables,
-          ...(o.shop ? { shop: o.shop } : {}),
-          topicPrefix: config.kafka.topicPrefix,
-          lockTimeoutMs: config.cutover.lockTimeoutMs,
-          lockRetries: config.cutover.lockRetries,
-        });
+        if (holder) await holder.connect();
+        const fence = holder
+          ? await holdWriters(holder, fenceOptions)
+          : await installFence(legacy, fenceOptions);
         const fencedAt = new Date().toISOString();
         // Writes are blocked from here: the flip must begin within the budget, or the attempt aborts and unfences.
         const budgetSeconds = o.budgetSeconds ?? config.cutover.budgetSeconds;
@@ -520,6 +531,8 @@ export async function runCutover(o: CutoverOptions): Promise<CutoverResult> {
         await setPhase(id, 'verified', { verified_at: new Date().toISOString() });
         // The last point to abort: once flipping starts it completes (or is resumed), whatever the clock says.
         checkBudget('before the flip');
+        // Waiting writers now meet the rejecting triggers ("write to V2"): from here legacy is fenced for good.
+        if (holder) await commitHeldFence(holder, fenceOptions);
         const result = await flip(o, target, legacy, id, fencedAt, setPhase);
         return { ...result, checks, ...(resumed ? { resumed } : {}) };
       } catch (e) {
@@ -528,6 +541,8 @@ export async function runCutover(o: CutoverOptions): Promise<CutoverResult> {
           await target.query<{ phase: string }>('SELECT phase FROM replicator.cutovers WHERE id = $1', [id])
         ).rows[0]?.phase;
         if (phase !== 'flipping' && phase !== 'flipped') {
+          // A waiting fence not yet committed: its writers go on in legacy the moment it rolls back.
+          if (holder) await releaseWriters(holder).catch(() => {});
           await removeFence(legacy, id, config.source.tables).catch((err: unknown) =>
             o.logger.error({ err: String(err) }, 'could not remove the fence: remove it by hand'),
           );
@@ -544,6 +559,8 @@ export async function runCutover(o: CutoverOptions): Promise<CutoverResult> {
           );
         }
         throw e;
+      } finally {
+        await holder?.end().catch(() => {});
       }
     }
   } finally {

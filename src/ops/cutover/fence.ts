@@ -8,7 +8,8 @@ import { qualifiedName, quoteIdent, quoteLiteral } from '../../core/sql.js';
  * The fence: BEFORE INSERT/UPDATE/DELETE (per row) and TRUNCATE (per statement) triggers on every replicated legacy
  * table that reject writes with a clear error — for every role, the owner included. Installed in ONE short
  * transaction with a lock_timeout (retried), which also emits the fence marker: so the marker's position is
- * exactly the fence's, after every write that committed before it.
+ * exactly the fence's, after every write that committed before it. The waiting fence (`holdWriters`) holds table
+ * locks instead until the flip, and only then installs these triggers.
  */
 
 export const FENCE_ERROR_PREFIX = 'was cut over to V2';
@@ -40,11 +41,8 @@ async function hasShopColumn(client: pg.ClientBase, t: TableRef): Promise<boolea
   return (r.rowCount ?? 0) > 0;
 }
 
-/** Installs the fence and emits the marker; returns the marker's LSN and the tables fenced. */
-export async function installFence(
-  client: pg.ClientBase,
-  o: FenceOptions,
-): Promise<{ markerLsn: string; tables: TableRef[]; attempts: number }> {
+/** The fence's function and triggers, created in the caller's open transaction; returns the tables fenced. */
+async function createFenceTriggers(client: pg.ClientBase, o: FenceOptions): Promise<TableRef[]> {
   const n = names(o.cutoverId);
   const at = new Date().toISOString();
   const message = `table %s ${FENCE_ERROR_PREFIX} at ${at}${o.shop ? ` for shop ${o.shop}` : ''}; write to V2`;
@@ -53,6 +51,26 @@ export async function installFence(
     ? `IF (TG_OP <> 'INSERT' AND OLD.shop = ${quoteLiteral(o.shop)}) OR (TG_OP <> 'DELETE' AND NEW.shop = ${quoteLiteral(o.shop)}) THEN ${raise}; END IF;`
     : `${raise};`;
   const body = `BEGIN IF TG_OP = 'TRUNCATE' THEN ${raise}; END IF; ${rowCheck} RETURN COALESCE(NEW, OLD); END`;
+  const tables = await fencedTables(client, o);
+  await client.query(
+    `CREATE OR REPLACE FUNCTION public.${quoteIdent(n.fn)}() RETURNS trigger LANGUAGE plpgsql AS $fence$ ${body} $fence$`,
+  );
+  for (const t of tables) {
+    const table = qualifiedName(t.schema, t.table);
+    await client.query(`DROP TRIGGER IF EXISTS ${quoteIdent(n.trigger)} ON ${table}`);
+    await client.query(`DROP TRIGGER IF EXISTS ${quoteIdent(n.truncTrigger)} ON ${table}`);
+    await client.query(
+      `CREATE TRIGGER ${quoteIdent(n.trigger)} BEFORE INSERT OR UPDATE OR DELETE ON ${table} FOR EACH ROW EXECUTE FUNCTION public.${quoteIdent(n.fn)}()`,
+    );
+    await client.query(
+      `CREATE TRIGGER ${quoteIdent(n.truncTrigger)} BEFORE TRUNCATE ON ${table} FOR EACH STATEMENT EXECUTE FUNCTION public.${quoteIdent(n.fn)}()`,
+    );
+  }
+  return tables;
+}
+
+/** The tables a fence covers: all of them, or (per shop) those with a `shop` column. */
+async function fencedTables(client: pg.ClientBase, o: FenceOptions): Promise<TableRef[]> {
   const tables: TableRef[] = [];
   for (const t of o.tables) if (!o.shop || (await hasShopColumn(client, t))) tables.push(t);
   if (tables.length === 0) {
@@ -61,40 +79,35 @@ export async function installFence(
       `no replicated table has a shop column to fence shop ${o.shop}`,
     );
   }
+  return tables;
+}
+
+/**
+ * Runs `step` in a transaction with the fence's lock_timeout, retried after a lock timeout (an application
+ * transaction holds a table); `keepOpen` leaves a successful transaction open for the caller.
+ */
+async function inFenceTransaction<T>(
+  client: pg.ClientBase,
+  o: FenceOptions,
+  step: () => Promise<T>,
+  keepOpen = false,
+): Promise<{ result: T; attempts: number }> {
   for (let attempt = 1; ; attempt++) {
     await client.query('BEGIN');
     try {
       await client.query(`SET LOCAL lock_timeout = ${Math.floor(o.lockTimeoutMs)}`);
-      await client.query(
-        `CREATE OR REPLACE FUNCTION public.${quoteIdent(n.fn)}() RETURNS trigger LANGUAGE plpgsql AS $fence$ ${body} $fence$`,
-      );
-      for (const t of tables) {
-        const table = qualifiedName(t.schema, t.table);
-        await client.query(`DROP TRIGGER IF EXISTS ${quoteIdent(n.trigger)} ON ${table}`);
-        await client.query(`DROP TRIGGER IF EXISTS ${quoteIdent(n.truncTrigger)} ON ${table}`);
-        await client.query(
-          `CREATE TRIGGER ${quoteIdent(n.trigger)} BEFORE INSERT OR UPDATE OR DELETE ON ${table} FOR EACH ROW EXECUTE FUNCTION public.${quoteIdent(n.fn)}()`,
-        );
-        await client.query(
-          `CREATE TRIGGER ${quoteIdent(n.truncTrigger)} BEFORE TRUNCATE ON ${table} FOR EACH STATEMENT EXECUTE FUNCTION public.${quoteIdent(n.fn)}()`,
-        );
-      }
-      const markerLsn = (
-        await client.query<{ lsn: string }>('SELECT pg_logical_emit_message(true, $1, $2)::text AS lsn', [
-          fencePrefix(o.topicPrefix),
-          o.cutoverId,
-        ])
-      ).rows[0]!.lsn;
-      await client.query('COMMIT');
-      return { markerLsn, tables, attempts: attempt };
+      const result = await step();
+      if (!keepOpen) await client.query('COMMIT');
+      return { result, attempts: attempt };
     } catch (e) {
       await client.query('ROLLBACK').catch(() => {});
       const code = (e as { code?: string }).code;
-      if (code === '55P03' && attempt <= o.lockRetries) {
-        // Lock timeout: an application transaction holds the table. Back off briefly and try again.
+      if ((code === '55P03' || code === '40P01') && attempt <= o.lockRetries) {
+        // Lock timeout (or a deadlock with a writer holding one table and waiting for another): back off, retry.
         await new Promise((r) => setTimeout(r, 100 * attempt));
         continue;
       }
+      if (e instanceof ReplicatorError) throw e;
       throw new ReplicatorError(
         ErrorCodes.CUTOVER_FAILED,
         `could not install the fence (attempt ${attempt})`,
@@ -102,6 +115,69 @@ export async function installFence(
       );
     }
   }
+}
+
+/** Installs the fence and emits the marker; returns the marker's LSN and the tables fenced. */
+export async function installFence(
+  client: pg.ClientBase,
+  o: FenceOptions,
+): Promise<{ markerLsn: string; tables: TableRef[]; attempts: number }> {
+  const { result, attempts } = await inFenceTransaction(client, o, async () => {
+    const tables = await createFenceTriggers(client, o);
+    const markerLsn = (
+      await client.query<{ lsn: string }>('SELECT pg_logical_emit_message(true, $1, $2)::text AS lsn', [
+        fencePrefix(o.topicPrefix),
+        o.cutoverId,
+      ])
+    ).rows[0]!.lsn;
+    return { markerLsn, tables };
+  });
+  return { ...result, attempts };
+}
+
+/**
+ * The waiting fence: on its own connection, a transaction takes EXCLUSIVE locks on the tables — reads go on, every
+ * write (and TRUNCATE) waits — and emits the marker right away (non-transactional, so the source sees it while the
+ * transaction stays open): every write that committed before the locks precedes it in the WAL. The transaction
+ * stays open until `commitHeldFence` (the flip: the rejecting triggers are created in it, then it commits, and the
+ * writers waiting on it meet them: rejected with the fence's error, "write to V2") or `releaseWriters` (an abort:
+ * it rolls back and the waiting writes go on in legacy, replicated as usual). If the cutover dies, the connection
+ * does too and the writers go on: nothing to clean up.
+ */
+export async function holdWriters(
+  client: pg.ClientBase,
+  o: FenceOptions,
+): Promise<{ markerLsn: string; tables: TableRef[]; attempts: number }> {
+  const { result, attempts } = await inFenceTransaction(
+    client,
+    o,
+    async () => {
+      const tables = await fencedTables(client, o);
+      await client.query(
+        `LOCK TABLE ${tables.map((t) => qualifiedName(t.schema, t.table)).join(', ')} IN EXCLUSIVE MODE`,
+      );
+      const markerLsn = (
+        await client.query<{ lsn: string }>('SELECT pg_logical_emit_message(false, $1, $2)::text AS lsn', [
+          fencePrefix(o.topicPrefix),
+          o.cutoverId,
+        ])
+      ).rows[0]!.lsn;
+      return { markerLsn, tables };
+    },
+    true,
+  );
+  return { ...result, attempts };
+}
+
+/** The waiting fence becomes the rejecting one (at the flip): triggers created under the held locks, committed. */
+export async function commitHeldFence(client: pg.ClientBase, o: FenceOptions): Promise<void> {
+  await createFenceTriggers(client, o);
+  await client.query('COMMIT');
+}
+
+/** Ends a waiting fence without a flip: the waiting writes go on in legacy. */
+export async function releaseWriters(client: pg.ClientBase): Promise<void> {
+  await client.query('ROLLBACK');
 }
 
 /** Removes the fence of a cutover (idempotent). */

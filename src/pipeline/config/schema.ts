@@ -181,6 +181,10 @@ export const cutoverSchema = z
       description:
         'Longest write-blocked window: the fence is taken only when the predicted drain (messages behind ÷ apply rate) fits it, and a cutover whose drain, final verify and flip have not begun flipping within it after the fence aborts and unfences.',
     }),
+    fence: z.enum(['reject', 'wait']).default('reject').meta({
+      description:
+        "How legacy writes are stopped: 'reject' (triggers refuse them from the fence on) or 'wait' (they wait on table locks the cutover holds, at most the budget; after the flip they are refused with the fence's error, after an abort they go on in legacy).",
+    }),
     retries: z.int().min(0).default(0).meta({
       description:
         'Attempts after one aborted for its budget (gh-ost style), each after the catch-up gate again.',

@@ -103,6 +103,83 @@ function cutover(config: ReplicatorConfig, extra: Partial<Parameters<typeof runC
   });
 }
 
+/**
+ * A cutover whose drain cannot finish: it passes its gate with nothing behind, and while it is postponed (before its
+ * fence) the sink stops and 50 legacy changes are written that nothing applies. `release()` lets it go on to the
+ * fence and resolves with what it threw (undefined if it succeeded).
+ */
+async function undrainableCutover(
+  s: Awaited<ReturnType<typeof setup>>,
+  settings: Partial<ReplicatorConfig['cutover']>,
+): Promise<{ lines: string[]; release: () => Promise<unknown> }> {
+  await s.stopApplying();
+  const postpone = join(mkdtempSync(join(tmpdir(), 'cutover-')), 'postpone');
+  writeFileSync(postpone, '');
+  const lines: string[] = [];
+  const outcome = cutover(
+    { ...s.config, cutover: { ...s.config.cutover, ...settings, postponeFile: postpone } },
+    { print: (l) => lines.push(l) },
+  ).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  for (let i = 0; i < 600 && !lines.some((l) => l.startsWith('postponed')); i++) await sleep(100);
+  expect(lines.some((l) => l.startsWith('postponed'))).toBe(true);
+  await withClient(s.env.legacyUrl, async (c) => {
+    for (let i = 0; i < 50; i++) await applyWrites(c, [s.workload.next()]);
+  });
+  return {
+    lines,
+    release: () => {
+      rmSync(postpone);
+      return outcome;
+    },
+  };
+}
+
+/**
+ * Open-loop legacy writes at 500/s (a write every 2 ms whatever earlier ones take) on a pool of 8 connections, each
+ * outcome counted: committed, refused by the fence (its message kept), or any other error.
+ */
+function openLoopWrites(url: string, workload: LegacyWorkload) {
+  const outcomes = { committed: 0, fenced: [] as string[], other: [] as string[] };
+  const pool = new pg.Pool({ connectionString: url, max: 8 });
+  pool.on('error', () => {});
+  cleanups.push(() => pool.end());
+  let writing = true;
+  const inflight: Promise<void>[] = [];
+  const writer = (async () => {
+    const start = Date.now();
+    let n = 0;
+    while (writing) {
+      const due = start + n * 2;
+      if (Date.now() < due) await sleep(due - Date.now());
+      const w = workload.next();
+      n++;
+      inflight.push(
+        pool.query(w.sql, w.params).then(
+          () => {
+            outcomes.committed++;
+          },
+          (e: Error) => {
+            if (e.message.includes(FENCE_ERROR_PREFIX)) outcomes.fenced.push(e.message);
+            else outcomes.other.push(e.message);
+          },
+        ),
+      );
+    }
+  })();
+  return {
+    /** Stops writing; every write issued has an outcome once this resolves. */
+    async stop() {
+      writing = false;
+      await writer;
+      await Promise.all(inflight);
+      return outcomes;
+    },
+  };
+}
+
 async function fenceTriggers(url: string): Promise<string[]> {
   return withClient(url, async (c) =>
     (
@@ -116,45 +193,16 @@ async function fenceTriggers(url: string): Promise<string[]> {
 describe('cutover', () => {
   it('under a 500 writes/s legacy load: every write is committed on legacy and present in V2, or rejected with the fence error; the window is reported', async () => {
     const { env, config, workload } = await setup('cutload');
-    const outcomes = { committed: 0, fenced: 0, other: [] as string[] };
-    const pool = new pg.Pool({ connectionString: env.legacyUrl, max: 8 });
-    pool.on('error', () => {});
-    cleanups.push(() => pool.end());
-    let writing = true;
-    // Open loop: a write every 2 ms regardless of how long earlier ones take.
-    const inflight: Promise<void>[] = [];
-    const writer = (async () => {
-      const start = Date.now();
-      let n = 0;
-      while (writing) {
-        const due = start + n * 2;
-        if (Date.now() < due) await sleep(due - Date.now());
-        const w = workload.next();
-        n++;
-        inflight.push(
-          pool.query(w.sql, w.params).then(
-            () => {
-              outcomes.committed++;
-            },
-            (e: Error) => {
-              if (e.message.includes(FENCE_ERROR_PREFIX)) outcomes.fenced++;
-              else outcomes.other.push(e.message);
-            },
-          ),
-        );
-      }
-    })();
+    const load = openLoopWrites(env.legacyUrl, workload);
     await sleep(2_000);
     const lines: string[] = [];
     const result = await cutover(config, { print: (l) => lines.push(l) });
     await sleep(500);
-    writing = false;
-    await writer;
-    await Promise.all(inflight);
+    const outcomes = await load.stop();
     expect(result.phase, lines.join('\n')).toBe('flipped');
     expect(result.writeBlockedMs).toBeGreaterThan(0);
     expect(outcomes.other).toEqual([]);
-    expect(outcomes.fenced).toBeGreaterThan(0);
+    expect(outcomes.fenced.length).toBeGreaterThan(0);
     expect(outcomes.committed).toBeGreaterThan(500);
     // The final verify ran with writes fenced after the exact drain; check again, independently.
     const after = await finalVerify(config);
@@ -266,37 +314,15 @@ describe('cutover', () => {
   }, 180_000);
 
   it('a drain that cannot finish within the budget: aborted and unfenced within budget + 200 ms, no flip, no write lost; --retries tries again after the gate', async () => {
-    const { env, config, workload, stopApplying, restartSink } = await setup('cutbudget');
-    // Nothing applies from here, and the changes written while the cutover is postponed (after its gate, before
-    // its fence) are behind the fence: the drain cannot finish.
-    await stopApplying();
-    const postpone = join(mkdtempSync(join(tmpdir(), 'cutbudget-')), 'postpone');
-    writeFileSync(postpone, '');
-    const lines: string[] = [];
-    const outcome = cutover(
-      {
-        ...config,
-        cutover: {
-          ...config.cutover,
-          budgetSeconds: 1,
-          postponeFile: postpone,
-          retries: 1,
-          retryDelaySeconds: 0,
-          waitSeconds: 2,
-        },
-      },
-      { print: (l) => lines.push(l) },
-    ).then(
-      () => undefined,
-      (e: unknown) => e,
-    );
-    for (let i = 0; i < 600 && !lines.some((l) => l.startsWith('postponed')); i++) await sleep(100);
-    expect(lines.some((l) => l.startsWith('postponed'))).toBe(true);
-    await withClient(env.legacyUrl, async (c) => {
-      for (let i = 0; i < 50; i++) await applyWrites(c, [workload.next()]);
+    const pipeline = await setup('cutbudget');
+    const { env, workload, restartSink } = pipeline;
+    const { lines, release } = await undrainableCutover(pipeline, {
+      budgetSeconds: 1,
+      retries: 1,
+      retryDelaySeconds: 0,
+      waitSeconds: 2,
     });
-    rmSync(postpone);
-    const failed = await outcome;
+    const failed = await release();
 
     // The first attempt fenced, could not drain within 1 s, aborted and unfenced; the retry ran the gate again,
     // which (nothing applying) refused without fencing.
@@ -325,6 +351,76 @@ describe('cutover', () => {
     await restartSink();
     const diff = await waitForConvergence(env.legacyUrl, env.targetUrl, 60_000);
     expect(isClean(diff), summary(diff)).toBe(true);
+  }, 180_000);
+
+  it('the waiting fence: writes wait during the window; an attempt aborted for its budget rejects none of them, and they reach V2', async () => {
+    const pipeline = await setup('cutwaitabort');
+    const { env, workload, restartSink } = pipeline;
+    const { lines, release } = await undrainableCutover(pipeline, { budgetSeconds: 1, fence: 'wait' });
+    // One writer, one write after another, through the fence and past the abort.
+    const errors: string[] = [];
+    let committed = 0;
+    let writing = true;
+    let fencedWhileWriting = false;
+    const writer = withClient(env.legacyUrl, async (c) => {
+      while (writing) {
+        try {
+          await applyWrites(c, [workload.next()]);
+          committed++;
+        } catch (e) {
+          errors.push((e as Error).message);
+        }
+        if (lines.some((l) => l.includes('] fenced'))) fencedWhileWriting = true;
+      }
+    });
+    const failed = await release();
+    const afterAbort = committed;
+    while (committed < afterAbort + 20) await sleep(20);
+    writing = false;
+    await writer;
+
+    expect(String(failed)).toMatch(/did not fit its 1 s budget/);
+    expect(fencedWhileWriting).toBe(true);
+    // Not one write refused: those that came during the window waited and then committed in legacy.
+    expect(errors).toEqual([]);
+    const [aborted] = await withClient(
+      env.targetUrl,
+      async (c) =>
+        (
+          await c.query<{ phase: string; ms: number }>(
+            'SELECT phase, write_blocked_ms AS ms FROM replicator.cutovers WHERE NOT dry_run',
+          )
+        ).rows,
+    );
+    expect(aborted).toMatchObject({ phase: 'aborted' });
+    expect(aborted!.ms).toBeLessThan(1200);
+    expect(await fenceTriggers(env.legacyUrl)).toEqual([]);
+    await restartSink();
+    const diff = await waitForConvergence(env.legacyUrl, env.targetUrl, 60_000);
+    expect(isClean(diff), summary(diff)).toBe(true);
+  }, 180_000);
+
+  it('the waiting fence under a 500 writes/s load: flipped; writes made during the window are refused at the flip with "write to V2", nothing else fails, V2 verifies clean', async () => {
+    const { env, config, workload } = await setup('cutwaitflip');
+    const load = openLoopWrites(env.legacyUrl, workload);
+    await sleep(2_000);
+    const lines: string[] = [];
+    const result = await cutover(
+      { ...config, cutover: { ...config.cutover, fence: 'wait' } },
+      { print: (l) => lines.push(l) },
+    );
+    await sleep(500);
+    const outcomes = await load.stop();
+    expect(result.phase, lines.join('\n')).toBe('flipped');
+    expect(outcomes.other).toEqual([]);
+    expect(outcomes.committed).toBeGreaterThan(500);
+    // Refused only from the flip on, each telling the application where to write.
+    expect(outcomes.fenced.length).toBeGreaterThan(0);
+    expect(outcomes.fenced.every((m) => m.includes('write to V2'))).toBe(true);
+    const after = await finalVerify(config);
+    expect(after.clean, after.summary).toBe(true);
+    // The fence is the rejecting one now, for good (rollback removes it).
+    expect((await fenceTriggers(env.legacyUrl)).length).toBeGreaterThan(0);
   }, 180_000);
 
   it('--shop A cuts over shop A while shop B keeps writing and replicating', async () => {
