@@ -13,8 +13,21 @@ const LEVELS: Record<number, 'error' | 'warn' | 'info' | 'debug'> = {
  * loading its partitions after a broker start, or moved), and those our code expects (two stages creating the same
  * topic, a leader not elected yet). Should the retries run out, the caller's error is logged where it is handled.
  */
-const HANDLED_RESPONSE_ERRORS =
-  /Topic creation errors|does not host this topic-partition|no leader for this topic-partition|Topic with this name already exists|coordinator is loading|not the correct coordinator|coordinator is not available/;
+const HANDLED_RESPONSE_ERRORS = new RegExp(
+  [
+    'Topic creation errors',
+    'Topic with this name already exists',
+    // UNKNOWN_TOPIC_OR_PARTITION, LEADER_NOT_AVAILABLE, NOT_LEADER_OR_FOLLOWER: metadata refreshed, request retried.
+    'does not host this topic-partition',
+    'no leader for this topic-partition',
+    'not the leader for that topic-partition',
+    // COORDINATOR_LOAD_IN_PROGRESS, NOT_COORDINATOR, COORDINATOR_NOT_AVAILABLE, REBALANCE_IN_PROGRESS.
+    'coordinator is loading',
+    'not the correct coordinator',
+    'coordinator is not available',
+    'group is rebalancing',
+  ].join('|'),
+);
 
 /** The connection settings a client needs (the config's `kafka` section satisfies it). */
 export interface KafkaConnection {

@@ -24,6 +24,8 @@ describe('createKafka logging', () => {
     "The coordinator is loading and hence can't process requests for this group",
     'This is not the correct coordinator for this group',
     'The coordinator is not available',
+    'This server is not the leader for that topic-partition',
+    'The group is rebalancing, so a rejoin is needed',
     'Topic with this name already exists',
   ])('an error response kafkajs handles itself is debug, not error: %s', (error) => {
     const { log, lines } = capture();

@@ -208,6 +208,11 @@ describe('data faults under live writes', () => {
             return r.length > 0 || undefined;
           });
           await withClient(legacyUrl, (c) => c.query('DELETE FROM bookings WHERE id = $1', [hugeId]));
+          const hugeKey = JSON.stringify({ id: hugeId });
+          await waitFor('the 50 MB row delete dead-lettered', async () => {
+            const huge = (await letters()).filter((l) => l.key === hugeKey && l.code === 'EVENT_TOO_LARGE');
+            return huge.length === 2 || undefined;
+          });
 
           // 3. A column the bookings module declares is dropped (its values saved first, under the same lock):
           // bookings wait, the other tables flow.
