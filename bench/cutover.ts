@@ -12,9 +12,11 @@ import { benchStack, Daemon, freshBenchEnv, percentile, sleep } from './bench-en
 import { fmt, numberArg, report, stats } from './bench-report.js';
 
 /**
- * `npm run bench:cutover [-- --runs 20 --rate 1000]`: the write-blocked window (fence committed → flip committed)
- * of cutovers under a live legacy load, each followed by a rollback and a fresh sink for the next run.
+ * `npm run bench:cutover [-- --runs 20 --rate 1000 --fence reject|wait]`: the write-blocked window (fence committed →
+ * flip committed) of cutovers under a live legacy load, and what the writers felt — writes rejected by the fence,
+ * the longest time one write took (a stall) — each run followed by a rollback and a fresh sink for the next.
  */
+const FENCE = process.argv[process.argv.indexOf('--fence') + 1] === 'wait' ? 'wait' : 'reject';
 const RUNS = numberArg('runs', 20);
 const RATE = numberArg('rate', 1000);
 const BOOKINGS = numberArg('bookings', 500);
@@ -47,6 +49,7 @@ async function recordVerify() {
 
 const windows: number[] = [];
 const rejected: number[] = [];
+const stalls: number[] = [];
 let daemon = new Daemon(env.configFile);
 daemon.start();
 try {
@@ -61,6 +64,7 @@ try {
     pool.on('error', () => {});
     let writing = true;
     let fenced = 0;
+    let longest = 0;
     const other: string[] = [];
     const inflight: Promise<unknown>[] = [];
     const writer = (async () => {
@@ -71,11 +75,17 @@ try {
         // cutover it measures) until it caught up.
         await sleep(Math.max(0, due - Date.now()));
         const w = workload.next();
+        const issued = Date.now();
         inflight.push(
-          pool.query(w.sql, w.params).catch((e: Error) => {
-            if (e.message.includes(FENCE_ERROR_PREFIX)) fenced++;
-            else other.push(e.message);
-          }),
+          pool
+            .query(w.sql, w.params)
+            .catch((e: Error) => {
+              if (e.message.includes(FENCE_ERROR_PREFIX)) fenced++;
+              else other.push(e.message);
+            })
+            .finally(() => {
+              longest = Math.max(longest, Date.now() - issued);
+            }),
         );
       }
     })();
@@ -91,6 +101,7 @@ try {
             if (process.env.BENCH_VERBOSE) console.log(l);
           },
           allowDlq: true,
+          fence: FENCE,
           verify: ({ shop }) => finalVerify(config, shop),
           v2Tables: Object.keys(V2_KEYS),
         });
@@ -108,8 +119,9 @@ try {
     if (other.length > 0) throw new Error(`writes failed for another reason than the fence: ${other[0]}`);
     windows.push(result.writeBlockedMs ?? Number.NaN);
     rejected.push(fenced);
+    stalls.push(longest);
     console.log(
-      `run ${run + 1}/${RUNS}: window ${fmt(result.writeBlockedMs ?? Number.NaN)} ms, ${fenced} write(s) rejected by the fence`,
+      `run ${run + 1}/${RUNS}: window ${fmt(result.writeBlockedMs ?? Number.NaN)} ms, ${fenced} write(s) rejected by the fence, longest write ${fmt(longest)} ms`,
     );
     await rollbackCutover({ config, print: () => {}, v2Tables: Object.keys(V2_KEYS) });
     // The sink stopped at the flip; a fresh daemon resumes it.
@@ -126,8 +138,8 @@ try {
 const sorted = [...windows].sort((a, b) => a - b);
 const w = stats(windows);
 report({
-  title: `Cutover write-blocked window at ${fmt(RATE)} legacy writes/s (${RUNS} runs)`,
-  command: `npm run bench:cutover -- --runs ${RUNS} --rate ${RATE}`,
+  title: `Cutover write-blocked window at ${fmt(RATE)} legacy writes/s (${RUNS} runs, ${FENCE} fence)`,
+  command: `npm run bench:cutover -- --runs ${RUNS} --rate ${RATE} --fence ${FENCE}`,
   pgVersion,
   table: [
     ['figure', 'value'],
@@ -135,9 +147,16 @@ report({
     ['window p99, ms (target < 1000)', fmt(percentile(sorted, 99))],
     ['window min–max, ms', `${fmt(w.min)}–${fmt(w.max)}`],
     ['writes rejected by the fence per run (median)', fmt(stats(rejected).median)],
+    [
+      'longest single write per run, ms (median / max)',
+      `${fmt(stats(stalls).median)} / ${fmt(Math.max(...stalls))}`,
+    ],
   ],
   notes: [
     'Each run: a clean verify, an open-loop legacy write load, `cutover` (go/no-go, fence, exact drain through every partition, full final verify, flip), then `rollback` and a fresh daemon.',
+    FENCE === 'wait'
+      ? 'Waiting fence: writes issued during the window wait on the cutover\'s locks and are refused at the flip ("write to V2"), so they count as rejected once each; the longest write is the stall they felt.'
+      : 'Rejecting fence: every write issued during the window is refused at once.',
     `The window includes the exact drain and a full verify of ~${fmt(BOOKINGS)} seeded bookings plus what the load wrote.`,
   ],
 });
@@ -145,6 +164,9 @@ console.log(
   JSON.stringify({
     cutoverWindowP50Ms: Math.round(percentile(sorted, 50)),
     cutoverWindowP99Ms: Math.round(percentile(sorted, 99)),
+    rejectedWritesMedian: stats(rejected).median,
+    longestWriteMsMax: Math.max(...stalls),
+    fence: FENCE,
     runs: RUNS,
   }),
 );
