@@ -154,7 +154,7 @@ report({
     ['window min–max, ms', `${fmt(w.min)}–${fmt(w.max)}`],
     ['writes rejected by the fence per run (median)', fmt(stats(rejected).median)],
     [
-      'longest single write per run, ms (median / max)',
+      'longest write statement per run, ms (median / max; on its connection, lock waits included)',
       `${fmt(stats(stalls).median)} / ${fmt(Math.max(...stalls))}`,
     ],
   ],
