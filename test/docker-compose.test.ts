@@ -27,6 +27,8 @@ const serviceSchema = z.looseObject({
   volumes: z
     .array(z.union([z.string(), z.looseObject({ source: z.string(), target: z.string() })]))
     .optional(),
+  restart: z.string().optional(),
+  profiles: z.array(z.string()).optional(),
 });
 type Service = z.infer<typeof serviceSchema>;
 
@@ -35,6 +37,7 @@ const compose = z
   .parse(parseYaml(read('docker-compose.yml')));
 const services = compose.services;
 
+/** The services that keep running (each with a healthcheck and a restart policy). */
 const EXPECTED_SERVICES = [
   'legacy-postgres',
   'v2-postgres',
@@ -45,6 +48,8 @@ const EXPECTED_SERVICES = [
   'grafana',
   'replicator',
 ] as const;
+/** Runs once per `up` and exits. */
+const INIT_SERVICE = 'replicator-init';
 
 // What each service listens on inside the compose network: the images' defaults, and the compose settings below.
 const POSTGRES_PORT = 5432;
@@ -85,6 +90,11 @@ function postgresSettings(s: Service): Record<string, string> {
 
 const replicatorEnv = environment(service('replicator'));
 const config = parseConfig({ source: { tables: ['public.bookings'] } }, replicatorEnv);
+/** The replicator's config with the registry opted in (the `avro` profile). */
+const avroConfig = parseConfig(
+  { source: { tables: ['public.bookings'] } },
+  { ...replicatorEnv, REPLICATOR_SCHEMA_REGISTRY_URL: 'http://schema-registry:8081' },
+);
 
 function hostPort(address: string): { host: string; port: number } {
   const url = new URL(address.includes('://') ? address : `tcp://${address}`);
@@ -111,18 +121,42 @@ describe('docker-compose.yml', () => {
     }
   });
 
-  it('makes every dependency wait for a healthy service that exists', () => {
+  it('makes every dependency wait for a healthy service that exists, or for the init service to finish', () => {
     for (const [name, s] of Object.entries(services)) {
       const deps = s.depends_on ?? {};
       expect(Array.isArray(deps), `${name}: depends_on needs conditions`).toBe(false);
       for (const [dep, { condition }] of Object.entries(deps)) {
         expect(Object.keys(services)).toContain(dep);
-        expect(condition, `${name} → ${dep}`).toBe('service_healthy');
+        expect(condition, `${name} → ${dep}`).toBe(
+          dep === INIT_SERVICE ? 'service_completed_successfully' : 'service_healthy',
+        );
       }
     }
-    expect(Object.keys(service('replicator').depends_on ?? {}).sort()).toEqual(
-      ['kafka', 'legacy-postgres', 'schema-registry', 'v2-postgres'].sort(),
-    );
+    expect(Object.keys(service(INIT_SERVICE).depends_on ?? {}).sort()).toEqual([
+      'legacy-postgres',
+      'v2-postgres',
+    ]);
+    // Not the registry: it is an opt-in profile, and the shipped transforms read JSON values.
+    expect(Object.keys(service('replicator').depends_on ?? {}).sort()).toEqual(['kafka', INIT_SERVICE]);
+  });
+
+  it('restarts what keeps running, runs the init service once, and keeps the registry behind a profile', () => {
+    for (const name of EXPECTED_SERVICES) expect(service(name).restart, name).toBe('unless-stopped');
+    expect(service(INIT_SERVICE).restart).toBe('no');
+    expect(service('schema-registry').profiles).toEqual(['avro']);
+    for (const [name, s] of Object.entries(services)) {
+      if (name !== 'schema-registry') expect(s.profiles, name).toBeUndefined();
+    }
+    expect(config.schemaRegistry).toBeUndefined();
+  });
+
+  it('builds the image on a supported Node LTS line (an even major, 22 or later)', () => {
+    const majors = [...read('Dockerfile').matchAll(/^FROM node:(\d+)/gm)].map((m) => Number(m[1]));
+    expect(majors.length).toBeGreaterThan(0);
+    for (const major of majors) {
+      expect(major % 2).toBe(0);
+      expect(major).toBeGreaterThanOrEqual(22);
+    }
   });
 
   it('sets only REPLICATOR_* variables the config knows', () => {
@@ -165,8 +199,8 @@ describe('docker-compose.yml', () => {
     }
   });
 
-  it('points the replicator and the registry at each other', () => {
-    const { host, port } = hostPort(config.schemaRegistry?.url ?? '');
+  it('points the registry at the broker, where an opted-in replicator finds it', () => {
+    const { host, port } = hostPort(avroConfig.schemaRegistry?.url ?? '');
     expect(host).toBe('schema-registry');
     expect(port).toBe(SCHEMA_REGISTRY_PORT);
     const registryEnv = environment(service('schema-registry'));
@@ -257,14 +291,24 @@ describe('docker-compose.yml', () => {
     }
   });
 
-  it('mounts the replicator config where the image looks for it', () => {
+  it('mounts the example config (or REPLICATOR_CONFIG) where the image and the init service look for it', () => {
     const cmd = /^CMD\s+(\[.*\])\s*$/m.exec(read('Dockerfile'))?.[1];
     const args = z.array(z.string()).parse(JSON.parse(cmd ?? 'null'));
-    const configPath = args[args.indexOf('--config') + 1];
-    const targets = (service('replicator').volumes ?? []).map((v) =>
-      typeof v === 'string' ? v.split(':')[1] : v.target,
-    );
-    expect(targets).toContain(configPath);
+    expect(argv(service('replicator').command)).toEqual(args);
+    const configPath = args[args.indexOf('--config') + 1]!;
+    for (const name of ['replicator', INIT_SERVICE]) {
+      const mount = (service(name).volumes ?? []).find((v) =>
+        typeof v === 'string' ? v.split(':')[1] === configPath : v.target === configPath,
+      );
+      expect(mount, name).toBeDefined();
+      const source = typeof mount === 'string' ? mount.split(':')[0]! : mount!.source;
+      const file = /^\$\{REPLICATOR_CONFIG:-\.\/(.+)\}$/.exec(source)?.[1];
+      expect(file, source).toBe('replicator.config.example.yaml');
+      // It parses with the connection settings compose hands the replicator.
+      const parsed = parseConfig(parseYaml(read(file!)), replicatorEnv);
+      expect(parsed.source.tables.length).toBeGreaterThan(0);
+    }
+    expect(argv(service(INIT_SERVICE).command).join(' ')).toContain(`--config ${configPath}`);
   });
 
   it('runs the legacy database with logical decoding and room for the replicator’s slots', () => {

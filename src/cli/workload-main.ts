@@ -10,7 +10,7 @@ import {
   type WorkloadOptions,
 } from '../workload/legacy-workload.js';
 import { parseDuration } from '../workload/open-loop.js';
-import { describeLoad, runLegacyLoad, seedLegacy } from '../workload/workload-db.js';
+import { describeLoad, runLegacyLoad, seedLegacy, seedLegacyIfEmpty } from '../workload/workload-db.js';
 
 /**
  * `replicator-workload`: the realistic legacy workload against a legacy database — `seed` (schema + history) and
@@ -104,10 +104,20 @@ withShape(
     ),
 )
   .option('--bookings <n>', 'bookings to seed', positiveInt, 2000)
-  .action(async (o: ShapeOpts & { bookings: number }) => {
+  .option(
+    '--if-empty',
+    'leave a database that already holds bookings as it is (an init step run on every start)',
+  )
+  .action(async (o: ShapeOpts & { bookings: number; ifEmpty?: boolean }) => {
     const workload = new LegacyWorkload(shape(o, o.seed));
     console.log(`seeding ${describePgUrl(o.url)}: ${o.bookings} bookings, seed ${o.seed}`);
-    const r = await seedLegacy(o.url, workload, o.bookings);
+    const r = o.ifEmpty
+      ? await seedLegacyIfEmpty(o.url, workload, o.bookings)
+      : await seedLegacy(o.url, workload, o.bookings);
+    if (!r) {
+      console.log('the legacy database already holds bookings: left as it is');
+      return;
+    }
     console.log(
       `${r.writes.toLocaleString('en-US')} writes in ${r.seconds.toFixed(1)} s (${Math.round(r.writes / r.seconds)}/s), ${r.invalid} invalid on purpose`,
     );

@@ -33,6 +33,23 @@ export async function legacyRowCounts(client: pg.ClientBase): Promise<Record<str
  * in transactions of `batch` writes. Refuses a database that already holds bookings: the same seed would write
  * the same keys again.
  */
+/** `seedLegacy`, except that a database already holding bookings is left as it is (undefined): an init step. */
+export async function seedLegacyIfEmpty(
+  url: string,
+  workload: LegacyWorkload,
+  bookings: number,
+): Promise<SeedResult | undefined> {
+  await initLegacy(url);
+  const client = new pg.Client({ connectionString: url, application_name: 'replicator-workload' });
+  await client.connect();
+  try {
+    if ((await client.query('SELECT 1 FROM bookings LIMIT 1')).rowCount) return undefined;
+  } finally {
+    await client.end();
+  }
+  return seedLegacy(url, workload, bookings);
+}
+
 export async function seedLegacy(
   url: string,
   workload: LegacyWorkload,
