@@ -1,9 +1,10 @@
 import type pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
-import { applyWrites, LegacyWorkload } from '../../../src/workload/legacy-workload.js';
+import { LegacyWorkload } from '../../../src/workload/legacy-workload.js';
 import { bundleId } from '../../../transforms/ids.js';
-import { ChildReplicator } from '../../helpers/child-source.js';
-import { daemonUrl, runCli, scrape, waitFor } from '../../helpers/daemon.js';
+import type { ChildReplicator } from '../../helpers/child-source.js';
+import { runCli, scrape, waitFor } from '../../helpers/daemon.js';
+import { startFaultDaemon } from '../../helpers/fault-daemon.js';
 import { startLiveWriter } from '../../helpers/live-writer.js';
 import { freshPipeline, summary, waitForConvergence } from '../../helpers/pipeline-harness.js';
 import { dropSlot, withClient } from '../../helpers/resources.js';
@@ -97,15 +98,7 @@ describe('data faults under live writes', () => {
           invalidShare: 0,
           bigNotesBytes: 3000,
         });
-        await withClient(legacyUrl, (c) => applyWrites(c, workload.seed(100)));
-        const daemon = new ChildReplicator(config, 'all');
-        children.push(daemon);
-        daemon.start();
-        await daemon.waitForLog(/"msg":"streaming"/, 60_000);
-        const pid = daemon.pid;
-        const base = await daemonUrl(daemon);
-        const alive = (step: string) =>
-          expect(daemon.exitCode, `${step}: the daemon exited\n${daemon.log().slice(-3000)}`).toBe(null);
+        const { daemon, pid, base, alive } = await startFaultDaemon(config, legacyUrl, workload, children);
         const cli = async (args: string[]) =>
           runCli([...args, '--config', daemon.configFile], { REPLICATOR_LOG_LEVEL: 'error' });
         const letters = async (): Promise<Letter[]> => {

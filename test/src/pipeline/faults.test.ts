@@ -1,10 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../../src/pipeline/config/load-config.js';
-import { applyWrites, LegacyWorkload } from '../../../src/workload/legacy-workload.js';
+import { LegacyWorkload } from '../../../src/workload/legacy-workload.js';
 import { LEGACY_DDL } from '../../../transforms/legacy-schema.js';
 import { V2_DDL } from '../../../transforms/v2-schema.js';
-import { ChildReplicator } from '../../helpers/child-source.js';
-import { daemonUrl, getJson, runCli, scrape, waitReady } from '../../helpers/daemon.js';
+import type { ChildReplicator } from '../../helpers/child-source.js';
+import { getJson, runCli, scrape, waitReady } from '../../helpers/daemon.js';
+import { startFaultDaemon } from '../../helpers/fault-daemon.js';
 import { startLiveWriter } from '../../helpers/live-writer.js';
 import { LEGACY_TABLES, summary, waitForConvergence } from '../../helpers/pipeline-harness.js';
 import { type PrivateKafka, startPrivateKafka } from '../../helpers/private-kafka.js';
@@ -73,16 +74,8 @@ describe('infrastructure faults under live writes', () => {
           invalidShare: 0.02,
           bigNotesBytes: 3000,
         });
-        await withClient(legacyUrl, (c) => applyWrites(c, workload.seed(100)));
-        const daemon = new ChildReplicator(config, 'all');
-        children.push(daemon);
-        daemon.start();
-        await daemon.waitForLog(/"msg":"streaming"/, 60_000);
-        const pid = daemon.pid;
-        const base = await daemonUrl(daemon);
+        const { daemon, pid, base, alive } = await startFaultDaemon(config, legacyUrl, workload, children);
         const writer = startLiveWriter(legacyUrl, workload, { pauseMs: 3, survive: true });
-        const alive = (step: string) =>
-          expect(daemon.exitCode, `${step}: the daemon exited\n${daemon.log().slice(-3000)}`).toBe(null);
         try {
           await writer.advance(150);
 
