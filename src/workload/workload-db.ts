@@ -33,29 +33,31 @@ export async function legacyRowCounts(client: pg.ClientBase): Promise<Record<str
  * in transactions of `batch` writes. Refuses a database that already holds bookings: the same seed would write
  * the same keys again.
  */
-/** `seedLegacy`, except that a database already holding bookings is left as it is (undefined): an init step. */
-export async function seedLegacyIfEmpty(
-  url: string,
-  workload: LegacyWorkload,
-  bookings: number,
-): Promise<SeedResult | undefined> {
-  await initLegacy(url);
-  const client = new pg.Client({ connectionString: url, application_name: 'replicator-workload' });
-  await client.connect();
-  try {
-    if ((await client.query('SELECT 1 FROM bookings LIMIT 1')).rowCount) return undefined;
-  } finally {
-    await client.end();
-  }
-  return seedLegacy(url, workload, bookings);
-}
-
 export async function seedLegacy(
   url: string,
   workload: LegacyWorkload,
   bookings: number,
   batch = 500,
 ): Promise<SeedResult> {
+  return (await seed(url, workload, bookings, batch, 'refuse'))!;
+}
+
+/** `seedLegacy`, except that a database already holding bookings is left as it is (undefined): an init step. */
+export function seedLegacyIfEmpty(
+  url: string,
+  workload: LegacyWorkload,
+  bookings: number,
+): Promise<SeedResult | undefined> {
+  return seed(url, workload, bookings, 500, 'leave');
+}
+
+async function seed(
+  url: string,
+  workload: LegacyWorkload,
+  bookings: number,
+  batch: number,
+  whenSeeded: 'refuse' | 'leave',
+): Promise<SeedResult | undefined> {
   await initLegacy(url);
   const client = new pg.Client({ connectionString: url, application_name: 'replicator-workload' });
   await client.connect();
@@ -63,6 +65,7 @@ export async function seedLegacy(
     const existing = Number(
       (await client.query<{ n: string }>('SELECT count(*)::text AS n FROM bookings')).rows[0]!.n,
     );
+    if (existing > 0 && whenSeeded === 'leave') return undefined;
     if (existing > 0) {
       throw new ReplicatorError(
         ErrorCodes.CONFIG_INVALID,

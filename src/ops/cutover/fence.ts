@@ -117,6 +117,22 @@ async function inFenceTransaction<T>(
   }
 }
 
+/**
+ * The fence's logical message (the source turns it into the fence record); returns its LSN. Transactional: it
+ * commits with the fence's triggers; not: the source sees it at once, while the waiting fence's locks are held.
+ */
+async function emitFenceMessage(
+  client: pg.ClientBase,
+  o: FenceOptions,
+  transactional: boolean,
+): Promise<string> {
+  const { rows } = await client.query<{ lsn: string }>(
+    'SELECT pg_logical_emit_message($1::boolean, $2::text, $3::text)::text AS lsn',
+    [transactional, fencePrefix(o.topicPrefix), o.cutoverId],
+  );
+  return rows[0]!.lsn;
+}
+
 /** Installs the fence and emits the marker; returns the marker's LSN and the tables fenced. */
 export async function installFence(
   client: pg.ClientBase,
@@ -124,12 +140,7 @@ export async function installFence(
 ): Promise<{ markerLsn: string; tables: TableRef[]; attempts: number }> {
   const { result, attempts } = await inFenceTransaction(client, o, async () => {
     const tables = await createFenceTriggers(client, o);
-    const markerLsn = (
-      await client.query<{ lsn: string }>('SELECT pg_logical_emit_message(true, $1, $2)::text AS lsn', [
-        fencePrefix(o.topicPrefix),
-        o.cutoverId,
-      ])
-    ).rows[0]!.lsn;
+    const markerLsn = await emitFenceMessage(client, o, true);
     return { markerLsn, tables };
   });
   return { ...result, attempts };
@@ -156,12 +167,7 @@ export async function holdWriters(
       await client.query(
         `LOCK TABLE ${tables.map((t) => qualifiedName(t.schema, t.table)).join(', ')} IN EXCLUSIVE MODE`,
       );
-      const markerLsn = (
-        await client.query<{ lsn: string }>('SELECT pg_logical_emit_message(false, $1, $2)::text AS lsn', [
-          fencePrefix(o.topicPrefix),
-          o.cutoverId,
-        ])
-      ).rows[0]!.lsn;
+      const markerLsn = await emitFenceMessage(client, o, false);
       return { markerLsn, tables };
     },
     true,
