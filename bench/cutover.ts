@@ -108,7 +108,7 @@ try {
           },
           allowDlq: true,
           fence: FENCE,
-          verify: ({ shop }) => finalVerify(config, shop),
+          verify: (v) => finalVerify(config, v),
           v2Tables: Object.keys(V2_KEYS),
         });
         break;

@@ -85,7 +85,7 @@ function buildUser(
   };
 }
 
-function bookingEmail(booking: Booking): string | null {
+export function bookingEmail(booking: Booking): string | null {
   return normalizeEmail(booking.contact.email);
 }
 

@@ -5,7 +5,7 @@ import type { V2Model } from '../../src/contracts/v2-model.js';
 import type { V2Unit } from '../../src/contracts/v2-unit.js';
 import { quoteIdent } from '../../src/core/sql.js';
 import { ensurePlaceholders } from './derived-rows.js';
-import { goneOutputs, isStale, type Lineage, lineageKey, positionOf } from './lineage.js';
+import { goneOutputs, isStale, type Lineage, lineageKey, PRIOR_LINEAGE, positionOf } from './lineage.js';
 import type { ColumnTypes } from './unit-applier.js';
 
 /** SQL type of a V2 column for jsonb_to_recordset (information_schema's data_type names are valid SQL types). */
@@ -182,7 +182,7 @@ export async function applyBatch(
      SELECT source_table, source_key, commit_lsn, seq, outputs, ARRAY(SELECT jsonb_array_elements_text(emails)), clock_timestamp()
        FROM jsonb_to_recordset($1::jsonb) AS x(source_table text, source_key text, commit_lsn pg_lsn, seq int, outputs jsonb, emails jsonb)
      ON CONFLICT (source_table, source_key) DO UPDATE SET commit_lsn = EXCLUDED.commit_lsn, seq = EXCLUDED.seq,
-       outputs = EXCLUDED.outputs, emails = EXCLUDED.emails, applied_at = EXCLUDED.applied_at`,
+       outputs = EXCLUDED.outputs, emails = EXCLUDED.emails, applied_at = EXCLUDED.applied_at, ${PRIOR_LINEAGE}`,
     [stringifyJsonExactly(lineageRows)],
   );
   return { emails, applied };

@@ -55,3 +55,12 @@ export function goneOutputs(
   const keep = new Set(outputs.map(([e, k]) => outputId(e, k)));
   return before.outputs.filter(([e, k]) => !keep.has(outputId(e, k)));
 }
+
+/**
+ * The SET items of a lineage upsert that keep what the row produced before its outputs (emails) last changed, so
+ * the cutover's delta verify also checks the V2 rows (users) a change took away. Evaluated against the old row.
+ */
+export const PRIOR_LINEAGE = `prior_outputs = CASE WHEN replicator.lineage.outputs = EXCLUDED.outputs
+    THEN replicator.lineage.prior_outputs ELSE replicator.lineage.outputs END,
+  prior_emails = CASE WHEN replicator.lineage.emails = EXCLUDED.emails
+    THEN replicator.lineage.prior_emails ELSE replicator.lineage.emails END`;

@@ -5,7 +5,9 @@ import type pg from 'pg';
  * - sink_offsets: the next Kafka offset per (group, topic, partition), committed in the same transaction as the
  *   rows it covers — the source of truth for where a sink resumes.
  * - lineage: per legacy row, the position of the change last applied and what it produced (V2 rows, user emails),
- *   so a replayed or out-of-date change is skipped and what a row no longer produces is removed.
+ *   so a replayed or out-of-date change is skipped and what a row no longer produces is removed; also what it
+ *   produced before its outputs (emails) last changed, and an index by position: the cutover's final verify
+ *   compares the rows changed since the last full verify (delta-verify.ts), a deleted row's included.
  * - applied: the newest source commit time applied per group (lag), heartbeats included.
  * - cutovers: the cutover state machine, persisted so a crashed cutover resumes or rolls back.
  * - verify_runs / reverify_queue: verify's outcomes (cutover's go/no-go reads the last) and the keys to re-check.
@@ -34,6 +36,9 @@ CREATE TABLE IF NOT EXISTS replicator.lineage (
   outputs jsonb NOT NULL, emails text[] NOT NULL,
   applied_at timestamptz NOT NULL DEFAULT now(),
   PRIMARY KEY (source_table, source_key));
+ALTER TABLE replicator.lineage ADD COLUMN IF NOT EXISTS prior_outputs jsonb NOT NULL DEFAULT '[]';
+ALTER TABLE replicator.lineage ADD COLUMN IF NOT EXISTS prior_emails text[] NOT NULL DEFAULT '{}';
+CREATE INDEX IF NOT EXISTS lineage_commit_lsn ON replicator.lineage (commit_lsn);
 CREATE TABLE IF NOT EXISTS replicator.applied (
   group_id text PRIMARY KEY, commit_ts timestamptz, commit_lsn pg_lsn, updated_at timestamptz NOT NULL DEFAULT now());
 CREATE TABLE IF NOT EXISTS replicator.cutovers (
@@ -44,6 +49,7 @@ CREATE TABLE IF NOT EXISTS replicator.cutovers (
 CREATE TABLE IF NOT EXISTS replicator.verify_runs (
   id text PRIMARY KEY, started_at timestamptz NOT NULL DEFAULT now(), finished_at timestamptz,
   snapshot_lsn pg_lsn, clean boolean, summary jsonb NOT NULL DEFAULT '{}');
+ALTER TABLE replicator.verify_runs ADD COLUMN IF NOT EXISTS settled_lsn pg_lsn;
 CREATE TABLE IF NOT EXISTS replicator.reverify_queue (
   run_id text NOT NULL, entity text NOT NULL, key text NOT NULL, PRIMARY KEY (run_id, entity, key));
 CREATE TABLE IF NOT EXISTS replicator.pending_derived (

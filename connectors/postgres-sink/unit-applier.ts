@@ -6,7 +6,15 @@ import type { V2Unit } from '../../src/contracts/v2-unit.js';
 import { parseLsn } from '../../src/core/lsn.js';
 import { quoteIdent } from '../../src/core/sql.js';
 import { ensurePlaceholders, queueDerived, settleDerived } from './derived-rows.js';
-import { goneOutputs, isStale, type Lineage, lineageKey, type Position, positionOf } from './lineage.js';
+import {
+  goneOutputs,
+  isStale,
+  type Lineage,
+  lineageKey,
+  type Position,
+  PRIOR_LINEAGE,
+  positionOf,
+} from './lineage.js';
 
 /** Column types of the V2 tables, read once from the target: jsonb values are bound as JSON text. */
 export type ColumnTypes = Map<string, Map<string, string>>;
@@ -126,7 +134,7 @@ export class UnitApplier {
       `INSERT INTO replicator.lineage (source_table, source_key, commit_lsn, seq, outputs, emails, applied_at)
        VALUES ($1, $2, $3, $4, $5, $6, clock_timestamp())
        ON CONFLICT (source_table, source_key) DO UPDATE SET commit_lsn = EXCLUDED.commit_lsn, seq = EXCLUDED.seq,
-         outputs = EXCLUDED.outputs, emails = EXCLUDED.emails, applied_at = clock_timestamp()`,
+         outputs = EXCLUDED.outputs, emails = EXCLUDED.emails, applied_at = clock_timestamp(), ${PRIOR_LINEAGE}`,
       [
         unit.source.table,
         JSON.stringify(unit.source.key),
@@ -192,7 +200,9 @@ export class UnitApplier {
       for (const e of r.emails) emails.add(e);
     }
     await client.query(
-      `UPDATE replicator.lineage SET commit_lsn = $2, seq = $3, outputs = '[]', emails = '{}', applied_at = now()
+      `UPDATE replicator.lineage SET commit_lsn = $2, seq = $3, outputs = '[]', emails = '{}', applied_at = now(),
+         prior_outputs = CASE WHEN outputs = '[]' THEN prior_outputs ELSE outputs END,
+         prior_emails = CASE WHEN emails = '{}' THEN prior_emails ELSE emails END
         WHERE source_table = $1 AND (commit_lsn, seq) < ($2::pg_lsn, $3)`,
       [unit.source.table, unit.source.commitLsn, position.seq],
     );

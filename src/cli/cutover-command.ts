@@ -32,6 +32,10 @@ export function registerCutoverCommands(program: Command): void {
     .option('--wait <seconds>', 'how long the catch-up gate waits before refusing', positiveNumber)
     .option('--shop <shop>', 'cut over one shop (per-tenant fence)')
     .option('--allow-dlq', 'proceed with messages in the dead-letter queue')
+    .option(
+      '--full-final-verify',
+      'verify every row inside the fence, not only those changed since the last clean `replicator verify`',
+    )
     .action(
       async (opts: {
         config: string;
@@ -43,6 +47,7 @@ export function registerCutoverCommands(program: Command): void {
         wait?: number;
         shop?: string;
         allowDlq?: boolean;
+        fullFinalVerify?: boolean;
       }) => {
         const config = await loadConfig(opts.config);
         const logger = commandLogger('info');
@@ -59,7 +64,8 @@ export function registerCutoverCommands(program: Command): void {
           ...(opts.fence ? { fence: opts.fence } : {}),
           ...(opts.wait !== undefined ? { waitSeconds: opts.wait } : {}),
           ...(opts.allowDlq ? { allowDlq: true } : {}),
-          verify: ({ shop }) => finalVerify(config, shop, logger),
+          verify: (v) =>
+            finalVerify(config, { ...v, ...(opts.fullFinalVerify ? { full: true } : {}) }, logger),
           v2Tables: ENTITIES,
           ...(process.env.REPLICATOR_FAULT_PAUSE_AFTER
             ? { pauseAfter: process.env.REPLICATOR_FAULT_PAUSE_AFTER }

@@ -45,8 +45,11 @@ export interface CutoverOptions {
   /** 'reject' (triggers refuse writes from the fence on) or 'wait' (writers wait on locks until the flip). */
   fence?: 'reject' | 'wait';
   allowDlq?: boolean;
-  /** The final verify, with writes fenced (keys changed since the last verify, or everything). */
-  verify: (o: { shop?: string }) => Promise<VerifyOutcome>;
+  /**
+   * The final verify, with writes fenced (keys changed since the last verify, or everything); `deadLetters`: the
+   * letters the go/no-go counted (changes the lineage does not record).
+   */
+  verify: (o: { shop?: string; deadLetters: number }) => Promise<VerifyOutcome>;
   onPhase?: (phase: CutoverPhase) => void;
   /** The V2 tables (post-flip writes to them are recorded for a rollback). */
   v2Tables: readonly string[];
@@ -58,6 +61,8 @@ export interface GoNoGo {
   check: string;
   ok: boolean;
   detail: string;
+  /** The number the check measured, where later steps need it (the dead letters). */
+  measured?: number;
 }
 
 export interface CutoverResult {
@@ -195,6 +200,7 @@ export async function goNoGo(
     dlqOffsets === 0 ? 0 : (await listDeadLetters(o.kafka, dlqTopic(config.kafka.topicPrefix))).length;
   checks.push({
     check: 'dead-letter queue',
+    measured: dlq,
     ok: dlq === 0 || Boolean(o.allowDlq),
     detail: `${dlq} message(s)${dlq > 0 ? (o.allowDlq ? ' (allowed by --allow-dlq)' : ': inspect with `replicator dlq list` or pass --allow-dlq') : ''}`,
   });
@@ -519,8 +525,11 @@ export async function runCutover(o: CutoverOptions): Promise<CutoverResult> {
         await setPhase(id, 'drained', { drained_at: new Date().toISOString() });
 
         await setPhase(id, 'verifying');
-        const outcome = await withinBudget(o.verify(o.shop ? { shop: o.shop } : {}), budgetEnd, () =>
-          overBudget(budgetSeconds, 'in the final verify'),
+        const deadLetters = checks.find((c) => c.check === 'dead-letter queue')?.measured ?? 0;
+        const outcome = await withinBudget(
+          o.verify({ ...(o.shop ? { shop: o.shop } : {}), deadLetters }),
+          budgetEnd,
+          () => overBudget(budgetSeconds, 'in the final verify'),
         );
         print(`  final verify: ${outcome.clean ? 'clean' : 'DRIFT'} ${outcome.summary}`);
         if (!outcome.clean)

@@ -15,6 +15,7 @@ CREATE SCHEMA IF NOT EXISTS replicator;
 CREATE TABLE IF NOT EXISTS replicator.verify_runs (
   id text PRIMARY KEY, started_at timestamptz NOT NULL DEFAULT now(), finished_at timestamptz,
   snapshot_lsn pg_lsn, clean boolean, summary jsonb NOT NULL DEFAULT '{}');
+ALTER TABLE replicator.verify_runs ADD COLUMN IF NOT EXISTS settled_lsn pg_lsn;
 CREATE TABLE IF NOT EXISTS replicator.reverify_queue (
   run_id text NOT NULL, entity text NOT NULL, key text NOT NULL, PRIMARY KEY (run_id, entity, key));
 ALTER TABLE replicator.reverify_queue ADD COLUMN IF NOT EXISTS status text NOT NULL DEFAULT 'drift';
@@ -39,15 +40,15 @@ export async function ensureVerifySchema(client: pg.ClientBase): Promise<void> {
   }
 }
 
+/** `settledLsn`: a full run's position before its snapshot (every commit before it is in it), the delta's base. */
 export async function startRun(
   client: pg.ClientBase,
-  run: { id: string; snapshotLsn: string; summary: unknown },
+  run: { id: string; snapshotLsn: string; settledLsn?: string; summary: unknown },
 ): Promise<void> {
-  await client.query('INSERT INTO replicator.verify_runs (id, snapshot_lsn, summary) VALUES ($1, $2, $3)', [
-    run.id,
-    run.snapshotLsn,
-    JSON.stringify(run.summary),
-  ]);
+  await client.query(
+    'INSERT INTO replicator.verify_runs (id, snapshot_lsn, settled_lsn, summary) VALUES ($1, $2, $3, $4)',
+    [run.id, run.snapshotLsn, run.settledLsn ?? null, JSON.stringify(run.summary)],
+  );
 }
 
 /** Replaces the run's queue with `keys`, in one transaction with the run's outcome. */
@@ -107,6 +108,35 @@ export async function lastVerifyRun(
     id: run.id,
     clean: run.clean,
     snapshotLsn: run.snapshot_lsn,
+    finishedAt: run.finished_at,
+    queue: rows.map((r) => ({ entity: r.entity, key: JSON.parse(r.key) as JsonRow, status: r.status })),
+  };
+}
+
+/**
+ * Where a delta verify may start: the newest finished full run (one with a settled position) if it found the target
+ * clean — its position and the keys it left in flux. Undefined when there is none, or it found drift.
+ */
+export async function lastCleanFullRun(
+  client: pg.ClientBase,
+): Promise<{ id: string; settledLsn: string; finishedAt: string; queue: QueuedKey[] } | undefined> {
+  const exists = (await client.query("SELECT to_regclass('replicator.verify_runs') IS NOT NULL AS ok"))
+    .rows[0]?.ok;
+  if (!exists) return undefined;
+  const run = (
+    await client.query<{ id: string; clean: boolean; settled_lsn: string; finished_at: string }>(
+      `SELECT id, clean, settled_lsn::text, finished_at::text FROM replicator.verify_runs
+        WHERE finished_at IS NOT NULL AND settled_lsn IS NOT NULL ORDER BY started_at DESC, finished_at DESC LIMIT 1`,
+    )
+  ).rows[0];
+  if (!run?.clean) return undefined;
+  const { rows } = await client.query<{ entity: V2Entity; key: string; status: QueuedKey['status'] }>(
+    'SELECT entity, key, status FROM replicator.reverify_queue WHERE run_id = $1 ORDER BY entity, key',
+    [run.id],
+  );
+  return {
+    id: run.id,
+    settledLsn: run.settled_lsn,
     finishedAt: run.finished_at,
     queue: rows.map((r) => ({ entity: r.entity, key: JSON.parse(r.key) as JsonRow, status: r.status })),
   };

@@ -32,6 +32,7 @@ import { type ExpectedRow, ExpectedState, type LegacyTableCounts, parseRef } fro
 import { LegacyReader, type LegacyTable } from './legacy-reader.js';
 import { type RecheckItem, type RecheckRound, recheckDrift, TARGET_OPTIONS } from './recheck-drift.js';
 import { type RepairOptions, type RepairResult, repairDrift } from './repair-drift.js';
+import { settledLsn } from './settled-lsn.js';
 import { sinkAppliedWaiter } from './sink-applied-waiter.js';
 import { ensureVerifySchema, finishRun, type QueuedKey, startRun } from './verify-store.js';
 
@@ -207,8 +208,15 @@ export async function runVerify(o: VerifyOptions): Promise<VerifyReport> {
     const legacy = await connect(o.legacyUrl, { options: TEXT_FORMAT_OPTIONS }, 'legacy');
     const expected = new ExpectedState(modules, shapes);
     let snapshotLsn: string;
+    let settled: string | undefined;
     let tables: LegacyTable[];
     try {
+      // A full run records where a later delta verify (the cutover's) may start: every commit before this position
+      // is in the snapshot below (none when open transactions kept it from settling).
+      if (persist && o.shop === undefined && entities.length === V2_ENTITIES.length) {
+        const s = await settledLsn(legacy, { logger: log });
+        if (s.settled) settled = s.lsn;
+      }
       await legacy.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
       // The first statement takes the snapshot; the LSN read after it is past every commit the snapshot sees.
       snapshotLsn = (await legacy.query<{ l: string }>('SELECT pg_current_wal_insert_lsn()::text AS l'))
@@ -247,7 +255,12 @@ export async function runVerify(o: VerifyOptions): Promise<VerifyReport> {
     if (entities.includes('users')) expected.deriveUsers();
     log.info({ snapshotLsn, tables: [...expected.counts.values()] }, 'verify: legacy snapshot transformed');
     if (persist)
-      await startRun(target, { id: runId, snapshotLsn, summary: { entities, shop: o.shop ?? null } });
+      await startRun(target, {
+        id: runId,
+        snapshotLsn,
+        ...(settled ? { settledLsn: settled } : {}),
+        summary: { entities, shop: o.shop ?? null },
+      });
 
     // 2. Compare: chunk hashes, mismatched chunks row by row, in the target's snapshot (the connection is free
     // once every hash statement is done).
@@ -438,7 +451,8 @@ function resolveWaiter(o: VerifyOptions): (lsn: string) => Promise<boolean> {
   );
 }
 
-async function connect(url: string, config: pg.ClientConfig, which: string): Promise<pg.Client> {
+/** A verify connection; a failure to connect is PG_CONNECTION_FAILED naming the database. */
+export async function connect(url: string, config: pg.ClientConfig, which: string): Promise<pg.Client> {
   const client = new pg.Client({ connectionString: url, ...config });
   client.on('error', () => {});
   try {

@@ -185,6 +185,10 @@ export const cutoverSchema = z
       description:
         "How legacy writes are stopped: 'reject' (triggers refuse them from the fence on) or 'wait' (they wait on table locks the cutover holds, at most the budget; after the flip they are refused with the fence's error, after an abort they go on in legacy).",
     }),
+    finalVerify: z.enum(['delta', 'full']).default('delta').meta({
+      description:
+        "The final verify inside the fence: 'delta' compares only the V2 rows of legacy rows changed since the last clean full `replicator verify` (a full one when there is none, the DLQ holds letters, or for one shop); 'full' compares everything.",
+    }),
     retries: z.int().min(0).default(0).meta({
       description:
         'Attempts after one aborted for its budget (gh-ost style), each after the catch-up gate again.',

@@ -97,7 +97,7 @@ function cutover(config: ReplicatorConfig, extra: Partial<Parameters<typeof runC
     logger: silentLogger(),
     print: () => {},
     allowDlq: true,
-    verify: ({ shop }) => finalVerify(config, shop),
+    verify: (v) => finalVerify(config, v),
     v2Tables: V2_TABLES,
     ...extra,
   });

@@ -1,0 +1,126 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { heartbeatPrefix } from '../../../../src/contracts/topics.js';
+import type { JsonRow } from '../../../../src/contracts/transform-api.js';
+import { silentLogger } from '../../../../src/core/logger.js';
+import { runDeltaVerify } from '../../../../src/ops/verify/delta-verify.js';
+import { runVerify } from '../../../../src/ops/verify/verify.js';
+import { lastCleanFullRun } from '../../../../src/ops/verify/verify-store.js';
+import { LegacyWorkload } from '../../../../src/workload/legacy-workload.js';
+import {
+  freshPipeline,
+  startPipeline,
+  summary,
+  waitForConvergence,
+} from '../../../helpers/pipeline-harness.js';
+import { dropSlot, withClient } from '../../../helpers/resources.js';
+import { isClean } from '../../../helpers/v2-oracle.js';
+
+const workload = new LegacyWorkload({ seed: 11, customers: 40, shops: 2, invalidShare: 0, bigNotesBytes: 0 });
+let env: Awaited<ReturnType<typeof freshPipeline>>;
+let pipeline: ReturnType<typeof startPipeline>;
+
+const legacy = (sql: string, params: unknown[] = []) =>
+  withClient(env.legacyUrl, async (c) => (await c.query(sql, params)).rows as JsonRow[]);
+const target = (sql: string, params: unknown[] = []) =>
+  withClient(env.targetUrl, async (c) => (await c.query(sql, params)).rows as JsonRow[]);
+
+async function converged() {
+  const diff = await waitForConvergence(env.legacyUrl, env.targetUrl);
+  expect(isClean(diff), summary(diff)).toBe(true);
+}
+
+const fullVerify = () =>
+  runVerify({
+    legacyUrl: env.legacyUrl,
+    targetUrl: env.targetUrl,
+    recheck: {
+      sinkGroupId: env.config.sink.groupId,
+      heartbeatPrefix: heartbeatPrefix(env.config.kafka.topicPrefix),
+      timeoutMs: 30_000,
+    },
+    logger: silentLogger(),
+  });
+
+beforeAll(async () => {
+  env = await freshPipeline('delta');
+  await withClient(env.legacyUrl, async (c) => {
+    for (const w of workload.seed(200)) await c.query(w.sql, w.params);
+  });
+  pipeline = startPipeline(env.config);
+  await converged();
+});
+
+afterAll(async () => {
+  await pipeline?.stop();
+  if (env) await dropSlot(env.legacyUrl, env.config.source.slot);
+});
+
+describe('delta verify (the cutover final verify of what changed since the last clean full verify)', () => {
+  it('compares only the rows of changed legacy rows — a moved email’s old user and a deleted row’s V2 rows included — and finds drift in them', async () => {
+    const full = await fullVerify();
+    expect(full.clean).toBe(true);
+    const base = await withClient(env.targetUrl, (c) => lastCleanFullRun(c));
+    expect(base?.id).toBe(full.runId);
+
+    // Three legacy changes after it: an email moved to a new user, a booking deleted, a status changed.
+    const [moved, deleted, updated, untouched] = (await target(
+      `SELECT b.id, u.email FROM bookings b JOIN users u ON u.id = b.user_id
+        WHERE (SELECT count(*) FROM bookings o WHERE o.user_id = b.user_id) >= 2
+        ORDER BY b.id LIMIT 4`,
+    )) as { id: string; email: string }[];
+    const deletedRow = (await target('SELECT * FROM bookings WHERE id = $1', [deleted!.id]))[0]!;
+    await legacy(
+      `UPDATE bookings SET "contactDetails" = jsonb_set("contactDetails", '{email}', '"delta-moved@example.com"') WHERE id = $1`,
+      [moved!.id],
+    );
+    await legacy('DELETE FROM bookings WHERE id = $1', [deleted!.id]);
+    await legacy(
+      `UPDATE bookings SET status = CASE WHEN status = 'CANCELLED' THEN 'PAID' ELSE 'CANCELLED' END WHERE id = $1`,
+      [updated!.id],
+    );
+    await converged();
+
+    const clean = await runDeltaVerify({
+      legacyUrl: env.legacyUrl,
+      targetUrl: env.targetUrl,
+      since: base!.settledLsn,
+      logger: silentLogger(),
+    });
+    expect(clean.clean, JSON.stringify(clean.drift.map((d) => d.diff))).toBe(true);
+    expect(clean.legacyRows).toBe(3);
+    const v2Rows = Number((await target('SELECT count(*)::int AS n FROM bookings'))[0]!.n);
+    // Each changed booking: itself, its payment, its users (the moved one: old and new), a few more at most.
+    expect(clean.keys).toBeGreaterThanOrEqual(8);
+    expect(clean.keys).toBeLessThan(20);
+    expect(v2Rows).toBeGreaterThan(150);
+
+    // Drift in what changed is found; a row nothing changed is the next full verify's.
+    await target('UPDATE users SET total_bookings = total_bookings + 7 WHERE email = $1', [moved!.email]);
+    await target('INSERT INTO bookings SELECT * FROM json_populate_record(NULL::bookings, $1)', [
+      JSON.stringify(deletedRow),
+    ]);
+    await target('UPDATE bookings SET amount = amount + 1 WHERE id = ANY($1)', [
+      [updated!.id, untouched!.id],
+    ]);
+    const drifted = await runDeltaVerify({
+      legacyUrl: env.legacyUrl,
+      targetUrl: env.targetUrl,
+      since: base!.settledLsn,
+      logger: silentLogger(),
+    });
+    const found = drifted.drift.map((d) => `${d.entity} ${d.diff.kind} ${JSON.stringify(d.diff.key)}`).sort();
+    const userId = (await target('SELECT id FROM users WHERE email = $1', [moved!.email]))[0]!.id;
+    expect(found).toEqual(
+      [
+        `bookings different {"id":"${updated!.id}"}`,
+        `bookings extra {"id":"${deleted!.id}"}`,
+        `users different {"id":"${userId}"}`,
+      ].sort(),
+    );
+    const after = await fullVerify();
+    const differing = after.entities.flatMap((e) =>
+      e.samples.map((s) => `${s.entity} ${s.kind} ${s.key.id}`),
+    );
+    expect(differing).toContain(`bookings different ${untouched!.id}`);
+  }, 120_000);
+});
