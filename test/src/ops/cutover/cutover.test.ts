@@ -1,17 +1,16 @@
 import { spawn } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
-import { ensureReplicatorSchema } from '../../../../connectors/postgres-sink/index.js';
-import { changeTopics, fencePrefix } from '../../../../src/contracts/topics.js';
+import { changeTopics, fencePrefix, heartbeatPrefix } from '../../../../src/contracts/topics.js';
 import { ErrorCodes, isReplicatorError } from '../../../../src/core/errors.js';
 import { silentLogger } from '../../../../src/core/logger.js';
 import { runCutover } from '../../../../src/ops/cutover/cutover.js';
 import { FENCE_ERROR_PREFIX } from '../../../../src/ops/cutover/fence.js';
 import { finalVerify } from '../../../../src/ops/cutover/final-verify.js';
+import { runVerify } from '../../../../src/ops/verify/verify.js';
 import type { ReplicatorConfig } from '../../../../src/pipeline/config/load-config.js';
 import { applyWrites, LegacyWorkload } from '../../../../src/workload/legacy-workload.js';
 import { V2_KEYS } from '../../../../transforms/v2-schema.js';
@@ -33,18 +32,26 @@ afterAll(async () => {
 });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** A verify run recorded as `replicator verify` does: cutover's go/no-go requires the last one to be clean. */
+/**
+ * `replicator verify` (a full run, recorded): cutover's go/no-go requires the last one to be clean, and its final
+ * verify compares what changed since it (delta-verify.ts).
+ */
 async function recordVerify(config: ReplicatorConfig) {
-  const outcome = await finalVerify(config);
-  await withClient(config.target!.url, async (c) => {
-    await ensureReplicatorSchema(c);
-    await c.query(
-      'INSERT INTO replicator.verify_runs (id, finished_at, clean, summary) VALUES ($1, now(), $2, $3)',
-      [randomUUID(), outcome.clean, JSON.stringify({ text: outcome.summary })],
-    );
+  const report = await runVerify({
+    legacyUrl: config.source.url,
+    targetUrl: config.target!.url,
+    recheck: {
+      sinkGroupId: config.sink.groupId,
+      heartbeatPrefix: heartbeatPrefix(config.kafka.topicPrefix),
+      timeoutMs: 30_000,
+    },
+    logger: silentLogger(),
   });
-  return outcome;
+  return { clean: report.clean, summary: JSON.stringify(report.entities.flatMap((e) => e.samples)) };
 }
+
+/** Every row compared, independently of the cutover's own (delta) final verify. */
+const fullVerify = (config: ReplicatorConfig) => finalVerify(config, { full: true });
 
 async function setup(label: string, seedRows = 100) {
   const env = await freshPipeline(label);
@@ -205,9 +212,13 @@ describe('cutover', () => {
     expect(outcomes.fenced.length).toBeGreaterThan(0);
     expect(outcomes.committed).toBeGreaterThan(500);
     // The final verify ran with writes fenced after the exact drain; check again, independently.
-    const after = await finalVerify(config);
+    const after = await fullVerify(config);
     expect(after.clean, after.summary).toBe(true);
     expect(lines.join('\n')).toMatch(/write-blocked window \d+ ms/);
+    // Inside the fence only what changed since the recorded verify was compared.
+    expect(lines.join('\n')).toMatch(
+      /final verify: clean delta since [0-9A-F]+\/[0-9A-F]+ .*: \d+ legacy row\(s\) changed/,
+    );
     // The drain is by offsets: the change topics hold change events only (the fence record is on its own topic).
     const raw = changeTopics({ rawPrefix: config.kafka.topicPrefix, tables: config.source.tables });
     const messages = await readTopics(kafka, raw, () => false, 3_000);
@@ -269,7 +280,7 @@ describe('cutover', () => {
       const triggers = await fenceTriggers(env.legacyUrl);
       expect(triggers.length).toBe(2 * config.source.tables.length);
       expect(new Set(triggers.map((t) => t.slice(-12))).size).toBe(1);
-      expect((await finalVerify(config)).clean).toBe(true);
+      expect((await fullVerify(config)).clean).toBe(true);
       const phases = await withClient(env.targetUrl, async (c) =>
         (
           await c.query<{ phase: string }>(
@@ -417,7 +428,7 @@ describe('cutover', () => {
     // Refused only from the flip on, each telling the application where to write.
     expect(outcomes.fenced.length).toBeGreaterThan(0);
     expect(outcomes.fenced.every((m) => m.includes('write to V2'))).toBe(true);
-    const after = await finalVerify(config);
+    const after = await fullVerify(config);
     expect(after.clean, after.summary).toBe(true);
     // The fence is the rejecting one now, for good (rollback removes it).
     expect((await fenceTriggers(env.legacyUrl)).length).toBeGreaterThan(0);
