@@ -1,10 +1,11 @@
-import { randomUUID } from 'node:crypto';
 import pg from 'pg';
+import { heartbeatPrefix } from '../src/contracts/topics.js';
 import { createKafka } from '../src/core/kafka-client.js';
 import { silentLogger } from '../src/core/logger.js';
 import { rollbackCutover, runCutover } from '../src/ops/cutover/cutover.js';
 import { FENCE_ERROR_PREFIX } from '../src/ops/cutover/fence.js';
 import { finalVerify } from '../src/ops/cutover/final-verify.js';
+import { runVerify } from '../src/ops/verify/verify.js';
 import { parseConfig } from '../src/pipeline/config/load-config.js';
 import { LegacyWorkload } from '../src/workload/legacy-workload.js';
 import { V2_KEYS } from '../transforms/v2-schema.js';
@@ -12,7 +13,7 @@ import { benchStack, Daemon, freshBenchEnv, percentile, sleep } from './bench-en
 import { fmt, numberArg, report, stats } from './bench-report.js';
 
 /**
- * `npm run bench:cutover [-- --runs 20 --rate 1000 --fence reject|wait]`: the write-blocked window (fence committed →
+ * `npm run bench:cutover [-- --runs 20 --rate 1000 --fence reject|wait --final-verify delta|full --bookings N]`: the write-blocked window (fence committed →
  * flip committed) of cutovers under a live legacy load, and what the writers felt — writes rejected by the fence,
  * the longest time one write took (a stall) — each run followed by a rollback and a fresh sink for the next.
  */
@@ -20,6 +21,8 @@ const FENCE = process.argv[process.argv.indexOf('--fence') + 1] === 'wait' ? 'wa
 const RUNS = numberArg('runs', 20);
 const RATE = numberArg('rate', 1000);
 const BOOKINGS = numberArg('bookings', 500);
+/** `--final-verify full`: compare every row inside the fence instead of the rows changed since the last verify. */
+const FINAL = process.argv[process.argv.indexOf('--final-verify') + 1] === 'full' ? 'full' : 'delta';
 
 const { admin, pgVersion } = await benchStack();
 const env = await freshBenchEnv(admin, 'cutover', {
@@ -32,19 +35,34 @@ const kafka = createKafka(config.kafka, silentLogger(), 'bench-cutover');
 const workload = new LegacyWorkload({ seed: 5, customers: 300, shops: 3, invalidShare: 0, bigNotesBytes: 0 });
 const legacy = new pg.Client({ connectionString: env.legacyUrl });
 await legacy.connect();
-for (const w of workload.seed(BOOKINGS)) await legacy.query(w.sql, w.params);
+// 500 statements per transaction: a million bookings seed in minutes, not hours.
+let inTx = 0;
+for (const w of workload.seed(BOOKINGS)) {
+  if (inTx === 0) await legacy.query('BEGIN');
+  await legacy.query(w.sql, w.params);
+  if (++inTx === 500) {
+    await legacy.query('COMMIT');
+    inTx = 0;
+  }
+}
+if (inTx > 0) await legacy.query('COMMIT');
 await legacy.end();
 
-async function recordVerify() {
-  const outcome = await finalVerify(config);
-  const c = new pg.Client({ connectionString: env.targetUrl });
-  await c.connect();
-  await c.query(
-    'INSERT INTO replicator.verify_runs (id, finished_at, clean, summary) VALUES ($1, now(), $2, $3)',
-    [randomUUID(), outcome.clean, JSON.stringify({ text: outcome.summary })],
-  );
-  await c.end();
-  return outcome;
+/** `replicator verify` as an operator schedules it before a cutover (a full run, recorded: the delta's base). */
+const verifySeconds: number[] = [];
+async function recordVerify(): Promise<boolean> {
+  const report = await runVerify({
+    legacyUrl: env.legacyUrl,
+    targetUrl: env.targetUrl,
+    recheck: {
+      sinkGroupId: config.sink.groupId,
+      heartbeatPrefix: heartbeatPrefix(config.kafka.topicPrefix),
+      timeoutMs: 60_000,
+    },
+    logger: silentLogger(),
+  });
+  verifySeconds.push(report.seconds);
+  return report.clean;
 }
 
 const windows: number[] = [];
@@ -54,12 +72,11 @@ let daemon = new Daemon(env.configFile);
 daemon.start();
 try {
   for (let run = 0; run < RUNS; run++) {
-    // Caught up and verified before each cutover (its go/no-go requires both).
-    for (let i = 0; i < 600; i++) {
-      if ((await finalVerify(config)).clean) break;
-      await sleep(200);
+    // Caught up and verified before each cutover (its go/no-go requires both; the delta starts from it).
+    for (let i = 0; !(await recordVerify()); i++) {
+      if (i > 30) throw new Error('the target did not verify clean before the cutover');
+      await sleep(1000);
     }
-    await recordVerify();
     const pool = new pg.Pool({ connectionString: env.legacyUrl, max: 16 });
     pool.on('error', () => {});
     let writing = true;
@@ -97,6 +114,7 @@ try {
     })();
     await sleep(1500);
     let result: Awaited<ReturnType<typeof runCutover>>;
+    let verifyLine = '';
     for (let attempt = 0; ; attempt++) {
       try {
         result = await runCutover({
@@ -104,11 +122,12 @@ try {
           kafka,
           logger: silentLogger(),
           print: (l) => {
+            if (l.includes('final verify:')) verifyLine = l.trim();
             if (process.env.BENCH_VERBOSE) console.log(l);
           },
           allowDlq: true,
           fence: FENCE,
-          verify: (v) => finalVerify(config, v),
+          verify: (v) => finalVerify(config, { ...v, ...(FINAL === 'full' ? { full: true } : {}) }),
           v2Tables: Object.keys(V2_KEYS),
         });
         break;
@@ -127,7 +146,7 @@ try {
     rejected.push(fenced);
     stalls.push(longest);
     console.log(
-      `run ${run + 1}/${RUNS}: window ${fmt(result.writeBlockedMs ?? Number.NaN)} ms, ${fenced} write(s) rejected by the fence, longest write ${fmt(longest)} ms`,
+      `run ${run + 1}/${RUNS}: window ${fmt(result.writeBlockedMs ?? Number.NaN)} ms, ${fenced} write(s) rejected by the fence, longest write ${fmt(longest)} ms${verifyLine ? `; ${verifyLine}` : ''}`,
     );
     await rollbackCutover({ config, print: () => {}, v2Tables: Object.keys(V2_KEYS) });
     // The sink stopped at the flip; a fresh daemon resumes it.
@@ -144,8 +163,8 @@ try {
 const sorted = [...windows].sort((a, b) => a - b);
 const w = stats(windows);
 report({
-  title: `Cutover write-blocked window at ${fmt(RATE)} legacy writes/s (${RUNS} runs, ${FENCE} fence)`,
-  command: `npm run bench:cutover -- --runs ${RUNS} --rate ${RATE} --fence ${FENCE}`,
+  title: `Cutover write-blocked window at ${fmt(RATE)} legacy writes/s (${RUNS} runs, ${FENCE} fence, ${FINAL} final verify, ${fmt(BOOKINGS)} seeded bookings)`,
+  command: `npm run bench:cutover -- --runs ${RUNS} --rate ${RATE} --fence ${FENCE} --final-verify ${FINAL} --bookings ${BOOKINGS}`,
   pgVersion,
   table: [
     ['figure', 'value'],
@@ -157,13 +176,19 @@ report({
       'longest write statement per run, ms (median / max; on its connection, lock waits included)',
       `${fmt(stats(stalls).median)} / ${fmt(Math.max(...stalls))}`,
     ],
+    [
+      'the full `replicator verify` before each run, s (median; outside the window)',
+      fmt(stats(verifySeconds).median, 1),
+    ],
   ],
   notes: [
-    'Each run: a clean verify, an open-loop legacy write load, `cutover` (go/no-go, fence, exact drain through every partition, full final verify, flip), then `rollback` and a fresh daemon.',
+    `Each run: a clean full \`replicator verify\` (recorded), an open-loop legacy write load, \`cutover\` (go/no-go, fence, exact drain through every partition, ${FINAL === 'delta' ? 'a final verify of the rows changed since that verify' : 'a full final verify'}, flip), then \`rollback\` and a fresh daemon.`,
     FENCE === 'wait'
       ? 'Waiting fence: writes issued during the window wait on the cutover\'s locks and are refused at the flip ("write to V2"), so they count as rejected once each; the longest write is the stall they felt.'
       : 'Rejecting fence: every write issued during the window is refused at once.',
-    `The window includes the exact drain and a full verify of ~${fmt(BOOKINGS)} seeded bookings plus what the load wrote.`,
+    FINAL === 'delta'
+      ? `The window includes the exact drain and the delta verify of what the load changed since the run's verify (~${fmt(BOOKINGS)} seeded bookings not re-read).`
+      : `The window includes the exact drain and a full verify of ~${fmt(BOOKINGS)} seeded bookings plus what the load wrote.`,
   ],
 });
 console.log(
@@ -173,6 +198,9 @@ console.log(
     rejectedWritesMedian: stats(rejected).median,
     longestWriteMsMax: Math.max(...stalls),
     fence: FENCE,
+    finalVerify: FINAL,
+    seededBookings: BOOKINGS,
+    fullVerifySecondsMedian: Number(stats(verifySeconds).median.toFixed(1)),
     runs: RUNS,
   }),
 );

@@ -6,8 +6,9 @@ import type pg from 'pg';
  *   rows it covers — the source of truth for where a sink resumes.
  * - lineage: per legacy row, the position of the change last applied and what it produced (V2 rows, user emails),
  *   so a replayed or out-of-date change is skipped and what a row no longer produces is removed; also what it
- *   produced before its outputs (emails) last changed, and an index by position: the cutover's final verify
- *   compares the rows changed since the last full verify (delta-verify.ts), a deleted row's included.
+ *   produced before its outputs (emails) last changed, and indexes by position and by email: the cutover's final
+ *   verify compares the rows changed since the last full verify and their users (delta-verify.ts), a deleted
+ *   row's included, in time proportional to the change.
  * - applied: the newest source commit time applied per group (lag), heartbeats included.
  * - cutovers: the cutover state machine, persisted so a crashed cutover resumes or rolls back.
  * - verify_runs / reverify_queue: verify's outcomes (cutover's go/no-go reads the last) and the keys to re-check.
@@ -39,6 +40,7 @@ CREATE TABLE IF NOT EXISTS replicator.lineage (
 ALTER TABLE replicator.lineage ADD COLUMN IF NOT EXISTS prior_outputs jsonb NOT NULL DEFAULT '[]';
 ALTER TABLE replicator.lineage ADD COLUMN IF NOT EXISTS prior_emails text[] NOT NULL DEFAULT '{}';
 CREATE INDEX IF NOT EXISTS lineage_commit_lsn ON replicator.lineage (commit_lsn);
+CREATE INDEX IF NOT EXISTS lineage_emails ON replicator.lineage USING gin (emails);
 CREATE TABLE IF NOT EXISTS replicator.applied (
   group_id text PRIMARY KEY, commit_ts timestamptz, commit_lsn pg_lsn, updated_at timestamptz NOT NULL DEFAULT now());
 CREATE TABLE IF NOT EXISTS replicator.cutovers (

@@ -28,7 +28,7 @@ export interface FinalVerifyOptions {
   shop?: string;
   /** Letters in the dead-letter queue: changes the lineage does not record, so the delta would not see them. */
   deadLetters?: number;
-  /** Compare everything (`--full-final-verify`, cutover.finalVerify: full). */
+  /** Compare everything (`--full-final-verify`; cutover.finalVerify chooses otherwise: auto, delta or full). */
   full?: boolean;
 }
 
@@ -36,10 +36,11 @@ export interface FinalVerifyOptions {
  * The final verify of a cutover. With writes fenced and the drain exact there is no lag to excuse, so nothing is
  * re-checked later: every difference is drift, and the run is not recorded in verify_runs (that record is
  * `replicator verify`'s, which the go/no-go reads).
- * - Delta (the default): only the V2 rows of legacy rows changed since the last clean full verify
- *   (delta-verify.ts) — in proportion to what changed, not to the tables.
- * - Full (`full`, a shop's cutover, letters in the DLQ, or no clean full verify with a recorded position to start
- *   from): `runVerify` over every entity (with `shop`: that shop's bundles, components and discounts).
+ * - Delta (cutover.finalVerify delta, or auto while few rows changed): only the V2 rows of legacy rows changed
+ *   since the last clean full verify (delta-verify.ts) — in proportion to what changed, not to the tables.
+ * - Full (`full`, a shop's cutover, letters in the DLQ, no clean full verify with a recorded position to start
+ *   from, or so much changed since that the full one is quicker): `runVerify` over every entity (with `shop`: that
+ *   shop's bundles, components and discounts).
  */
 export async function finalVerify(
   config: ReplicatorConfig,
@@ -48,12 +49,12 @@ export async function finalVerify(
 ): Promise<VerifyOutcome> {
   if (!config.target) throw new ReplicatorError(ErrorCodes.CONFIG_INVALID, 'cutover verify needs target.url');
   const targetUrl = config.target.url;
-  let why = config.cutover.finalVerify === 'full' || o.full ? 'asked for' : undefined;
-  if (!why && o.shop !== undefined) why = `shop ${o.shop}`;
-  if (!why && (o.deadLetters ?? 0) > 0) why = `${o.deadLetters} dead letter(s)`;
-  const base = why ? undefined : await withTarget(targetUrl, lastCleanFullRun);
-  if (!why && !base) why = 'no clean full verify to start from: run `replicator verify`';
-  if (base) {
+  const base = await withTarget(targetUrl, async (c) => {
+    const run = await lastCleanFullRun(c);
+    return run ? { ...run, ...(await lineageSince(c, run.settledLsn)) } : undefined;
+  });
+  const why = whyFullFinalVerify({ ...o, mode: config.cutover.finalVerify, base });
+  if (base && !why) {
     const report = await runDeltaVerify({
       legacyUrl: config.source.url,
       targetUrl,
@@ -72,7 +73,7 @@ export async function finalVerify(
       .join('; ');
     return {
       clean: report.clean,
-      summary: `delta since ${report.since} (the verify of ${base.finishedAt}): ${report.legacyRows} legacy row(s) changed, ${report.keys} V2 row(s) compared${differences ? `; ${differences}` : ', all match'}`,
+      summary: `delta since ${report.since} (the verify of ${base.finishedAt}): ${report.legacyRows} legacy row(s) changed, ${report.keys} V2 row(s) compared in ${report.seconds.toFixed(2)} s${differences ? `; ${differences}` : ', all match'}`,
     };
   }
   const report = await runVerify({
@@ -85,6 +86,38 @@ export async function finalVerify(
   });
   const outcome = verifyOutcome(report);
   return { ...outcome, summary: `full (${why}): ${outcome.summary}` };
+}
+
+/**
+ * Why the final verify must be a full one, or undefined for the delta. `base`: the last clean full verify, with the
+ * legacy rows changed since (`changed`) and about how many there are (`rows`).
+ */
+export function whyFullFinalVerify(o: {
+  mode: 'auto' | 'delta' | 'full';
+  full?: boolean;
+  shop?: string;
+  deadLetters?: number;
+  base?: { changed: number; rows: number };
+}): string | undefined {
+  if (o.mode === 'full' || o.full) return 'asked for';
+  if (o.shop !== undefined) return `shop ${o.shop}`;
+  if ((o.deadLetters ?? 0) > 0) return `${o.deadLetters} dead letter(s)`;
+  if (!o.base) return 'no clean full verify to start from: run `replicator verify`';
+  // A changed row costs the delta about ten times what a row costs the full verify (keys looked up one by one
+  // against hashed chunks), so the full one is the quicker while more than a tenth of the rows changed.
+  if (o.mode === 'auto' && o.base.changed * 10 > o.base.rows)
+    return `${o.base.changed} of ~${Math.round(o.base.rows)} legacy rows changed since the last verify`;
+  return undefined;
+}
+
+/** Legacy rows the sink applied a change of since `lsn` (index-only), and about how many it has applied at all. */
+async function lineageSince(c: pg.ClientBase, lsn: string): Promise<{ changed: number; rows: number }> {
+  const { rows } = await c.query<{ changed: number; rows: number }>(
+    `SELECT (SELECT count(*) FROM replicator.lineage WHERE commit_lsn >= $1::pg_lsn)::float8 AS changed,
+            (SELECT greatest(reltuples, 0) FROM pg_class WHERE oid = 'replicator.lineage'::regclass)::float8 AS rows`,
+    [lsn],
+  );
+  return rows[0]!;
 }
 
 async function withTarget<T>(url: string, fn: (c: pg.ClientBase) => Promise<T>): Promise<T> {

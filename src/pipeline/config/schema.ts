@@ -185,9 +185,9 @@ export const cutoverSchema = z
       description:
         "How legacy writes are stopped: 'reject' (triggers refuse them from the fence on) or 'wait' (they wait on table locks the cutover holds, at most the budget; after the flip they are refused with the fence's error, after an abort they go on in legacy).",
     }),
-    finalVerify: z.enum(['delta', 'full']).default('delta').meta({
+    finalVerify: z.enum(['auto', 'delta', 'full']).default('auto').meta({
       description:
-        "The final verify inside the fence: 'delta' compares only the V2 rows of legacy rows changed since the last clean full `replicator verify` (a full one when there is none, the DLQ holds letters, or for one shop); 'full' compares everything.",
+        "The final verify inside the fence. 'delta': only the V2 rows of legacy rows changed since the last clean full `replicator verify`; 'full': every row; 'auto': the delta unless more than a tenth of the rows changed since (the full one is then the quicker). A full one runs anyway for one shop, with letters in the DLQ, or without a clean full verify to start from.",
     }),
     retries: z.int().min(0).default(0).meta({
       description:

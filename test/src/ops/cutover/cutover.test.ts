@@ -57,7 +57,8 @@ async function setup(label: string, seedRows = 100) {
   const env = await freshPipeline(label);
   const config: ReplicatorConfig = {
     ...env.config,
-    cutover: { ...env.config.cutover, maxLagSeconds: 30, budgetSeconds: 60 },
+    // The delta final verify even on these small tables (auto would pick the full one).
+    cutover: { ...env.config.cutover, maxLagSeconds: 30, budgetSeconds: 60, finalVerify: 'delta' },
   };
   const w = new LegacyWorkload({ seed: 3, customers: 20, shops: 2, invalidShare: 0, bigNotesBytes: 5000 });
   await withClient(env.legacyUrl, async (c) => {

@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { heartbeatPrefix } from '../../../../src/contracts/topics.js';
 import type { JsonRow } from '../../../../src/contracts/transform-api.js';
 import { silentLogger } from '../../../../src/core/logger.js';
+import { finalVerify } from '../../../../src/ops/cutover/final-verify.js';
 import { runDeltaVerify } from '../../../../src/ops/verify/delta-verify.js';
 import { runVerify } from '../../../../src/ops/verify/verify.js';
 import { lastCleanFullRun } from '../../../../src/ops/verify/verify-store.js';
@@ -93,6 +94,17 @@ describe('delta verify (the cutover final verify of what changed since the last 
     expect(clean.keys).toBeGreaterThanOrEqual(8);
     expect(clean.keys).toBeLessThan(20);
     expect(v2Rows).toBeGreaterThan(150);
+
+    // The cutover's choice (cutover.finalVerify: auto): the delta while few rows changed, else the full one.
+    await target('ANALYZE replicator.lineage');
+    const auto = await finalVerify(env.config);
+    expect(auto.summary).toMatch(
+      /^delta since .*: 3 legacy row\(s\) changed, \d+ V2 row\(s\) compared in [\d.]+ s, all match$/,
+    );
+    expect(auto.clean).toBe(true);
+    expect((await finalVerify(env.config, { full: true })).summary).toMatch(
+      /^full \(asked for\): \d+ rows match$/,
+    );
 
     // Drift in what changed is found; a row nothing changed is the next full verify's.
     await target('UPDATE users SET total_bookings = total_bookings + 7 WHERE email = $1', [moved!.email]);
