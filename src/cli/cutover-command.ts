@@ -4,6 +4,7 @@ import type { V2Entity } from '../contracts/transform-api.js';
 import { createKafka } from '../core/kafka-client.js';
 import { commandLogger } from '../core/logger.js';
 import { finalizeCutover, rollbackCutover, runCutover } from '../ops/cutover/cutover.js';
+import { cutoverStatus, renderCutoverStatus } from '../ops/cutover/cutover-status.js';
 import { finalVerify } from '../ops/cutover/final-verify.js';
 import { loadConfig } from '../pipeline/config/load-config.js';
 import { nonNegativeInt, positiveNumber } from './options.js';
@@ -11,7 +12,7 @@ import { nonNegativeInt, positiveNumber } from './options.js';
 const ENTITIES = Object.keys(V2_KEYS) as V2Entity[];
 
 export function registerCutoverCommands(program: Command): void {
-  program
+  const cutoverCommand = program
     .command('cutover')
     .description('go/no-go, fence legacy writes, drain exactly, verify, flip')
     .option('--config <file>', 'config file', 'replicator.config.yaml')
@@ -74,6 +75,18 @@ export function registerCutoverCommands(program: Command): void {
         console.log(JSON.stringify(result));
       },
     );
+
+  cutoverCommand
+    .command('status')
+    .description(
+      'every shop with the state of its cutover, its last window and the drift its last verify found',
+    )
+    .option('--config <file>', 'config file', 'replicator.config.yaml')
+    .option('--json', 'print the shops as JSON')
+    .action(async (opts: { config: string; json?: boolean }) => {
+      const shops = await cutoverStatus(await loadConfig(opts.config));
+      console.log(opts.json ? JSON.stringify({ shops }) : renderCutoverStatus(shops));
+    });
 
   program
     .command('rollback')

@@ -32,3 +32,40 @@ export const phaseNumber = (p: CutoverPhase): number =>
         : p === 'finalized'
           ? 10
           : CUTOVER_PHASES.indexOf(p);
+
+/** What an operator tracks per shop (tenant) in `replicator cutover status` and on the dashboard. */
+export const SHOP_CUTOVER_STATES = [
+  'pending',
+  'verifying',
+  'fenced',
+  'flipped',
+  'failed',
+  'rolled back',
+] as const;
+export type ShopCutoverState = (typeof SHOP_CUTOVER_STATES)[number];
+
+/** A shop's state from the phase of its latest cutover (none, or only dry runs: pending). */
+export function shopCutoverState(phase: CutoverPhase | undefined): ShopCutoverState {
+  switch (phase) {
+    case undefined:
+    case 'planned':
+    case 'dry-run':
+      return 'pending';
+    case 'fencing':
+    case 'fenced':
+    case 'draining':
+    case 'drained':
+    case 'flipping':
+      return 'fenced';
+    case 'verifying':
+    case 'verified':
+      return 'verifying';
+    case 'flipped':
+    case 'finalized':
+      return 'flipped';
+    case 'aborted':
+      return 'failed';
+    case 'rolled-back':
+      return 'rolled back';
+  }
+}

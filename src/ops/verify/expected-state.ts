@@ -1,5 +1,5 @@
 import { userId } from '../../../transforms/ids.js';
-import { deriveUser, deriveUsers } from '../../../transforms/users.js';
+import { bookingEmail, deriveUser, deriveUsers } from '../../../transforms/users.js';
 import type { Booking, CustomerProfile, Payment } from '../../../transforms/v2-schema.js';
 import type { JsonRow, TransformModule, V2Entity } from '../../contracts/transform-api.js';
 import { type EntityShape, keyText, keyValues } from './canonical-row.js';
@@ -43,6 +43,14 @@ export class ExpectedState {
   readonly rows = new Map<V2Entity, Map<string, ExpectedRow>>();
   readonly counts = new Map<string, LegacyTableCounts>();
   private readonly byTable = new Map<string, TransformModule>();
+  /** deriveUser's grouping of the state's rows by email; cleared by `add`. */
+  private byEmail:
+    | {
+        profiles: Map<string, CustomerProfile[]>;
+        bookings: Map<string, Booking[]>;
+        payments: Map<string, Payment[]>;
+      }
+    | undefined;
 
   constructor(
     modules: readonly TransformModule[],
@@ -62,6 +70,7 @@ export class ExpectedState {
 
   /** Transforms one legacy row (schema.table, key columns, JSON-form row) into the state. */
   add(table: string, key: JsonRow, row: JsonRow): void {
+    this.byEmail = undefined;
     let counts = this.counts.get(table);
     if (!counts) {
       counts = { table, rows: 0, migrated: 0, skipped: 0, rejected: {} };
@@ -120,9 +129,36 @@ export class ExpectedState {
     for (const u of deriveUsers(this.sources())) this.put('users', u as unknown as JsonRow, '');
   }
 
-  /** The user of one normalized email as these rows derive it, or null (no booking or profile has it). */
+  /**
+   * The user of one normalized email as these rows derive it, or null (no booking or profile has it). The rows
+   * are grouped by email once (until the next `add`): the re-check asks for many users of one state.
+   */
   deriveUser(email: string): JsonRow | null {
-    return deriveUser(email, this.sources()) as unknown as JsonRow | null;
+    if (!this.byEmail) {
+      const { profiles, bookings, payments } = this.sources();
+      const group = <T>(rows: readonly T[], key: (r: T) => string | null) => {
+        const m = new Map<string, T[]>();
+        for (const r of rows) {
+          const k = key(r);
+          if (k === null) continue;
+          const list = m.get(k);
+          if (list) list.push(r);
+          else m.set(k, [r]);
+        }
+        return m;
+      };
+      this.byEmail = {
+        profiles: group(profiles, (p) => p.email),
+        bookings: group(bookings, bookingEmail),
+        payments: group(payments, (p) => p.user_id),
+      };
+    }
+    const g = this.byEmail;
+    return deriveUser(email, {
+      profiles: g.profiles.get(email) ?? [],
+      bookings: g.bookings.get(email) ?? [],
+      payments: g.payments.get(userId(email)) ?? [],
+    }) as unknown as JsonRow | null;
   }
 
   /** Legacy rows (refText) whose V2 rows make the user of this id: its bookings (and their payments) and profiles. */

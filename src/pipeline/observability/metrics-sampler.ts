@@ -2,7 +2,13 @@ import type { Admin, Kafka } from 'kafkajs';
 import type pg from 'pg';
 import type { SourceProgress } from '../../../connectors/pgoutput-source/index.js';
 import { readSlot } from '../../../connectors/pgoutput-source/index.js';
-import { type CutoverPhase, phaseNumber } from '../../contracts/cutover-phase.js';
+import {
+  type CutoverPhase,
+  phaseNumber,
+  SHOP_CUTOVER_STATES,
+  type ShopCutoverState,
+  shopCutoverState,
+} from '../../contracts/cutover-phase.js';
 import type { GroupTopics } from '../../contracts/topics.js';
 import type { Logger } from '../../core/logger.js';
 import { parseLsn } from '../../core/lsn.js';
@@ -183,6 +189,18 @@ export class MetricsSampler {
       );
       this.o.metrics.cutoverPhase.set(c.rows[0] ? phaseNumber(c.rows[0].phase) : 0);
       this.o.metrics.cutoverWriteBlockedSeconds.set((c.rows[0]?.ms ?? 0) / 1000);
+      const shops = await this.sinkClient.query<{ phase: CutoverPhase | null; n: number }>(
+        `WITH latest AS (SELECT DISTINCT ON (shop) shop, phase FROM replicator.cutovers
+                          WHERE shop IS NOT NULL AND NOT dry_run ORDER BY shop, started_at DESC),
+              shops AS (SELECT DISTINCT shop FROM bundles UNION SELECT shop FROM latest)
+         SELECT l.phase, count(*)::int AS n FROM shops s LEFT JOIN latest l USING (shop) GROUP BY l.phase`,
+      );
+      const byState = new Map<ShopCutoverState, number>(SHOP_CUTOVER_STATES.map((s) => [s, 0]));
+      for (const r of shops.rows) {
+        const state = shopCutoverState(r.phase ?? undefined);
+        byState.set(state, (byState.get(state) ?? 0) + r.n);
+      }
+      for (const [state, n] of byState) this.o.metrics.cutoverShops.set({ state }, n);
     } catch (e) {
       // The sink creates its schema when it starts; until then there is nothing applied to read.
       if ((e as { code?: unknown }).code !== '42P01' && (e as { code?: unknown }).code !== '3F000') throw e;

@@ -39,6 +39,8 @@ export interface Metrics {
   readonly cutoverPhase: Gauge;
   /** The latest full cutover's write-blocked window (fence → flip, or → unfence when aborted); 0 when none. */
   readonly cutoverWriteBlockedSeconds: Gauge;
+  /** Shops by the state of their latest per-shop cutover (contracts/cutover-phase.ts), sampled from the target. */
+  readonly cutoverShops: Gauge<'state'>;
   /** 1 while this process holds the source leader lock of the slot, 0 while it stands by. */
   readonly leader: Gauge<'slot'>;
   /** Times a stage re-established its connections after a transient failure and went on. */
@@ -230,6 +232,12 @@ export function createMetrics(registry: Registry, options: CreateMetricsOptions 
     cutoverWriteBlockedSeconds: new Gauge({
       name: 'replicator_cutover_write_blocked_seconds',
       help: 'Write-blocked window of the latest full cutover, sampled from the target: fence → flip, or fence → unfence when it aborted (0: none yet, or it has not ended).',
+      registers,
+    }),
+    cutoverShops: new Gauge({
+      name: 'replicator_cutover_shops',
+      help: 'Shops by the state of their latest per-shop cutover (pending: none yet), sampled from the target: the shops V2 bundles name or a cutover named.',
+      labelNames: ['state'] as const,
       registers,
     }),
     cutoverPhase: new Gauge({

@@ -8,6 +8,7 @@ import { changeTopics, fencePrefix, heartbeatPrefix } from '../../../../src/cont
 import { ErrorCodes, isReplicatorError } from '../../../../src/core/errors.js';
 import { silentLogger } from '../../../../src/core/logger.js';
 import { runCutover } from '../../../../src/ops/cutover/cutover.js';
+import { cutoverStatus, renderCutoverStatus } from '../../../../src/ops/cutover/cutover-status.js';
 import { FENCE_ERROR_PREFIX } from '../../../../src/ops/cutover/fence.js';
 import { finalVerify } from '../../../../src/ops/cutover/final-verify.js';
 import { runVerify } from '../../../../src/ops/verify/verify.js';
@@ -459,5 +460,14 @@ describe('cutover', () => {
         async (c) => (await c.query("SELECT 1 FROM bundles WHERE name = 'B keeps going'")).rowCount,
       ),
     ).toBe(1);
+    // Per-tenant progress: shop-0 flipped with its window, shop-1 still pending; the drift its last verify found.
+    const shops = await cutoverStatus(config);
+    expect(shops.map((s) => [s.shop, s.state, s.drift])).toEqual([
+      ['shop-0', 'flipped', 0],
+      ['shop-1', 'pending', 0],
+    ]);
+    expect(shops[0]!.cutover).toMatchObject({ id: result.id, phase: 'flipped', error: null });
+    expect(shops[0]!.cutover!.windowMs).toBeGreaterThan(0);
+    expect(renderCutoverStatus(shops)).toMatch(/^shop-0 +flipped +\d+ ms +0 +\w{8} flipped /m);
   }, 180_000);
 });

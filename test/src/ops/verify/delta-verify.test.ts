@@ -96,7 +96,7 @@ describe('delta verify (the cutover final verify of what changed since the last 
     expect(v2Rows).toBeGreaterThan(150);
 
     // The cutover's choice (cutover.finalVerify: auto): the delta while few rows changed, else the full one.
-    await target('ANALYZE replicator.lineage');
+    await target('ANALYZE replicator.lineage, users');
     const auto = await finalVerify(env.config);
     expect(auto.summary).toMatch(
       /^delta since .*: 3 legacy row\(s\) changed, \d+ V2 row\(s\) compared in [\d.]+ s, all match$/,
