@@ -58,9 +58,17 @@ export async function queueDerived(client: pg.ClientBase, keys: readonly string[
 }
 
 /**
- * Recomputes the queued keys in a short transaction of their own, under their locks (taken in a fixed order), and
- * removes them from the queue. Holding a key's lock only here — not across a whole apply transaction — lets
- * partitions that share users apply at the same time. `also` runs in the same transaction before COMMIT.
+ * Keys per settle transaction: each key's advisory lock takes a slot of PostgreSQL's shared lock table
+ * (max_locks_per_transaction × max_connections, 6,400 by default), so a settle merging tens of thousands of keys
+ * (an initial snapshot over many users) would fail with "out of shared memory" — and fail again on every retry.
+ */
+export const SETTLE_CHUNK_KEYS = 500;
+
+/**
+ * Recomputes the queued keys in short transactions of their own (SETTLE_CHUNK_KEYS at a time, in key order), under
+ * their locks, and removes them from the queue. Holding a key's lock only here — not across a whole apply
+ * transaction — lets partitions that share users apply at the same time. `also` runs in the last transaction before
+ * its COMMIT, which also removes any of `ids` left; a crash between two leaves the rest queued for the next sweep.
  */
 export async function settleDerived(
   client: pg.ClientBase,
@@ -70,16 +78,25 @@ export async function settleDerived(
   also?: () => Promise<void>,
 ): Promise<void> {
   const sorted = [...new Set(keys)].sort();
-  await client.query('BEGIN');
-  try {
-    await lockDerived(client, derived, sorted);
-    await recomputeDerived(client, derived, sorted);
-    if (ids.length > 0)
-      await client.query('DELETE FROM replicator.pending_derived WHERE id = ANY($1::bigint[])', [ids]);
-    await also?.();
-    await client.query('COMMIT');
-  } catch (e) {
-    await client.query('ROLLBACK').catch(() => {});
-    throw e;
+  for (let i = 0; i === 0 || i < sorted.length; i += SETTLE_CHUNK_KEYS) {
+    const chunk = sorted.slice(i, i + SETTLE_CHUNK_KEYS);
+    const last = i + SETTLE_CHUNK_KEYS >= sorted.length;
+    await client.query('BEGIN');
+    try {
+      await lockDerived(client, derived, chunk);
+      await recomputeDerived(client, derived, chunk);
+      if (ids.length > 0)
+        await client.query(
+          last
+            ? 'DELETE FROM replicator.pending_derived WHERE id = ANY($1::bigint[])'
+            : 'DELETE FROM replicator.pending_derived WHERE id = ANY($1::bigint[]) AND key = ANY($2::text[])',
+          last ? [ids] : [ids, chunk],
+        );
+      if (last) await also?.();
+      await client.query('COMMIT');
+    } catch (e) {
+      await client.query('ROLLBACK').catch(() => {});
+      throw e;
+    }
   }
 }
