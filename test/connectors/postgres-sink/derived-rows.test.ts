@@ -2,7 +2,6 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import {
   ensurePlaceholders,
   queueDerived,
-  SETTLE_CHUNK_KEYS,
   settleDerived,
 } from '../../../connectors/postgres-sink/derived-rows.js';
 import { ensureReplicatorSchema } from '../../../connectors/postgres-sink/target-schema.js';
