@@ -166,8 +166,16 @@ try {
         });
         break;
       } catch (e) {
-        // Refused (lag right after a restart): wait and ask again; anything else is a failure.
-        if (attempt > 20 || !(e instanceof Error) || !/refused/.test(e.message)) throw e;
+        // Refused (lag right after a restart): wait and ask again; anything else is a failure, reported after the
+        // load stops (dropping the databases under running writes would hide it).
+        if (attempt > 20 || !(e instanceof Error) || !/refused/.test(e.message)) {
+          writing = false;
+          await writer;
+          await Promise.allSettled(inflight);
+          await pool.end();
+          console.error(`run ${run + 1}: cutover failed: ${e instanceof Error ? e.message : String(e)}`);
+          throw e;
+        }
         await sleep(1000);
       }
     }

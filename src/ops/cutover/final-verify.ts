@@ -51,7 +51,9 @@ export async function finalVerify(
   const targetUrl = config.target.url;
   const base = await withTarget(targetUrl, async (c) => {
     const run = await lastCleanFullRun(c);
-    return run ? { ...run, ...(await lineageSince(c, run.settledLsn)) } : undefined;
+    return run
+      ? { ...run, changed: await changedSince(c, run.settledLsn), rows: run.legacyRows, users: run.users }
+      : undefined;
   });
   const why = whyFullFinalVerify({ ...o, mode: config.cutover.finalVerify, base });
   if (base && !why) {
@@ -90,7 +92,7 @@ export async function finalVerify(
 
 /**
  * Why the final verify must be a full one, or undefined for the delta. `base`: the last clean full verify, with the
- * legacy rows changed since (`changed`), about how many there are (`rows`) and how many V2 users (`users`).
+ * legacy rows changed since (`changed`), and the legacy rows (`rows`) and V2 users (`users`) it counted.
  */
 export function whyFullFinalVerify(o: {
   mode: 'auto' | 'delta' | 'full';
@@ -113,21 +115,13 @@ export function whyFullFinalVerify(o: {
   return undefined;
 }
 
-/**
- * Legacy rows the sink applied a change of since `lsn` (index-only), and about how many legacy rows and V2 users
- * there are (the planner's estimates).
- */
-async function lineageSince(
-  c: pg.ClientBase,
-  lsn: string,
-): Promise<{ changed: number; rows: number; users: number }> {
-  const { rows } = await c.query<{ changed: number; rows: number; users: number }>(
-    `SELECT (SELECT count(*) FROM replicator.lineage WHERE commit_lsn >= $1::pg_lsn)::float8 AS changed,
-            (SELECT greatest(reltuples, 0) FROM pg_class WHERE oid = 'replicator.lineage'::regclass)::float8 AS rows,
-            (SELECT greatest(reltuples, 0) FROM pg_class WHERE oid = to_regclass('users'))::float8 AS users`,
+/** Legacy rows the sink applied a change of since `lsn` (an index-only count). */
+async function changedSince(c: pg.ClientBase, lsn: string): Promise<number> {
+  const { rows } = await c.query<{ n: number }>(
+    'SELECT count(*)::float8 AS n FROM replicator.lineage WHERE commit_lsn >= $1::pg_lsn',
     [lsn],
   );
-  return rows[0]!;
+  return rows[0]!.n;
 }
 
 async function withTarget<T>(url: string, fn: (c: pg.ClientBase) => Promise<T>): Promise<T> {

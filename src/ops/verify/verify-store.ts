@@ -117,15 +117,34 @@ export async function lastVerifyRun(
  * Where a delta verify may start: the newest finished full run (one with a settled position) if it found the target
  * clean — its position and the keys it left in flux. Undefined when there is none, or it found drift.
  */
-export async function lastCleanFullRun(
-  client: pg.ClientBase,
-): Promise<{ id: string; settledLsn: string; finishedAt: string; queue: QueuedKey[] } | undefined> {
+export async function lastCleanFullRun(client: pg.ClientBase): Promise<
+  | {
+      id: string;
+      settledLsn: string;
+      finishedAt: string;
+      queue: QueuedKey[];
+      /** Legacy rows it read and V2 users it expected (its summary): the sizes the cutover weighs the delta by. */
+      legacyRows: number;
+      users: number;
+    }
+  | undefined
+> {
   const exists = (await client.query("SELECT to_regclass('replicator.verify_runs') IS NOT NULL AS ok"))
     .rows[0]?.ok;
   if (!exists) return undefined;
   const run = (
-    await client.query<{ id: string; clean: boolean; settled_lsn: string; finished_at: string }>(
-      `SELECT id, clean, settled_lsn::text, finished_at::text FROM replicator.verify_runs
+    await client.query<{
+      id: string;
+      clean: boolean;
+      settled_lsn: string;
+      finished_at: string;
+      legacy_rows: number | null;
+      users: number | null;
+    }>(
+      `SELECT id, clean, settled_lsn::text, finished_at::text, (summary->>'legacyRows')::float8 AS legacy_rows,
+              (SELECT (e->>'expected')::float8 FROM jsonb_array_elements(summary->'entities') e
+                WHERE e->>'entity' = 'users') AS users
+         FROM replicator.verify_runs
         WHERE finished_at IS NOT NULL AND settled_lsn IS NOT NULL ORDER BY started_at DESC, finished_at DESC LIMIT 1`,
     )
   ).rows[0];
@@ -139,5 +158,7 @@ export async function lastCleanFullRun(
     settledLsn: run.settled_lsn,
     finishedAt: run.finished_at,
     queue: rows.map((r) => ({ entity: r.entity, key: JSON.parse(r.key) as JsonRow, status: r.status })),
+    legacyRows: run.legacy_rows ?? 0,
+    users: run.users ?? 0,
   };
 }
