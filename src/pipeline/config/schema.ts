@@ -187,7 +187,7 @@ export const cutoverSchema = z
     }),
     finalVerify: z.enum(['auto', 'delta', 'full']).default('auto').meta({
       description:
-        "The final verify inside the fence. 'delta': only the V2 rows of legacy rows changed since the last clean full `replicator verify`; 'full': every row; 'auto': the delta unless more than a tenth of the rows changed since (the full one is then the quicker). A full one runs anyway for one shop, with letters in the DLQ, or without a clean full verify to start from.",
+        "The final verify inside the fence. 'delta': only the V2 rows of legacy rows changed since the last clean full `replicator verify`; 'full': every row; 'auto': the delta unless it would read more than a tenth of the rows the last full verify read (changed rows and their users' other rows; the full one is then the quicker). A full one runs anyway for one shop, with letters in the DLQ, or without a clean full verify to start from.",
     }),
     retries: z.int().min(0).default(0).meta({
       description:
