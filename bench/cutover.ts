@@ -21,14 +21,22 @@ const FENCE = process.argv[process.argv.indexOf('--fence') + 1] === 'wait' ? 'wa
 const RUNS = numberArg('runs', 20);
 const RATE = numberArg('rate', 1000);
 const BOOKINGS = numberArg('bookings', 500);
-/** `--final-verify full`: compare every row inside the fence instead of the rows changed since the last verify. */
-const FINAL = process.argv[process.argv.indexOf('--final-verify') + 1] === 'full' ? 'full' : 'delta';
+/** `--final-verify auto|delta|full`: cutover.finalVerify (auto: the delta while it reads few rows, else full). */
+const FINAL_ARG = process.argv[process.argv.indexOf('--final-verify') + 1];
+const FINAL = FINAL_ARG === 'full' || FINAL_ARG === 'delta' ? FINAL_ARG : 'auto';
 
 const { admin, pgVersion } = await benchStack();
 const env = await freshBenchEnv(admin, 'cutover', {
   // The budget is the window's limit: 10 s, so attempts flip and the window is measured (with the 1 s default they
   // would abort and unfence, since the window on this box is several seconds).
-  cutover: { maxLagSeconds: 10, budgetSeconds: 10, waitSeconds: 60, lockTimeoutMs: 2000, lockRetries: 20 },
+  cutover: {
+    maxLagSeconds: 10,
+    budgetSeconds: 10,
+    waitSeconds: 60,
+    lockTimeoutMs: 2000,
+    lockRetries: 20,
+    finalVerify: FINAL,
+  },
 });
 const config = parseConfig(env.config, {});
 const kafka = createKafka(config.kafka, silentLogger(), 'bench-cutover');
@@ -98,6 +106,7 @@ async function caughtUp(): Promise<void> {
 }
 
 const windows: number[] = [];
+const verifyLines: string[] = [];
 const rejected: number[] = [];
 const stalls: number[] = [];
 let daemon = new Daemon(env.configFile);
@@ -161,7 +170,7 @@ try {
           },
           allowDlq: true,
           fence: FENCE,
-          verify: (v) => finalVerify(config, { ...v, ...(FINAL === 'full' ? { full: true } : {}) }),
+          verify: (v) => finalVerify(config, v),
           v2Tables: Object.keys(V2_KEYS),
         });
         break;
@@ -185,6 +194,7 @@ try {
     await pool.end();
     if (other.length > 0) throw new Error(`writes failed for another reason than the fence: ${other[0]}`);
     windows.push(result.writeBlockedMs ?? Number.NaN);
+    verifyLines.push(verifyLine.replace(/ \(the verify of [^)]*\)/, ''));
     rejected.push(fenced);
     stalls.push(longest);
     console.log(
@@ -224,13 +234,11 @@ report({
     ],
   ],
   notes: [
-    `Each run: a clean full \`replicator verify\` (recorded), an open-loop legacy write load, \`cutover\` (go/no-go, fence, exact drain through every partition, ${FINAL === 'delta' ? 'a final verify of the rows changed since that verify' : 'a full final verify'}, flip), then \`rollback\` and a fresh daemon.`,
+    `Each run: a clean full \`replicator verify\` (recorded), an open-loop legacy write load, \`cutover\` (go/no-go, fence, exact drain through every partition, ${FINAL === 'full' ? 'a full final verify' : FINAL === 'delta' ? 'a final verify of the rows changed since that verify' : 'a final verify of the rows changed since that verify, or a full one when that is quicker (auto)'}, flip), then \`rollback\` and a fresh daemon.`,
     FENCE === 'wait'
       ? 'Waiting fence: writes issued during the window wait on the cutover\'s locks and are refused at the flip ("write to V2"), so they count as rejected once each; the longest write is the stall they felt.'
       : 'Rejecting fence: every write issued during the window is refused at once.',
-    FINAL === 'delta'
-      ? `The window includes the exact drain and the delta verify of what the load changed since the run's verify (~${fmt(BOOKINGS)} seeded bookings not re-read).`
-      : `The window includes the exact drain and a full verify of ~${fmt(BOOKINGS)} seeded bookings plus what the load wrote.`,
+    `The window includes the exact drain and the final verify; which final verify each run ran, and why: ${verifyLines.map((l, i) => `run ${i + 1}: ${l.replace(/^final verify: /, '')}`).join(' / ')}.`,
   ],
 });
 console.log(
