@@ -55,6 +55,7 @@ describe('parseConfig', () => {
         maxLagSeconds: 30,
         budgetSeconds: 1,
         fence: 'reject',
+        finalVerify: 'auto',
         retries: 0,
         retryDelaySeconds: 10,
         waitSeconds: 60,
