@@ -9,11 +9,7 @@ export interface PartitionQueuesOptions<T> {
   concurrency: number;
   /** Most items taken into one `apply` call: everything queued for the partition, up to this. */
   maxBatch: number;
-  /**
-   * Above this many items queued in all (not yet taken into a batch), the partition that queued more is paused
-   * (`pause`); paused partitions resume once the total is down to half. A bound on the sink's memory, whatever the
-   * number of partitions.
-   */
+  /** Above this many queued items a partition's fetching is paused (`pause`), and resumed once it is drained. */
   highWater: number;
   apply: (tp: TopicPartition, items: T[]) => Promise<void>;
   pause: (tp: TopicPartition) => void;
@@ -41,8 +37,6 @@ interface Lane<T> {
 export class PartitionQueues<T extends { offset: string }> {
   private readonly lanes = new Map<string, Lane<T>>();
   private running = 0;
-  /** Items queued in all lanes. */
-  private queued = 0;
   private failure: unknown;
   /** Rejects with the first error an `apply` threw (the caller stops the stage). */
   readonly failed: Promise<never>;
@@ -64,9 +58,8 @@ export class PartitionQueues<T extends { offset: string }> {
       if (offset < lane.next) continue;
       lane.items.push(item);
       lane.next = offset + 1n;
-      this.queued++;
     }
-    if (!lane.paused && this.queued > this.o.highWater) {
+    if (!lane.paused && lane.items.length > this.o.highWater) {
       lane.paused = true;
       this.o.pause(tp);
     }
@@ -77,7 +70,6 @@ export class PartitionQueues<T extends { offset: string }> {
   revoke(tp: TopicPartition): void {
     const lane = this.lanes.get(key(tp));
     if (!lane) return;
-    this.queued -= lane.items.length;
     lane.items = [];
     lane.next = 0n;
     lane.generation++;
@@ -117,7 +109,6 @@ export class PartitionQueues<T extends { offset: string }> {
       if (this.running >= this.o.concurrency) return;
       if (lane.running || lane.items.length === 0) continue;
       const items = lane.items.splice(0, this.o.maxBatch);
-      this.queued -= items.length;
       lane.running = true;
       this.running++;
       const generation = lane.generation;
@@ -125,11 +116,9 @@ export class PartitionQueues<T extends { offset: string }> {
         .apply(lane.tp, items)
         .then(
           () => {
-            if (this.queued > this.o.highWater / 2) return;
-            for (const l of this.lanes.values()) {
-              if (!l.paused || (l === lane && l.generation !== generation)) continue;
-              l.paused = false;
-              this.o.resume(l.tp);
+            if (lane.paused && lane.generation === generation && lane.items.length <= this.o.highWater / 2) {
+              lane.paused = false;
+              this.o.resume(lane.tp);
             }
           },
           (e: unknown) => {

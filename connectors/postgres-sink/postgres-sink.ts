@@ -54,10 +54,7 @@ export interface PostgresSinkOptions {
   model: V2Model;
   /** Most changes applied in one transaction (default 5,000); less when less is queued. */
   maxBatchMessages?: number;
-  /**
-   * Changes queued in all (fetched, not yet in a batch) above which fetching pauses (default 10,000): with the
-   * batches under way, what bounds the sink's memory under a backlog (an initial snapshot of millions of rows).
-   */
+  /** Changes queued per partition above which its fetching pauses (default 20,000). */
   maxQueuedMessages?: number;
   /** Fault injection for tests: hold each apply transaction open this long before COMMIT. */
   holdBeforeCommitMs?: number;
@@ -229,10 +226,8 @@ export class PostgresSink {
       // The broker answers a fetch as soon as one byte is there (minBytes 1), so this only bounds an idle poll;
       // a shorter one lets a paused-then-resumed partition and a stop be noticed sooner.
       maxWaitTimeInMs: 500,
-      // A fetch of ~1,400 changes per partition under a backlog: batches of thousands amortize a transaction's round
-      // trips, while what a fetch adds past the queues' high-water mark stays small (at 4 MiB, a 1M-row snapshot
-      // ran a 256 MB heap out of memory).
-      maxBytesPerPartition: 1024 * 1024,
+      // Bigger fetches under a backlog: a batch of a few thousand changes amortizes a transaction's round trips.
+      maxBytesPerPartition: 4 * 1024 * 1024,
     });
     const holds = new DriftHolds({
       pause: (tp, offset) => {
@@ -248,7 +243,7 @@ export class PostgresSink {
     const queues = new PartitionQueues<Entry>({
       concurrency: o.concurrency,
       maxBatch: o.maxBatchMessages ?? 5_000,
-      highWater: o.maxQueuedMessages ?? 10_000,
+      highWater: o.maxQueuedMessages ?? 20_000,
       pause: (tp) => consumer.pause([{ topic: tp.topic, partitions: [tp.partition] }]),
       resume: (tp) => {
         if (!holds.blocks(tp)) consumer.resume([{ topic: tp.topic, partitions: [tp.partition] }]);

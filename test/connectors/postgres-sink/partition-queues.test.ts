@@ -112,27 +112,6 @@ describe('PartitionQueues', () => {
     await h.q.idle();
   });
 
-  it('bounds what is queued in all: the partition that queues past the high-water mark is paused, all resume at half', async () => {
-    const h = harness({ concurrency: 1, maxBatch: 10, highWater: 4 });
-    h.push(a, [1, 2]);
-    await h.tick();
-    h.push(b, [1, 2, 3]);
-    h.push(c, [1, 2]);
-    // a's batch is applying; b (3) and c (2) are queued: 5 > 4, and c queued last.
-    expect(h.events).toEqual(['pause t/2']);
-    h.push(b, [4]);
-    expect(h.events).toEqual(['pause t/2', 'pause t/1']);
-    h.calls[0]!.release();
-    await h.tick();
-    // b's batch (4) was taken: c's 2 are left, half the high-water mark, so both resume once b is applied.
-    expect(h.events).toEqual(['pause t/2', 'pause t/1']);
-    h.calls[1]!.release();
-    await h.tick();
-    expect(h.events).toEqual(['pause t/2', 'pause t/1', 'resume t/1', 'resume t/2']);
-    h.calls[2]!.release();
-    await h.q.idle();
-  });
-
   it('drops what is queued for a revoked partition; an apply under way finishes', async () => {
     const h = harness({ concurrency: 1 });
     h.push(a, [1]);
