@@ -1,9 +1,9 @@
-import pg from 'pg';
+import type pg from 'pg';
 import { ErrorCodes, ReplicatorError } from '../../core/errors.js';
 import { type Logger, silentLogger } from '../../core/logger.js';
 import type { ReplicatorConfig } from '../../pipeline/config/load-config.js';
 import { runDeltaVerify } from '../verify/delta-verify.js';
-import { runVerify, type VerifyReport } from '../verify/verify.js';
+import { connect, runVerify, type VerifyReport } from '../verify/verify.js';
 import { lastCleanFullRun } from '../verify/verify-store.js';
 import type { VerifyOutcome } from './cutover.js';
 
@@ -125,9 +125,7 @@ async function changedSince(c: pg.ClientBase, lsn: string): Promise<number> {
 }
 
 async function withTarget<T>(url: string, fn: (c: pg.ClientBase) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: url });
-  client.on('error', () => {});
-  await client.connect();
+  const client = await connect(url, {}, 'target');
   try {
     return await fn(client);
   } finally {

@@ -100,16 +100,12 @@ export async function lastVerifyRun(
     )
   ).rows[0];
   if (!run) return undefined;
-  const { rows } = await client.query<{ entity: V2Entity; key: string; status: QueuedKey['status'] }>(
-    'SELECT entity, key, status FROM replicator.reverify_queue WHERE run_id = $1 ORDER BY entity, key',
-    [run.id],
-  );
   return {
     id: run.id,
     clean: run.clean,
     snapshotLsn: run.snapshot_lsn,
     finishedAt: run.finished_at,
-    queue: rows.map((r) => ({ entity: r.entity, key: JSON.parse(r.key) as JsonRow, status: r.status })),
+    queue: await readQueue(client, run.id),
   };
 }
 
@@ -149,16 +145,21 @@ export async function lastCleanFullRun(client: pg.ClientBase): Promise<
     )
   ).rows[0];
   if (!run?.clean) return undefined;
-  const { rows } = await client.query<{ entity: V2Entity; key: string; status: QueuedKey['status'] }>(
-    'SELECT entity, key, status FROM replicator.reverify_queue WHERE run_id = $1 ORDER BY entity, key',
-    [run.id],
-  );
   return {
     id: run.id,
     settledLsn: run.settled_lsn,
     finishedAt: run.finished_at,
-    queue: rows.map((r) => ({ entity: r.entity, key: JSON.parse(r.key) as JsonRow, status: r.status })),
+    queue: await readQueue(client, run.id),
     legacyRows: run.legacy_rows ?? 0,
     users: run.users ?? 0,
   };
+}
+
+/** The keys a run left to re-check. */
+async function readQueue(client: pg.ClientBase, runId: string): Promise<QueuedKey[]> {
+  const { rows } = await client.query<{ entity: V2Entity; key: string; status: QueuedKey['status'] }>(
+    'SELECT entity, key, status FROM replicator.reverify_queue WHERE run_id = $1 ORDER BY entity, key',
+    [runId],
+  );
+  return rows.map((r) => ({ entity: r.entity, key: JSON.parse(r.key) as JsonRow, status: r.status }));
 }
