@@ -202,3 +202,76 @@ export function histogramQuantile(text: string, name: string, labels: string, q:
   }
   return prevLe;
 }
+
+export interface CaptureRun {
+  /** From leadership (lock taken, before preflight and topic creation) to the last event acknowledged by Kafka. */
+  seconds: number;
+  /** The same from process start. */
+  totalSeconds: number;
+  events: number;
+  peakRssMb: number;
+  cpuSeconds: number;
+}
+
+/**
+ * Our source alone in its own process (capture-worker.ts, so peak RSS and CPU are this run's), draining `slot`
+ * (which must exist) into `<topicPrefix>` topics until its Kafka-acknowledged position reaches `endLsn`.
+ */
+export async function runCaptureWorker(o: {
+  url: string;
+  slot: string;
+  publication: string;
+  tables: string[];
+  topicPrefix: string;
+  partitions: number;
+  endLsn: string;
+  heapMb: number;
+}): Promise<CaptureRun> {
+  const dir = mkdtempSync(join(tmpdir(), 'bench-capture-'));
+  const configFile = join(dir, 'config.json');
+  writeFileSync(
+    configFile,
+    JSON.stringify({
+      source: {
+        url: o.url,
+        tables: o.tables,
+        slot: o.slot,
+        publication: o.publication,
+        snapshot: 'never',
+        heartbeatIntervalMs: 0,
+      },
+      kafka: { brokers: [kafkaBrokers(settings)], topicPrefix: o.topicPrefix, partitions: o.partitions },
+    }),
+  );
+  const { execFile } = await import('node:child_process');
+  const { promisify } = await import('node:util');
+  // The heap cap the README recommends for the daemon (NODE_OPTIONS): V8 otherwise lets garbage grow the RSS.
+  const { stdout } = await promisify(execFile)(
+    process.execPath,
+    [
+      `--max-old-space-size=${o.heapMb}`,
+      '--import',
+      'tsx',
+      new URL('./capture-worker.ts', import.meta.url).pathname,
+      configFile,
+      o.endLsn,
+    ],
+    { maxBuffer: 16 << 20 },
+  );
+  return JSON.parse(stdout.trim().split('\n').pop()!) as CaptureRun;
+}
+
+/** The capture benchmarks' table (~200 bytes a row) and its publication. */
+export async function createBenchRows(c: pg.Client, publication: string): Promise<void> {
+  await c.query(`CREATE TABLE bench_rows (id bigint PRIMARY KEY, name text NOT NULL, qty int NOT NULL,
+                 amount numeric(12,2) NOT NULL, note text NOT NULL, created_at timestamptz NOT NULL)`);
+  await c.query(`CREATE PUBLICATION ${quoteIdent(publication)} FOR TABLE bench_rows`);
+}
+
+/** Rows `from`..`to` of bench_rows, `perTransaction` rows to a transaction. */
+export async function insertBenchRows(c: pg.Client, from: number, to: number, perTransaction: number) {
+  const insert = `INSERT INTO bench_rows SELECT g, 'customer ' || g, g % 100, (g % 100000) / 100.0,
+                  repeat(md5(g::text), 3), now() FROM generate_series($1::bigint, $2::bigint) g`;
+  for (let at = from; at <= to; at += perTransaction)
+    await c.query(insert, [at, Math.min(at + perTransaction - 1, to)]);
+}

@@ -8,7 +8,7 @@ import { sourceOptions } from '../src/pipeline/stage-options.js';
 
 /**
  * One capture run in its own process (so peak RSS is this run's): streams the slot until the source's durable
- * position reaches `endLsn`, then prints {seconds, peakRssMb}.
+ * position reaches `endLsn`, then prints {seconds, totalSeconds, events, peakRssMb, cpuSeconds}.
  */
 const [configFile, endLsnText] = process.argv.slice(2) as [string, string];
 const config = parseConfig(JSON.parse(readFileSync(configFile, 'utf8')), {});
@@ -36,6 +36,10 @@ console.log(
     totalSeconds: Number(done - started) / 1e9,
     events: source.progress().events,
     peakRssMb: peakKb / 1024,
+    cpuSeconds: (() => {
+      const u = process.cpuUsage();
+      return (u.user + u.system) / 1e6;
+    })(),
   }),
 );
 process.exit(0);

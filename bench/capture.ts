@@ -1,11 +1,8 @@
 import { execFile } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import { quoteIdent } from '../src/core/sql.js';
-import { kafkaBrokers, stackSettings, stackUp } from '../src/stack/stack.js';
+import { benchStack, createBenchRows, dbUrl, insertBenchRows, runCaptureWorker } from './bench-env.js';
 import { fmt, numberArg, report, stats } from './bench-report.js';
 
 /**
@@ -19,25 +16,7 @@ const RUNS = numberArg('runs', 3);
 const BIG_TX_ROWS = numberArg('big-tx-rows', 1_000_000);
 const HEAP_MB = numberArg('heap-mb', 160);
 
-const settings = stackSettings();
-await stackUp(settings, () => {});
-const admin = new pg.Client({ connectionString: settings.pgUrl });
-await admin.connect();
-const pgVersion = (await admin.query<{ v: string }>("SELECT current_setting('server_version') AS v")).rows[0]!
-  .v;
-
-function dbUrl(name: string) {
-  const u = new URL(settings.pgUrl);
-  u.pathname = `/${name}`;
-  return u.toString();
-}
-
-interface WorkerResult {
-  seconds: number;
-  totalSeconds: number;
-  events: number;
-  peakRssMb: number;
-}
+const { admin, pgVersion } = await benchStack();
 
 async function oneRun(i: number, mode: 'backlog' | 'big-tx') {
   const name = `bench_capture_${process.pid}_${i}`;
@@ -46,21 +25,11 @@ async function oneRun(i: number, mode: 'backlog' | 'big-tx') {
   const c = new pg.Client({ connectionString: url });
   await c.connect();
   try {
-    // ~200 bytes a row.
-    await c.query(`CREATE TABLE bench_rows (id bigint PRIMARY KEY, name text NOT NULL, qty int NOT NULL,
-                   amount numeric(12,2) NOT NULL, note text NOT NULL, created_at timestamptz NOT NULL)`);
-    await c.query('CREATE PUBLICATION bench_pub FOR TABLE bench_rows');
+    await createBenchRows(c, 'bench_pub');
     await c.query("SELECT pg_create_logical_replication_slot('bench_src', 'pgoutput')");
     await c.query("SELECT pg_create_logical_replication_slot('bench_recv', 'pgoutput')");
     const rows = mode === 'backlog' ? ROWS : BIG_TX_ROWS;
-    const insert = `INSERT INTO bench_rows SELECT g, 'customer ' || g, g % 100, (g % 100000) / 100.0,
-                    repeat(md5(g::text), 3), now() FROM generate_series($1::bigint, $2::bigint) g`;
-    if (mode === 'backlog') {
-      for (let from = 1; from <= rows; from += 1000)
-        await c.query(insert, [from, Math.min(from + 999, rows)]);
-    } else {
-      await c.query(insert, [1, rows]);
-    }
+    await insertBenchRows(c, 1, rows, mode === 'backlog' ? 1000 : rows);
     const end = (await c.query<{ l: string }>('SELECT pg_current_wal_lsn()::text AS l')).rows[0]!.l;
 
     // pg_recvlogical first, then ours, each alone on the machine.
@@ -83,36 +52,16 @@ async function oneRun(i: number, mode: 'backlog' | 'big-tx') {
     ]);
     const recvSeconds = Number(process.hrtime.bigint() - t0) / 1e9;
 
-    const dir = mkdtempSync(join(tmpdir(), 'bench-capture-'));
-    const configFile = join(dir, 'config.json');
-    writeFileSync(
-      configFile,
-      JSON.stringify({
-        source: {
-          url,
-          tables: ['public.bench_rows'],
-          slot: 'bench_src',
-          publication: 'bench_pub',
-          snapshot: 'never',
-          heartbeatIntervalMs: 0,
-        },
-        kafka: { brokers: [kafkaBrokers(settings)], topicPrefix: `bench${process.pid}x${i}`, partitions: 6 },
-      }),
-    );
-    // The heap cap the README recommends for the daemon (NODE_OPTIONS): V8 otherwise lets garbage grow the RSS.
-    const { stdout } = await run(
-      process.execPath,
-      [
-        `--max-old-space-size=${HEAP_MB}`,
-        '--import',
-        'tsx',
-        new URL('./capture-worker.ts', import.meta.url).pathname,
-        configFile,
-        end,
-      ],
-      { maxBuffer: 16 << 20 },
-    );
-    const worker = JSON.parse(stdout.trim().split('\n').pop()!) as WorkerResult;
+    const worker = await runCaptureWorker({
+      url,
+      slot: 'bench_src',
+      publication: 'bench_pub',
+      tables: ['public.bench_rows'],
+      topicPrefix: `bench${process.pid}x${i}`,
+      partitions: 6,
+      endLsn: end,
+      heapMb: HEAP_MB,
+    });
     return { rows, recvSeconds, ...worker, topicPrefix: `bench${process.pid}x${i}` };
   } finally {
     await c.end();

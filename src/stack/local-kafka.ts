@@ -1,11 +1,12 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { Kafka, logLevel } from 'kafkajs';
 import { ErrorCodes, ReplicatorError } from '../core/errors.js';
 import { pidAlive, readPid, startDetached, stopByPidFile, waitUntilAnswering } from './managed-process.js';
+import { fetchMavenJars, hasCommand } from './maven-jars.js';
 
 const run = promisify(execFile);
 
@@ -43,15 +44,6 @@ const paths = (o: LocalKafkaOptions) => ({
   out: join(o.dir, 'logs', 'kafka.out'),
 });
 
-async function hasCommand(cmd: string, args: string[]): Promise<boolean> {
-  try {
-    await run(cmd, args);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** True when a broker at host:port answers a metadata request. */
 export async function kafkaAnswers(brokers: string, timeoutMs = 3000): Promise<string | undefined> {
   const kafka = new Kafka({
@@ -74,43 +66,15 @@ export async function kafkaAnswers(brokers: string, timeoutMs = 3000): Promise<s
   }
 }
 
-async function ensureJars(o: LocalKafkaOptions, log: Log): Promise<string> {
-  const { libs } = paths(o);
-  const marker = join(libs, '.complete');
-  if (existsSync(marker)) return libs;
-  if (!(await hasCommand('mvn', ['-v']))) {
-    throw new ReplicatorError(
-      ErrorCodes.STACK_TOOL_MISSING,
-      'Maven is needed once to fetch the Kafka broker jars: install it (Debian: apt-get install maven)',
-    );
-  }
-  log(`kafka: fetching Apache Kafka ${KAFKA_VERSION} jars from Maven Central (first run only)`);
-  mkdirSync(libs, { recursive: true });
-  try {
-    await run(
-      'mvn',
-      [
-        '-q',
-        '-B',
-        '-f',
-        o.pom,
-        'dependency:copy-dependencies',
-        `-Dkafka.version=${KAFKA_VERSION}`,
-        `-DoutputDirectory=${resolve(libs)}`,
-        '-DincludeScope=runtime',
-      ],
-      { maxBuffer: 64 * 1024 * 1024 },
-    );
-  } catch (e) {
-    throw new ReplicatorError(ErrorCodes.STACK_START_FAILED, 'mvn could not fetch the Kafka broker jars', {
-      cause: e,
-    });
-  }
-  if (!readdirSync(libs).some((f) => f.startsWith('kafka_2.13-'))) {
-    throw new ReplicatorError(ErrorCodes.STACK_START_FAILED, `no kafka_2.13 jar in ${libs} after mvn ran`);
-  }
-  writeFileSync(marker, `${new Date().toISOString()}\n`);
-  return libs;
+function ensureJars(o: LocalKafkaOptions, log: Log): Promise<string> {
+  return fetchMavenJars({
+    what: `the Apache Kafka ${KAFKA_VERSION} broker jars`,
+    pom: o.pom,
+    libs: paths(o).libs,
+    properties: { 'kafka.version': KAFKA_VERSION },
+    expect: 'kafka_2.13-',
+    log: (line) => log(`kafka: ${line}`),
+  });
 }
 
 function writeConfig(o: LocalKafkaOptions): void {

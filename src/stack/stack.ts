@@ -33,6 +33,8 @@ import {
 const projectRoot = fileURLToPath(new URL('../../', import.meta.url));
 
 export interface StackSettings {
+  /** The stack's folder (jars, data, logs; git-ignored). */
+  dir: string;
   /** An admin connection to the PostgreSQL server that holds the legacy and V2 databases. */
   pgUrl: string;
   kafka: LocalKafkaOptions;
@@ -53,6 +55,7 @@ export function stackSettings(env: NodeJS.ProcessEnv = process.env): StackSettin
     pgUrl,
   };
   return {
+    dir,
     pgUrl,
     postgresExporter,
     kafka: {
