@@ -5,6 +5,19 @@ import type { Logger } from '../../src/core/logger.js';
 import type { Lsn } from '../../src/core/lsn.js';
 import { sleep } from '../../src/core/retry.js';
 
+/** How sends are batched (the thread variant passes these on). */
+export type KafkaPublisherTuning = Pick<
+  KafkaPublisherOptions,
+  'maxBatchBytes' | 'maxBatchMessages' | 'lingerMs'
+>;
+
+/** A message's weight against the buffer limits: its key and value bytes plus framing. */
+export function messageBytes(key: number, value: number): number {
+  return key + value + 64;
+}
+
+const byteLength = (v: string | Buffer) => (typeof v === 'string' ? Buffer.byteLength(v) : v.length);
+
 export interface KafkaPublisherOptions {
   kafka: Kafka;
   logger: Logger;
@@ -64,8 +77,7 @@ export class KafkaPublisher implements Publisher {
 
   publish(m: OutMessage): boolean {
     this.throwIfFatal();
-    const bytes =
-      (typeof m.value === 'string' ? Buffer.byteLength(m.value) : m.value.length) + (m.key?.length ?? 0) + 64;
+    const bytes = messageBytes(m.key === null ? 0 : byteLength(m.key), byteLength(m.value));
     this.push({ kind: 'message', m, bytes });
     this.bufferedMessages++;
     this.bufferedBytes += bytes;

@@ -3,7 +3,7 @@ import type { Lsn } from '../core/lsn.js';
 /** One record for Kafka. An explicit partition is for broadcasts (truncate, fence markers) to every partition. */
 export interface OutMessage {
   topic: string;
-  key: string | null;
+  key: string | Buffer | null;
   value: string | Buffer;
   partition?: number;
   headers?: Record<string, string>;

@@ -1,8 +1,8 @@
 import type { Kafka } from 'kafkajs';
 import {
-  KafkaPublisher,
   type KafkaPublisherOptions,
   KafkaStateStore,
+  ThreadedPublisher,
 } from '../../connectors/kafka-publisher/index.js';
 import type { PgoutputSourceOptions } from '../../connectors/pgoutput-source/index.js';
 import type { PostgresSinkOptions } from '../../connectors/postgres-sink/index.js';
@@ -35,7 +35,8 @@ export function sourceOptions(
     topics: { topicPrefix, partitions, replicationFactor },
     kafka,
     logger,
-    createPublisher: (settings) => new KafkaPublisher({ kafka, logger, ...publisherHooks, ...settings }),
+    createPublisher: (settings) =>
+      new ThreadedPublisher({ connection: config.kafka, logger, ...publisherHooks, ...settings }),
     stateStore: new KafkaStateStore(kafka, stateTopic(topicPrefix)),
   };
 }

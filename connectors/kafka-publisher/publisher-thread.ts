@@ -1,0 +1,72 @@
+import { parentPort, workerData } from 'node:worker_threads';
+import { createKafka, type KafkaConnection } from '../../src/core/kafka-client.js';
+import { createLogger } from '../../src/core/logger.js';
+import { KafkaPublisher, type KafkaPublisherTuning } from './kafka-publisher.js';
+import { ChunkReader } from './message-chunk.js';
+import { type FromThread, type ToThread, toShape } from './threaded-publisher.js';
+
+/**
+ * The publisher thread (see ThreadedPublisher): a KafkaPublisher fed with the chunks the source's thread packs.
+ * Its log lines go to the parent, which writes them with its own logger.
+ */
+const data = workerData as { connection: KafkaConnection; logLevel: string; tuning: KafkaPublisherTuning };
+const port = parentPort!;
+const post = (m: FromThread) => port.postMessage(m);
+const logger = createLogger({
+  level: data.logLevel,
+  destination: { write: (line: string) => post({ type: 'log', line }) },
+});
+const reader = new ChunkReader();
+/** Messages and their bytes handed to the publisher so far; minus what it still buffers = acknowledged. */
+let handedMessages = 0;
+let handedBytes = 0;
+const publisher = new KafkaPublisher({
+  kafka: createKafka(data.connection, logger),
+  logger,
+  ...data.tuning,
+  // The source's thread bounds what is in flight (it counts what it packed); here nothing waits.
+  maxBufferedMessages: Number.POSITIVE_INFINITY,
+  maxBufferedBytes: Number.POSITIVE_INFINITY,
+  checkpoint: (lsn) => post({ type: 'checkpoint', lsn }),
+  acknowledged: () => {
+    const { messages, bytes } = publisher.buffered;
+    post({ type: 'acknowledged', messages: handedMessages - messages, bytes: handedBytes - bytes });
+  },
+  onRetry: (e) => post({ type: 'retry', error: toShape(e) }),
+  onReconnect: () => post({ type: 'reconnect' }),
+});
+
+port.on('message', (m: ToThread) => {
+  void handle(m).catch((e: unknown) => {
+    post({ type: 'failed', error: e instanceof Error ? `${e.name}: ${e.message}` : String(e) });
+  });
+});
+
+async function handle(m: ToThread): Promise<void> {
+  switch (m.type) {
+    case 'start':
+      await publisher.start();
+      post({ type: 'started' });
+      return;
+    case 'chunk':
+      for (const e of reader.entries(m.chunk)) {
+        if (e.kind === 'mark') publisher.mark(e.lsn);
+        else {
+          const before = publisher.buffered.bytes;
+          publisher.publish(e.message);
+          handedMessages++;
+          handedBytes += publisher.buffered.bytes - before;
+        }
+      }
+      return;
+    case 'flush':
+      await publisher.flush();
+      post({ type: 'flushed', id: m.id });
+      return;
+    case 'close':
+      await publisher.close();
+      post({ type: 'closed' });
+      port.close();
+      return;
+  }
+}
