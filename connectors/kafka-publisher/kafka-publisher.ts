@@ -1,4 +1,3 @@
-import { type Kafka, type Message, Partitioners, type Producer, type TopicMessages } from 'kafkajs';
 import type { OutMessage, Publisher } from '../../src/contracts/publisher.js';
 import { ErrorCodes, ReplicatorError } from '../../src/core/errors.js';
 import type { Logger } from '../../src/core/logger.js';
@@ -18,8 +17,18 @@ export function messageBytes(key: number, value: number): number {
 
 const byteLength = (v: string | Buffer) => (typeof v === 'string' ? Buffer.byteLength(v) : v.length);
 
+/**
+ * What the publisher needs of a Kafka client: an idempotent, acks=all producer that sends a batch in order and
+ * throws if any of it was not acknowledged. Made anew after a failed send.
+ */
+export interface ProducerClient {
+  connect(): Promise<void>;
+  send(messages: readonly OutMessage[]): Promise<void>;
+  disconnect(): Promise<void>;
+}
+
 export interface KafkaPublisherOptions {
-  kafka: Kafka;
+  createProducer: () => ProducerClient;
   logger: Logger;
   /** Called with a position once every message queued before it is acknowledged (acks=all). */
   checkpoint: (lsn: Lsn) => void;
@@ -50,7 +59,7 @@ export class KafkaPublisher implements Publisher {
   private head = 0;
   private bufferedMessages = 0;
   private bufferedBytes = 0;
-  private producer: Producer | undefined;
+  private producer: ProducerClient | undefined;
   private closed = false;
   private wake: (() => void) | undefined;
   private drainWaiters: (() => void)[] = [];
@@ -133,14 +142,8 @@ export class KafkaPublisher implements Publisher {
     if (this.fatal) throw this.fatal;
   }
 
-  private async connectProducer(): Promise<Producer> {
-    const producer = this.o.kafka.producer({
-      idempotent: true,
-      maxInFlightRequests: 1,
-      allowAutoTopicCreation: false,
-      createPartitioner: Partitioners.DefaultPartitioner,
-      retry: { retries: 5, initialRetryTime: 200, maxRetryTime: 5_000 },
-    });
+  private async connectProducer(): Promise<ProducerClient> {
+    const producer = this.o.createProducer();
     await producer.connect();
     return producer;
   }
@@ -173,15 +176,15 @@ export class KafkaPublisher implements Publisher {
       ) {
         await this.waitForWork(this.lingerMs);
       }
-      const { end, topicMessages, lastMark, count, bytes } = this.takeBatch();
+      const { end, messages, lastMark, count, bytes } = this.takeBatch();
       try {
-        if (topicMessages.length > 0) {
+        if (messages.length > 0) {
           if (!this.producer) {
             // Only a failed send drops the producer: this is a reconnect.
             this.producer = await this.connectProducer();
             this.o.onReconnect?.();
           }
-          await this.producer.sendBatch({ topicMessages, acks: -1 });
+          await this.producer.send(messages);
         }
       } catch (e) {
         if (this.closed) {
@@ -201,11 +204,12 @@ export class KafkaPublisher implements Publisher {
         continue;
       }
       backoffMs = 250;
-      if (topicMessages.length > 0) this.o.acknowledged?.();
       this.completed += end - this.head;
       this.head = end;
       this.bufferedMessages -= count;
       this.bufferedBytes -= bytes;
+      // After the counts: a listener may read `buffered` (the publisher thread reports it).
+      if (messages.length > 0) this.o.acknowledged?.();
       // Drop what was sent now: a long-lived array of sent messages is what would hold memory, not the buffer.
       if (this.head >= 4096) {
         this.queue = this.queue.slice(this.head);
@@ -225,7 +229,7 @@ export class KafkaPublisher implements Publisher {
   }
 
   private takeBatch() {
-    const byTopic = new Map<string, Message[]>();
+    const messages: OutMessage[] = [];
     let i = this.head;
     let count = 0;
     let bytes = 0;
@@ -237,23 +241,11 @@ export class KafkaPublisher implements Publisher {
         continue;
       }
       if (count > 0 && (count >= this.maxBatchMessages || bytes + e.bytes > this.maxBatchBytes)) break;
-      const { m } = e;
-      let list = byTopic.get(m.topic);
-      if (!list) {
-        list = [];
-        byTopic.set(m.topic, list);
-      }
-      list.push({
-        key: m.key,
-        value: m.value,
-        ...(m.partition !== undefined ? { partition: m.partition } : {}),
-        ...(m.headers ? { headers: m.headers } : {}),
-      });
+      messages.push(e.m);
       count++;
       bytes += e.bytes;
     }
-    const topicMessages: TopicMessages[] = [...byTopic].map(([topic, messages]) => ({ topic, messages }));
-    return { end: i, topicMessages, lastMark, count, bytes };
+    return { end: i, messages, lastMark, count, bytes };
   }
 
   private settleWaiters(): void {

@@ -2,14 +2,21 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { createKafka, type KafkaConnection } from '../../src/core/kafka-client.js';
 import { createLogger } from '../../src/core/logger.js';
 import { KafkaPublisher, type KafkaPublisherTuning } from './kafka-publisher.js';
+import { kafkajsProducer } from './kafkajs-producer.js';
 import { ChunkReader } from './message-chunk.js';
+import { platformaticProducer } from './platformatic-producer.js';
 import { type FromThread, type ToThread, toShape } from './threaded-publisher.js';
 
 /**
  * The publisher thread (see ThreadedPublisher): a KafkaPublisher fed with the chunks the source's thread packs.
  * Its log lines go to the parent, which writes them with its own logger.
  */
-const data = workerData as { connection: KafkaConnection; logLevel: string; tuning: KafkaPublisherTuning };
+const data = workerData as {
+  connection: KafkaConnection;
+  client: 'platformatic' | 'kafkajs';
+  logLevel: string;
+  tuning: KafkaPublisherTuning;
+};
 const port = parentPort!;
 const post = (m: FromThread) => port.postMessage(m);
 const logger = createLogger({
@@ -21,7 +28,10 @@ const reader = new ChunkReader();
 let handedMessages = 0;
 let handedBytes = 0;
 const publisher = new KafkaPublisher({
-  kafka: createKafka(data.connection, logger),
+  createProducer:
+    data.client === 'kafkajs'
+      ? kafkajsProducer(createKafka(data.connection, logger))
+      : platformaticProducer(data.connection),
   logger,
   ...data.tuning,
   // The source's thread bounds what is in flight (it counts what it packed); here nothing waits.

@@ -1,6 +1,6 @@
 import { Worker } from 'node:worker_threads';
 import type { OutMessage, Publisher } from '../../src/contracts/publisher.js';
-import { ErrorCodes, ReplicatorError } from '../../src/core/errors.js';
+import { type ErrorCode, ErrorCodes, ReplicatorError } from '../../src/core/errors.js';
 import type { KafkaConnection } from '../../src/core/kafka-client.js';
 import type { Logger } from '../../src/core/logger.js';
 import type { Lsn } from '../../src/core/lsn.js';
@@ -28,10 +28,12 @@ export type FromThread =
 export interface ThreadedPublisherOptions
   extends Omit<
     KafkaPublisherOptions,
-    'kafka' | 'logger' | 'maxBatchBytes' | 'maxBatchMessages' | 'lingerMs'
+    'createProducer' | 'logger' | 'maxBatchBytes' | 'maxBatchMessages' | 'lingerMs'
   > {
   /** The brokers and credentials: the thread makes its own client. */
   connection: KafkaConnection;
+  /** Which client produces (see platformatic-producer.ts); default platformatic. */
+  client?: 'platformatic' | 'kafkajs';
   logger: Logger;
   tuning?: KafkaPublisherTuning;
 }
@@ -58,7 +60,11 @@ export function toShape(e: unknown, depth = 0): ErrorShape {
 }
 
 function fromShape(s: ErrorShape): Error {
-  const e = new Error(s.message, s.cause ? { cause: fromShape(s.cause) } : undefined);
+  const cause = s.cause ? fromShape(s.cause) : undefined;
+  // Our own errors come back as themselves (their code decides retries and metrics).
+  if (s.name === 'ReplicatorError' && s.code !== undefined && s.code in ErrorCodes)
+    return new ReplicatorError(s.code as ErrorCode, s.message, cause ? { cause } : {});
+  const e = new Error(s.message, cause ? { cause } : undefined);
   e.name = s.name;
   Object.assign(e, {
     ...(s.code !== undefined ? { code: s.code } : {}),
@@ -104,6 +110,7 @@ export class ThreadedPublisher implements Publisher {
   async start(): Promise<void> {
     const workerData = {
       connection: this.o.connection,
+      client: this.o.client ?? 'platformatic',
       logLevel: this.o.logger.level,
       tuning: this.o.tuning ?? {},
     };

@@ -36,7 +36,13 @@ export function sourceOptions(
     kafka,
     logger,
     createPublisher: (settings) =>
-      new ThreadedPublisher({ connection: config.kafka, logger, ...publisherHooks, ...settings }),
+      new ThreadedPublisher({
+        connection: config.kafka,
+        client: config.kafka.captureProducer,
+        logger,
+        ...publisherHooks,
+        ...settings,
+      }),
     stateStore: new KafkaStateStore(kafka, stateTopic(topicPrefix)),
   };
 }

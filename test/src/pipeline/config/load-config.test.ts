@@ -47,6 +47,7 @@ describe('parseConfig', () => {
         topicPrefix: 'legacy',
         partitions: 6,
         replicationFactor: 1,
+        captureProducer: 'platformatic',
       },
       sink: { groupId: 'replicator-sink', sessionTimeoutMs: 10_000, concurrency: 3 },
       cutover: {
