@@ -29,6 +29,8 @@ interface RelationPlan {
   relation: Relation;
   shape: TableShape;
   topic: string;
+  /** schema.table, for diagnostics on each message. */
+  table: string;
   /** Kafka key columns: the primary key, else the replica identity columns. */
   keyColumns: string[];
   decoders: ((text: string) => EventValue)[];
@@ -36,6 +38,8 @@ interface RelationPlan {
 
 interface TxState {
   commitLsn: Lsn;
+  /** commitLsn as text, formatted once for all the transaction's events. */
+  commitLsnText: string;
   xid: number;
   commitTs: string;
   commitMs: number;
@@ -87,6 +91,7 @@ export class ChangeBuilder {
       relation,
       shape,
       topic,
+      table: `${relation.schema}.${relation.name}`,
       keyColumns,
       decoders: relation.columns.map((c) => this.o.catalog.decoder(c.typeOid)),
     });
@@ -104,6 +109,7 @@ export class ChangeBuilder {
         const commitMs = Number(msg.commitTimeUs / 1000n);
         this.tx = {
           commitLsn: msg.commitLsn,
+          commitLsnText: formatLsn(msg.commitLsn),
           xid: msg.xid,
           commitTs: isoFromMicros(msg.commitTimeUs),
           commitMs,
@@ -146,7 +152,10 @@ export class ChangeBuilder {
         const messages: OutMessage[] = [];
         for (const relation of msg.relations) {
           const plan = this.plan(relation);
-          const value = this.encoder.encode(plan.shape, this.envelope(plan, 't', null, null, [], walStart));
+          const value = this.encoder.encode(
+            plan.shape,
+            this.envelope(plan, 't', null, null, [], formatLsn(walStart)),
+          );
           for (let p = 0; p < this.o.partitionsOf(plan.topic); p++) {
             messages.push({ topic: plan.topic, key: null, value, partition: p });
           }
@@ -214,7 +223,7 @@ export class ChangeBuilder {
     before: Row | null,
     after: Row | null,
     unchanged: string[],
-    walStart: Lsn,
+    lsn: string,
   ): ChangeEvent {
     const tx = this.tx;
     return {
@@ -226,8 +235,8 @@ export class ChangeBuilder {
         db: this.o.database,
         schema: plan.relation.schema,
         table: plan.relation.name,
-        lsn: formatLsn(walStart),
-        commitLsn: formatLsn(tx?.commitLsn ?? walStart),
+        lsn,
+        commitLsn: tx?.commitLsnText ?? lsn,
         txId: tx?.xid ?? null,
         commitTs: tx?.commitTs ?? null,
         ts_ms: tx?.commitMs ?? null,
@@ -248,12 +257,13 @@ export class ChangeBuilder {
     walStart: Lsn,
   ): OutMessage {
     const keyRow = (op === 'd' ? before : after) ?? {};
+    const lsn = formatLsn(walStart);
     return {
       topic: plan.topic,
       key: serializeKey(keyRow, plan.keyColumns),
-      value: this.encoder.encode(plan.shape, this.envelope(plan, op, before, after, unchanged, walStart)),
-      position: formatLsn(walStart),
-      table: `${plan.relation.schema}.${plan.relation.name}`,
+      value: this.encoder.encode(plan.shape, this.envelope(plan, op, before, after, unchanged, lsn)),
+      position: lsn,
+      table: plan.table,
     };
   }
 }

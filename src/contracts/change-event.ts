@@ -65,6 +65,17 @@ function serializeValue(v: EventValue | undefined): string {
   return `${out}]`;
 }
 
+/** `"name":` of the column names seen so far: the same few repeat on every row. Bounded, in case keys are not. */
+const quotedKeys = new Map<string, string>();
+function quotedKey(key: string): string {
+  let q = quotedKeys.get(key);
+  if (q === undefined) {
+    q = `${JSON.stringify(key)}:`;
+    if (quotedKeys.size < 10_000) quotedKeys.set(key, q);
+  }
+  return q;
+}
+
 /** JSON text of a row; RawJson emitted verbatim; key order = the object's own key order, as JSON.stringify. */
 export function serializeRow(row: Row | null): string {
   if (row === null) return 'null';
@@ -76,7 +87,7 @@ export function serializeRow(row: Row | null): string {
     if (v === undefined) continue;
     if (!first) out += ',';
     first = false;
-    out += `${JSON.stringify(key)}:${serializeValue(v)}`;
+    out += quotedKey(key) + serializeValue(v);
   }
   return `${out}}`;
 }
@@ -131,7 +142,7 @@ export function serializeKey(row: Row, keyColumns: readonly string[]): string {
       );
     }
     if (i > 0) out += ',';
-    out += `${JSON.stringify(column)}:${serializeValue(v)}`;
+    out += quotedKey(column) + serializeValue(v);
   }
   return `${out}}`;
 }

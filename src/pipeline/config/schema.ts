@@ -102,13 +102,10 @@ export const kafkaSchema = z
     replicationFactor: z.int().min(1).default(1),
     ssl: tls.optional().meta({ description: 'TLS options passed to the Kafka clients.' }),
     sasl: sasl.optional().meta({ description: 'SASL options passed to the Kafka clients.' }),
-    captureProducer: z
-      .enum(['platformatic', 'kafkajs'])
-      .default('platformatic')
-      .meta({
-        description:
-          "Client of the source's publisher thread: @platformatic/kafka (about twice the messages per CPU second) or kafkajs, which every other stage uses. Both place keys alike (murmur2).",
-      }),
+    captureProducer: z.enum(['platformatic', 'kafkajs']).default('platformatic').meta({
+      description:
+        "Client of the source's publisher thread: @platformatic/kafka (about twice the messages per CPU second) or kafkajs, which every other stage uses. Both place keys alike (murmur2).",
+    }),
   })
   .strict();
 
