@@ -25,7 +25,7 @@ import { DEBEZIUM_VERSION, debeziumJars, startDebezium } from './debezium-connec
  * start-up excluded), ours from leadership; both until Kafka has acknowledged the last change.
  */
 const ROWS = numberArg('rows', 500_000);
-const ROUNDS = numberArg('rounds', 3);
+const ROUNDS = numberArg('rounds', 5);
 const HEAP_MB = numberArg('heap-mb', 160);
 const PARTITIONS = 6;
 
