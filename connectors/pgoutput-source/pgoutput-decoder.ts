@@ -62,6 +62,18 @@ export class PgoutputDecoder {
         `unknown pgoutput message tag ${JSON.stringify(String.fromCharCode(tag))} (0x${tag.toString(16)})`,
       );
     }
+    // Insert, Update and Delete — nearly every message — are read here straight into tuples; the parser would
+    // build an object per tuple for us to copy.
+    if (tag === 0x49 || tag === 0x55 || tag === 0x44) {
+      try {
+        return this.dml(data);
+      } catch (e) {
+        if (e instanceof ReplicatorError) throw e;
+        throw new ReplicatorError(ErrorCodes.REPLICATION_PROTOCOL, 'malformed pgoutput message', {
+          cause: e,
+        });
+      }
+    }
     let msg: Pgoutput.Message;
     try {
       msg = this.parser.parse(data);
@@ -108,23 +120,6 @@ export class PgoutputDecoder {
           typeSchema: msg.typeSchema,
           typeName: msg.typeName,
         };
-      case 'insert':
-        return { tag: 'insert', relation: this.relationOf(msg.relation), new: tuple(msg.new) };
-      case 'update':
-        return {
-          tag: 'update',
-          relation: this.relationOf(msg.relation),
-          key: msg.key ? tuple(msg.key) : null,
-          old: msg.old ? tuple(msg.old) : null,
-          new: tuple(msg.new),
-        };
-      case 'delete':
-        return {
-          tag: 'delete',
-          relation: this.relationOf(msg.relation),
-          key: msg.key ? tuple(msg.key) : null,
-          old: msg.old ? tuple(msg.old) : null,
-        };
       case 'truncate':
         return {
           tag: 'truncate',
@@ -142,7 +137,39 @@ export class PgoutputDecoder {
         };
       case 'origin':
         return { tag: 'origin', originName: msg.originName };
+      default:
+        // Insert, Update and Delete never get here (read above).
+        throw new ReplicatorError(ErrorCodes.REPLICATION_PROTOCOL, `unexpected pgoutput message ${msg.tag}`);
     }
+  }
+
+  /** 'I' relid 'N' tuple; 'U' relid ['K' tuple | 'O' tuple] 'N' tuple; 'D' relid ('K' | 'O') tuple. */
+  private dml(data: Buffer): DecodedMessage {
+    const tag = data[0];
+    const relation = this.relations.get(data.readUInt32BE(1));
+    if (!relation)
+      throw new ReplicatorError(ErrorCodes.REPLICATION_PROTOCOL, 'change for an unknown relation');
+    const at = { offset: 5 };
+    const kind = () => {
+      if (at.offset >= data.length) throw new RangeError('message ends before its tuple');
+      return data[at.offset++];
+    };
+    if (tag === 0x49) {
+      if (kind() !== 0x4e) throw new RangeError('insert without a new tuple');
+      return { tag: 'insert', relation, new: readTuple(data, at, relation, null, false) };
+    }
+    const first = kind();
+    let key: Tuple | null = null;
+    let old: Tuple | null = null;
+    if (first === 0x4b) key = readTuple(data, at, relation, null, true);
+    else if (first === 0x4f) old = readTuple(data, at, relation, null, false);
+    else if (!(tag === 0x55 && first === 0x4e)) throw new RangeError(`unknown submessage ${first}`);
+    if (tag === 0x44) {
+      if (!key && !old) throw new RangeError('delete without a key or old tuple');
+      return { tag: 'delete', relation, key, old };
+    }
+    if (first !== 0x4e && kind() !== 0x4e) throw new RangeError('update without a new tuple');
+    return { tag: 'update', relation, key, old, new: readTuple(data, at, relation, old, false) };
   }
 
   private relationOf(r: Pgoutput.MessageRelation | undefined): Relation {
@@ -154,15 +181,38 @@ export class PgoutputDecoder {
 }
 
 /**
- * The parser leaves a key present with value `undefined` for an unchanged TOAST datum (when it had no old tuple
- * to copy from); make that explicit. With REPLICA IDENTITY FULL it already copied the old row's value.
+ * TupleData: Int16 count, then per column 'n' (null), 'u' (unchanged TOAST datum: the old tuple's value when there
+ * is one, else the marker) or 't' Int32 length + text. A key tuple ('K') keeps the relation's key columns only.
  */
-function tuple(raw: Record<string, unknown>): Tuple {
+function readTuple(
+  data: Buffer,
+  at: { offset: number },
+  relation: Relation,
+  old: Tuple | null,
+  keyOnly: boolean,
+): Tuple {
   // No prototype: a column may legally be named __proto__ or constructor.
   const out = Object.create(null) as Tuple;
-  for (const k in raw) {
-    const v = raw[k];
-    out[k] = v === undefined ? UNCHANGED_TOAST : (v as string | null);
+  const { columns } = relation;
+  let o = at.offset;
+  const n = data.readInt16BE(o);
+  o += 2;
+  if (n > columns.length) throw new RangeError(`tuple of ${n} columns for a relation of ${columns.length}`);
+  for (let i = 0; i < n; i++) {
+    const column = columns[i]!;
+    const kind = data[o++];
+    let v: TupleValue;
+    if (kind === 0x74) {
+      const len = data.readInt32BE(o);
+      o += 4;
+      if (o + len > data.length) throw new RangeError('value runs past the message');
+      v = data.toString('utf8', o, o + len);
+      o += len;
+    } else if (kind === 0x6e) v = null;
+    else if (kind === 0x75) v = old && Object.hasOwn(old, column.name) ? old[column.name]! : UNCHANGED_TOAST;
+    else throw new RangeError(`unknown column kind ${kind}`);
+    if (!keyOnly || column.isKey) out[column.name] = v;
   }
+  at.offset = o;
   return out;
 }
