@@ -1,3 +1,6 @@
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { OutMessage, Publisher } from '../../src/contracts/publisher.js';
 import { type ErrorCode, ErrorCodes, ReplicatorError } from '../../src/core/errors.js';
@@ -36,6 +39,17 @@ export interface ThreadedPublisherOptions
   client?: 'platformatic' | 'kafkajs';
   logger: Logger;
   tuning?: KafkaPublisherTuning;
+}
+
+/**
+ * tsx's ESM API, found from this file: eval'd code resolves packages from the working directory, which may be
+ * anywhere. Read from tsx's own exports map (its `import` entry).
+ */
+function tsxApi(): string {
+  const require = createRequire(import.meta.url);
+  const manifest = require.resolve('tsx/package.json');
+  const { exports } = require(manifest) as { exports: Record<string, { import: { default: string } }> };
+  return pathToFileURL(join(dirname(manifest), exports['./esm/api']!.import.default)).href;
 }
 
 /** An error as it crosses the thread boundary: what classifying it reads (names, codes, causes), no stack. */
@@ -122,7 +136,7 @@ export class ThreadedPublisher implements Publisher {
     // registers tsx's loader itself, as a worker does not inherit the loader hooks of its parent.
     const worker = import.meta.url.endsWith('.ts')
       ? new Worker(
-          `import('tsx/esm/api').then((tsx) => { tsx.register(); return import(${JSON.stringify(new URL('./publisher-thread.ts', import.meta.url).href)}); })`,
+          `import(${JSON.stringify(tsxApi())}).then((tsx) => { tsx.register(); return import(${JSON.stringify(new URL('./publisher-thread.ts', import.meta.url).href)}); })`,
           { eval: true, workerData, resourceLimits },
         )
       : new Worker(new URL('./publisher-thread.js', import.meta.url), { workerData, resourceLimits });

@@ -306,6 +306,17 @@ describe('cutover', () => {
     await stopApplying();
     await withClient(env.legacyUrl, async (c) => {
       for (let i = 0; i < 300; i++) await applyWrites(c, [workload.next()]);
+      // The backlog is in Kafka (the source confirms a position only once Kafka has everything before it): the
+      // gate reads the apply path's lag from Kafka's offsets, and a source still starting would not show it yet.
+      const end = (await c.query<{ l: string }>('SELECT pg_current_wal_lsn()::text AS l')).rows[0]!.l;
+      for (let i = 0; i < 300; i++) {
+        const { rows } = await c.query<{ ok: boolean }>(
+          'SELECT confirmed_flush_lsn >= $1::pg_lsn AS ok FROM pg_replication_slots WHERE slot_name = $2',
+          [end, config.source.slot],
+        );
+        if (rows[0]?.ok) break;
+        await sleep(100);
+      }
     });
     const lines: string[] = [];
     const refused = await cutover(
