@@ -32,8 +32,8 @@ export interface KafkaPublisherOptions {
   logger: Logger;
   /** Called with a position once every message queued before it is acknowledged (acks=all). */
   checkpoint: (lsn: Lsn) => void;
-  /** Called after each batch Kafka acknowledged. */
-  acknowledged?: () => void;
+  /** Called after each batch Kafka acknowledged, with its size (as weighed against the buffer limits). */
+  acknowledged?: (batch: { messages: number; bytes: number }) => void;
   maxBufferedMessages: number;
   maxBufferedBytes: number;
   /** Bytes per produce request; kept under the broker's default message.max.bytes (1 MiB per partition batch). */
@@ -208,8 +208,7 @@ export class KafkaPublisher implements Publisher {
       this.head = end;
       this.bufferedMessages -= count;
       this.bufferedBytes -= bytes;
-      // After the counts: a listener may read `buffered` (the publisher thread reports it).
-      if (messages.length > 0) this.o.acknowledged?.();
+      if (messages.length > 0) this.o.acknowledged?.({ messages: count, bytes });
       // Drop what was sent now: a long-lived array of sent messages is what would hold memory, not the buffer.
       if (this.head >= 4096) {
         this.queue = this.queue.slice(this.head);

@@ -24,13 +24,8 @@ export class ChunkWriter {
   private buf: Buffer = Buffer.allocUnsafeSlow(CHUNK_BYTES);
   private at = 0;
   private readonly topics = new Map<string, number>();
-  /** Entries and messages in the current chunk. */
+  /** Entries in the current chunk. */
   entries = 0;
-  messages = 0;
-
-  get bytes(): number {
-    return this.at;
-  }
 
   get full(): boolean {
     return this.at >= CHUNK_BYTES / 2;
@@ -77,7 +72,6 @@ export class ChunkWriter {
       this.field(v);
     }
     this.entries++;
-    this.messages++;
     return messageBytes(keyBytes, valueBytes);
   }
 
@@ -95,7 +89,6 @@ export class ChunkWriter {
     const out = (this.buf.buffer as ArrayBuffer).slice(this.buf.byteOffset, this.buf.byteOffset + this.at);
     this.at = 0;
     this.entries = 0;
-    this.messages = 0;
     return out;
   }
 

@@ -24,9 +24,9 @@ const logger = createLogger({
   destination: { write: (line: string) => post({ type: 'log', line }) },
 });
 const reader = new ChunkReader();
-/** Messages and their bytes handed to the publisher so far; minus what it still buffers = acknowledged. */
-let handedMessages = 0;
-let handedBytes = 0;
+/** Messages Kafka acknowledged so far, and their weight: the source's thread subtracts them from what it packed. */
+let ackedMessages = 0;
+let ackedBytes = 0;
 const publisher = new KafkaPublisher({
   createProducer:
     data.client === 'kafkajs'
@@ -38,9 +38,10 @@ const publisher = new KafkaPublisher({
   maxBufferedMessages: Number.POSITIVE_INFINITY,
   maxBufferedBytes: Number.POSITIVE_INFINITY,
   checkpoint: (lsn) => post({ type: 'checkpoint', lsn }),
-  acknowledged: () => {
-    const { messages, bytes } = publisher.buffered;
-    post({ type: 'acknowledged', messages: handedMessages - messages, bytes: handedBytes - bytes });
+  acknowledged: ({ messages, bytes }) => {
+    ackedMessages += messages;
+    ackedBytes += bytes;
+    post({ type: 'acknowledged', messages: ackedMessages, bytes: ackedBytes });
   },
   onRetry: (e) => post({ type: 'retry', error: toShape(e) }),
   onReconnect: () => post({ type: 'reconnect' }),
@@ -48,7 +49,7 @@ const publisher = new KafkaPublisher({
 
 port.on('message', (m: ToThread) => {
   void handle(m).catch((e: unknown) => {
-    post({ type: 'failed', error: e instanceof Error ? `${e.name}: ${e.message}` : String(e) });
+    post({ type: 'failed', error: toShape(e) });
   });
 });
 
@@ -61,12 +62,7 @@ async function handle(m: ToThread): Promise<void> {
     case 'chunk':
       for (const e of reader.entries(m.chunk)) {
         if (e.kind === 'mark') publisher.mark(e.lsn);
-        else {
-          const before = publisher.buffered.bytes;
-          publisher.publish(e.message);
-          handedMessages++;
-          handedBytes += publisher.buffered.bytes - before;
-        }
+        else publisher.publish(e.message);
       }
       return;
     case 'flush':

@@ -25,7 +25,7 @@ export type FromThread =
   | { type: 'retry'; error: ErrorShape }
   | { type: 'reconnect' }
   | { type: 'log'; line: string }
-  | { type: 'failed'; error: string }
+  | { type: 'failed'; error: ErrorShape }
   | { type: 'closed' };
 
 export interface ThreadedPublisherOptions
@@ -203,8 +203,10 @@ export class ThreadedPublisher implements Publisher {
   }
 
   private full(): boolean {
-    const b = this.buffered;
-    return b.messages >= this.o.maxBufferedMessages || b.bytes >= this.o.maxBufferedBytes;
+    return (
+      this.packedMessages - this.ackedMessages >= this.o.maxBufferedMessages ||
+      this.packedBytes - this.ackedBytes >= this.o.maxBufferedBytes
+    );
   }
 
   private send(m: ToThread, transfer?: ArrayBuffer[]): void {
@@ -241,9 +243,12 @@ export class ThreadedPublisher implements Publisher {
         }
         return;
       case 'acknowledged':
+        this.o.acknowledged?.({
+          messages: m.messages - this.ackedMessages,
+          bytes: m.bytes - this.ackedBytes,
+        });
         this.ackedMessages = m.messages;
         this.ackedBytes = m.bytes;
-        this.o.acknowledged?.();
         if (!this.full()) {
           const waiters = this.drainWaiters;
           this.drainWaiters = [];
@@ -266,9 +271,8 @@ export class ThreadedPublisher implements Publisher {
         return;
       }
       case 'failed':
-        this.fail(
-          new ReplicatorError(ErrorCodes.ABORTED, `publisher thread failed: ${m.error}`, { retryable: true }),
-        );
+        // Our own errors (a producer's KAFKA_UNREACHABLE, say) keep their code for retries and metrics.
+        this.fail(fromShape(m.error));
         return;
       case 'closed':
         return;
