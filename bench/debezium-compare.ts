@@ -1,12 +1,9 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Kafka, logLevel } from 'kafkajs';
-import pg from 'pg';
-import { quoteIdent } from '../src/core/sql.js';
 import { kafkaBrokers } from '../src/stack/stack.js';
-import { benchStack, dbUrl, runCaptureWorker, settings, sleep } from './bench-env.js';
-import { DEBEZIUM_VERSION, debeziumJars, startDebezium } from './debezium-connect.js';
+import { runCaptureWorker, settings, sleep } from './bench-env.js';
+import { besideDebezium, DEBEZIUM_VERSION, startDebezium } from './debezium-connect.js';
 
 /**
  * `npm run compare:debezium`: Debezium's PostgreSQL connector (stock settings, JsonConverter without schemas) and
@@ -43,20 +40,8 @@ const COLUMNS: [string, string, string][] = [
   ['c_domain', 'amount', "'7.50'"],
 ];
 
-const { admin } = await benchStack();
-const libs = await debeziumJars(settings.dir, (l) => console.log(l));
-const kafka = new Kafka({
-  clientId: 'compare',
-  brokers: [kafkaBrokers(settings)],
-  logLevel: logLevel.NOTHING,
-});
-const kafkaAdmin = kafka.admin();
-await kafkaAdmin.connect();
-const db = `compare_debezium_${process.pid}`;
-await admin.query(`CREATE DATABASE ${quoteIdent(db)}`);
-const url = dbUrl(db);
-const c = new pg.Client({ connectionString: url });
-await c.connect();
+const side = await besideDebezium('compare_debezium');
+const { libs, kafka, kafkaAdmin, url, client: c } = side;
 
 type Flat = Map<string, string>;
 /** JSON leaves by path ("value.after.c_int8"), each as its JSON text. */
@@ -165,11 +150,5 @@ try {
   );
   console.log(`\n${rows.length} differing fields; written to docs/debezium-comparison.md`);
 } finally {
-  await c.query(
-    "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name IN ('compare_dbz', 'compare_src')",
-  );
-  await c.end();
-  await admin.query(`DROP DATABASE ${quoteIdent(db)} WITH (FORCE)`);
-  await admin.end();
-  await kafkaAdmin.disconnect();
+  await side.close();
 }

@@ -1,8 +1,12 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { Kafka, logLevel } from 'kafkajs';
+import pg from 'pg';
+import { quoteIdent } from '../src/core/sql.js';
 import { fetchMavenJars, hasCommand } from '../src/stack/maven-jars.js';
-import { freePort } from './bench-env.js';
+import { kafkaBrokers } from '../src/stack/stack.js';
+import { benchStack, dbUrl, freePort, settings } from './bench-env.js';
 
 /**
  * Debezium's PostgreSQL connector in a Kafka Connect standalone worker, from Maven Central jars (stack/debezium/pom.xml),
@@ -162,6 +166,40 @@ export async function startDebezium(o: DebeziumOptions): Promise<DebeziumRun> {
       const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
       await exited;
       clearTimeout(timer);
+    },
+  };
+}
+
+/**
+ * What a run beside Debezium needs: the stack, Debezium's jars, a Kafka admin and a fresh legacy database
+ * `<label>_<pid>`; `close()` drops the database with its slots.
+ */
+export async function besideDebezium(label: string) {
+  const { admin, pgVersion } = await benchStack();
+  const libs = await debeziumJars(settings.dir, (l) => console.log(l));
+  const kafka = new Kafka({ clientId: label, brokers: [kafkaBrokers(settings)], logLevel: logLevel.NOTHING });
+  const kafkaAdmin = kafka.admin();
+  await kafkaAdmin.connect();
+  const db = `${label}_${process.pid}`;
+  await admin.query(`CREATE DATABASE ${quoteIdent(db)}`);
+  const url = dbUrl(db);
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  return {
+    pgVersion,
+    libs,
+    kafka,
+    kafkaAdmin,
+    url,
+    client,
+    async close() {
+      await client.query(
+        'SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = current_database()',
+      );
+      await client.end();
+      await admin.query(`DROP DATABASE ${quoteIdent(db)} WITH (FORCE)`);
+      await admin.end();
+      await kafkaAdmin.disconnect();
     },
   };
 }

@@ -1,22 +1,17 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Kafka, logLevel } from 'kafkajs';
-import pg from 'pg';
-import { quoteIdent } from '../src/core/sql.js';
 import { kafkaBrokers } from '../src/stack/stack.js';
 import {
-  benchStack,
   type CaptureRun,
   createBenchRows,
-  dbUrl,
   insertBenchRows,
   runCaptureWorker,
   settings,
   sleep,
 } from './bench-env.js';
 import { fmt, numberArg, report, stats } from './bench-report.js';
-import { DEBEZIUM_VERSION, debeziumJars, startDebezium } from './debezium-connect.js';
+import { besideDebezium, DEBEZIUM_VERSION, startDebezium } from './debezium-connect.js';
 
 /**
  * `npm run bench:peer [-- --rows N --rounds R]`: this source and Debezium's PostgreSQL connector (Kafka Connect
@@ -29,21 +24,8 @@ const ROUNDS = numberArg('rounds', 5);
 const HEAP_MB = numberArg('heap-mb', 160);
 const PARTITIONS = 6;
 
-const { admin, pgVersion } = await benchStack();
-const libs = await debeziumJars(settings.dir, (l) => console.log(l));
-const kafka = new Kafka({
-  clientId: 'bench-peer',
-  brokers: [kafkaBrokers(settings)],
-  logLevel: logLevel.NOTHING,
-});
-const kafkaAdmin = kafka.admin();
-await kafkaAdmin.connect();
-
-const db = `bench_peer_${process.pid}`;
-await admin.query(`CREATE DATABASE ${quoteIdent(db)}`);
-const url = dbUrl(db);
-const c = new pg.Client({ connectionString: url });
-await c.connect();
+const side = await besideDebezium('bench_peer');
+const { pgVersion, libs, kafkaAdmin, url, client: c } = side;
 await createBenchRows(c, 'bench_pub');
 
 interface PeerRun {
@@ -146,10 +128,7 @@ try {
     );
   }
 } finally {
-  await c.end();
-  await admin.query(`DROP DATABASE ${quoteIdent(db)} WITH (FORCE)`);
-  await admin.end();
-  await kafkaAdmin.disconnect();
+  await side.close();
 }
 
 const pick = (f: (r: PeerRun) => number) => ({
