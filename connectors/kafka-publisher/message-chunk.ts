@@ -140,12 +140,13 @@ export class ChunkReader {
         const message: OutMessage = { topic, key, value: value! };
         if (partition >= 0) message.partition = partition;
         if (headerCount > 0) {
-          const headers: Record<string, string> = {};
+          const headers: [string, string][] = [];
           for (let i = 0; i < headerCount; i++) {
             const k = bytes()!.toString('utf8');
-            headers[k] = bytes()!.toString('utf8');
+            headers.push([k, bytes()!.toString('utf8')]);
           }
-          message.headers = headers;
+          // fromEntries defines own properties: a header named __proto__ stays a header (assignment would set the prototype)
+          message.headers = Object.fromEntries(headers);
         }
         yield { kind: 'message', message };
       } else if (kind === MARK) {

@@ -70,6 +70,21 @@ describe('message chunks (what the source thread hands the publisher thread)', (
           );
         }
       }),
+      // A header named __proto__ (found by CI's run): it must stay a header, not become the object's prototype.
+      {
+        examples: [
+          [
+            [
+              [
+                {
+                  kind: 'message',
+                  m: { topic: 'dlq', key: null, value: '', headers: Object.fromEntries([['__proto__', '']]) },
+                },
+              ],
+            ],
+          ],
+        ],
+      },
     );
   });
 });
