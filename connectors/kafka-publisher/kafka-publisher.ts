@@ -86,7 +86,10 @@ export class KafkaPublisher implements Publisher {
 
   publish(m: OutMessage): boolean {
     this.throwIfFatal();
-    const bytes = messageBytes(m.key === null ? 0 : byteLength(m.key), byteLength(m.value));
+    const bytes = messageBytes(
+      m.key === null ? 0 : byteLength(m.key),
+      m.value === null ? 0 : byteLength(m.value),
+    );
     this.push({ kind: 'message', m, bytes });
     this.bufferedMessages++;
     this.bufferedBytes += bytes;

@@ -10,7 +10,7 @@ import { messageBytes } from './kafka-publisher.js';
  * Entry layout: u8 kind, then
  * - TOPIC: u16 length, utf8 name (the next topic index);
  * - MESSAGE: u16 topic index, i32 partition (-1: the producer's partitioner), i32 key length (-1: null), key,
- *   i32 value length, value, u16 header count, each header as i32 length + utf8 name, i32 length + utf8 value;
+ *   i32 value length (-1: null, a tombstone), value, u16 header count, each header as i32 length + utf8 name, i32 length + utf8 value;
  * - MARK: u32 high, u32 low half of the LSN.
  */
 const TOPIC = 1;
@@ -51,7 +51,7 @@ export class ChunkWriter {
     // Worst case of UTF-16 → UTF-8 is three bytes a code unit: reserve that, then write and record the real length.
     let need =
       1 + 2 + 4 + 4 + 4 + 2 + (key === null ? 0 : typeof key === 'string' ? key.length * 3 : key.length);
-    need += typeof value === 'string' ? value.length * 3 : value.length;
+    need += value === null ? 0 : typeof value === 'string' ? value.length * 3 : value.length;
     for (const [k, v] of headers) need += 8 + (k.length + v.length) * 3;
     this.room(need);
     const b = this.buf;
@@ -59,12 +59,8 @@ export class ChunkWriter {
     b.writeUInt16LE(topic, this.at);
     b.writeInt32LE(m.partition ?? -1, this.at + 2);
     this.at += 6;
-    let keyBytes = 0;
-    if (key === null) {
-      b.writeInt32LE(-1, this.at);
-      this.at += 4;
-    } else keyBytes = this.field(key);
-    const valueBytes = this.field(value);
+    const keyBytes = this.nullable(key);
+    const valueBytes = this.nullable(value);
     b.writeUInt16LE(headers.length, this.at);
     this.at += 2;
     for (const [k, v] of headers) {
@@ -90,6 +86,14 @@ export class ChunkWriter {
     this.at = 0;
     this.entries = 0;
     return out;
+  }
+
+  /** As `field`, with null as length -1. */
+  private nullable(v: string | Buffer | null): number {
+    if (v !== null) return this.field(v);
+    this.buf.writeInt32LE(-1, this.at);
+    this.at += 4;
+    return 0;
   }
 
   /** Length-prefixed bytes of a string (as UTF-8) or a buffer; returns the byte count. */
@@ -137,7 +141,7 @@ export class ChunkReader {
         const value = bytes();
         const headerCount = b.readUInt16LE(at);
         at += 2;
-        const message: OutMessage = { topic, key, value: value! };
+        const message: OutMessage = { topic, key, value };
         if (partition >= 0) message.partition = partition;
         if (headerCount > 0) {
           const headers: [string, string][] = [];

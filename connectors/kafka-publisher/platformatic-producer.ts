@@ -37,7 +37,7 @@ export function platformaticProducer(connection: KafkaConnection): () => Produce
         const out: MessageToProduce<Buffer, Buffer, Buffer, Buffer>[] = messages.map((m) => ({
           topic: m.topic,
           key: m.key === null ? undefined : asBuffer(m.key),
-          value: asBuffer(m.value),
+          ...(m.value === null ? {} : { value: asBuffer(m.value) }),
           ...(m.partition !== undefined ? { partition: m.partition } : {}),
           ...(m.headers
             ? {

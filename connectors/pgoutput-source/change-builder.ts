@@ -1,4 +1,12 @@
-import { type ChangeEvent, type ChangeOp, type Row, serializeKey } from '../../src/contracts/change-event.js';
+import {
+  type ChangeEvent,
+  type ChangeOp,
+  type Row,
+  type SourceIdentity,
+  sequenceText,
+  serializeKey,
+  type TransactionBlock,
+} from '../../src/contracts/change-event.js';
 import { type EventEncoder, jsonEncoder, type TableShape } from '../../src/contracts/event-encoder.js';
 import type { EventValue, TypeCatalog } from '../../src/contracts/event-value.js';
 import type { FenceMarker } from '../../src/contracts/fence.js';
@@ -18,6 +26,12 @@ export interface BuildResult {
 export interface ChangeBuilderOptions {
   topicPrefix: string;
   database: string;
+  /** This replicator's version, for `source.version`. */
+  version: string;
+  /** A tombstone (same key, null value) after each delete, as Debezium's `tombstones.on.delete`. Default true. */
+  tombstones?: boolean;
+  /** Debezium's `transaction` block on every change (`provide.transaction.metadata`). Default false. */
+  transactionMetadata?: boolean;
   catalog: TypeCatalog;
   /** Partition count of a change topic (truncates go to every partition so they stay ordered with each key). */
   partitionsOf: (topic: string) => number;
@@ -43,7 +57,12 @@ interface TxState {
   xid: number;
   commitTs: string;
   commitMs: number;
+  commitUs: number;
+  /** Debezium's `transaction.id`. */
+  id: string;
   seq: number;
+  /** Changes per table so far (transaction metadata only). */
+  perTable: Map<string, number> | undefined;
 }
 
 /** ISO-8601 UTC with microseconds from microseconds since the Unix epoch (commit times are modern dates). */
@@ -62,10 +81,16 @@ export class ChangeBuilder {
   private tx: TxState | undefined;
   private readonly now: () => number;
   private readonly encoder: EventEncoder;
+  private readonly identity: SourceIdentity;
+  private readonly tombstones: boolean;
+  /** The commit LSN of the last transaction read (Debezium's `lastCommitLsn`, the first half of `sequence`). */
+  private lastCommitLsn: bigint | null = null;
 
   constructor(private readonly o: ChangeBuilderOptions) {
     this.now = o.now ?? Date.now;
     this.encoder = o.encoder ?? jsonEncoder;
+    this.identity = { version: o.version, name: o.topicPrefix, db: o.database };
+    this.tombstones = o.tombstones ?? true;
   }
 
   get inTransaction(): boolean {
@@ -113,11 +138,15 @@ export class ChangeBuilder {
           xid: msg.xid,
           commitTs: isoFromMicros(msg.commitTimeUs),
           commitMs,
+          commitUs: Number(msg.commitTimeUs),
+          id: `${msg.xid}:${msg.commitLsn}`,
           seq: 0,
+          perTable: this.o.transactionMetadata ? new Map() : undefined,
         };
         return { messages: [] };
       }
       case 'commit':
+        this.lastCommitLsn = this.tx?.commitLsn ?? this.lastCommitLsn;
         this.tx = undefined;
         return { messages: [], mark: msg.commitEndLsn };
       case 'insert': {
@@ -132,12 +161,9 @@ export class ChangeBuilder {
         if (before && keyChanged(plan.keyColumns, before, after.row)) {
           // A primary-key change is a delete of the old key and a create of the new one (as Debezium does),
           // so each key's events stay on its own partition, in order.
-          return {
-            messages: [
-              this.event(plan, 'd', before, null, [], walStart),
-              this.event(plan, 'c', null, after.row, after.unchanged, walStart),
-            ],
-          };
+          const deleted = this.event(plan, 'd', before, null, [], walStart);
+          const created = this.event(plan, 'c', null, after.row, after.unchanged, walStart);
+          return { messages: this.tombstones ? [deleted, tombstone(deleted), created] : [deleted, created] };
         }
         return { messages: [this.event(plan, 'u', before, after.row, after.unchanged, walStart)] };
       }
@@ -146,16 +172,14 @@ export class ChangeBuilder {
         const tuple = msg.old ?? msg.key;
         if (!tuple)
           throw new ReplicatorError(ErrorCodes.REPLICATION_PROTOCOL, 'delete without a key or old row');
-        return { messages: [this.event(plan, 'd', this.row(plan, tuple).row, null, [], walStart)] };
+        const deleted = this.event(plan, 'd', this.row(plan, tuple).row, null, [], walStart);
+        return { messages: this.tombstones ? [deleted, tombstone(deleted)] : [deleted] };
       }
       case 'truncate': {
         const messages: OutMessage[] = [];
         for (const relation of msg.relations) {
           const plan = this.plan(relation);
-          const value = this.encoder.encode(
-            plan.shape,
-            this.envelope(plan, 't', null, null, [], formatLsn(walStart)),
-          );
+          const value = this.encoder.encode(plan.shape, this.envelope(plan, 't', null, null, [], walStart));
           for (let p = 0; p < this.o.partitionsOf(plan.topic); p++) {
             messages.push({ topic: plan.topic, key: null, value, partition: p });
           }
@@ -223,28 +247,43 @@ export class ChangeBuilder {
     before: Row | null,
     after: Row | null,
     unchanged: string[],
-    lsn: string,
+    lsn: Lsn,
   ): ChangeEvent {
     const tx = this.tx;
+    const now = this.now();
+    const seq = tx ? tx.seq++ : 0;
+    let transaction: TransactionBlock | null = null;
+    if (tx?.perTable) {
+      const n = (tx.perTable.get(plan.table) ?? 0) + 1;
+      tx.perTable.set(plan.table, n);
+      transaction = { id: tx.id, total_order: seq + 1, data_collection_order: n };
+    }
     return {
       before,
       after,
-      op,
       source: {
-        connector: 'replicator',
-        db: this.o.database,
+        version: this.identity.version,
+        connector: 'postgresql',
+        name: this.identity.name,
+        // Outside a transaction (never for a change pgoutput sends): the time it was read, as a snapshot row's.
+        ts_ms: tx?.commitMs ?? now,
+        ts_us: tx?.commitUs ?? now * 1000,
+        snapshot: 'false',
+        db: this.identity.db,
+        sequence: sequenceText(this.lastCommitLsn, lsn),
         schema: plan.relation.schema,
         table: plan.relation.name,
-        lsn,
-        commitLsn: tx?.commitLsnText ?? lsn,
         txId: tx?.xid ?? null,
+        lsn,
+        xmin: null,
+        commitLsn: tx?.commitLsnText ?? formatLsn(lsn),
+        seq,
         commitTs: tx?.commitTs ?? null,
-        ts_ms: tx?.commitMs ?? null,
-        snapshot: false,
-        seq: tx ? tx.seq++ : 0,
         ...(unchanged.length > 0 ? { unchangedToast: unchanged } : {}),
       },
-      ts_ms: this.now(),
+      transaction,
+      op,
+      ts_ms: now,
     };
   }
 
@@ -257,15 +296,24 @@ export class ChangeBuilder {
     walStart: Lsn,
   ): OutMessage {
     const keyRow = (op === 'd' ? before : after) ?? {};
-    const lsn = formatLsn(walStart);
     return {
       topic: plan.topic,
       key: serializeKey(keyRow, plan.keyColumns),
-      value: this.encoder.encode(plan.shape, this.envelope(plan, op, before, after, unchanged, lsn)),
-      position: lsn,
+      value: this.encoder.encode(plan.shape, this.envelope(plan, op, before, after, unchanged, walStart)),
+      position: formatLsn(walStart),
       table: plan.table,
     };
   }
+}
+
+/** The tombstone after a delete: its key, no value, so log compaction can drop the key (Debezium's default). */
+function tombstone(deleted: OutMessage): OutMessage {
+  return {
+    topic: deleted.topic,
+    key: deleted.key,
+    value: null,
+    ...(deleted.table ? { table: deleted.table } : {}),
+  };
 }
 
 function keyChanged(keyColumns: readonly string[], before: Row, after: Row): boolean {

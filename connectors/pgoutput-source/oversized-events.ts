@@ -37,7 +37,7 @@ export interface OversizedEventsOptions {
 }
 
 const sizeOf = (m: OutMessage): number =>
-  (typeof m.value === 'string' ? Buffer.byteLength(m.value) : m.value.length) +
+  (m.value === null ? 0 : Buffer.byteLength(m.value)) +
   (m.key === null ? 0 : Buffer.byteLength(m.key)) +
   Object.entries(m.headers ?? {}).reduce((n, [k, v]) => n + Buffer.byteLength(k) + Buffer.byteLength(v), 0);
 
@@ -53,7 +53,8 @@ export function guardOversized(inner: Publisher, o: OversizedEventsOptions): Pub
     publish: (m) => {
       // A string of n UTF-16 units is at most 3n bytes: most messages are decided without measuring.
       const cheap =
-        (typeof m.value === 'string' ? m.value.length * 3 : m.value.length) + (m.key?.length ?? 0) * 3;
+        (m.value === null ? 0 : typeof m.value === 'string' ? m.value.length * 3 : m.value.length) +
+        (m.key?.length ?? 0) * 3;
       if (cheap <= budget / 2 || m.table === undefined) return inner.publish(m);
       const bytes = sizeOf(m);
       if (bytes <= budget) return inner.publish(m);

@@ -42,6 +42,10 @@ export interface SourceSettings {
   heartbeatIntervalMs: number;
   maxBufferedEvents: number;
   maxBufferedBytes: number;
+  /** A tombstone after each delete (Debezium's `tombstones.on.delete`). */
+  tombstonesOnDelete: boolean;
+  /** Debezium's `transaction` block on each change (`provide.transaction.metadata`). */
+  provideTransactionMetadata: boolean;
 }
 
 /** Where its events go: raw topic naming and the topics' shape when the source creates them. */
@@ -53,6 +57,8 @@ export interface SourceTopicSettings {
 
 export interface PgoutputSourceOptions {
   source: SourceSettings;
+  /** This replicator's version, written into every change's `source.version`. */
+  version: string;
   topics: SourceTopicSettings;
   /** For the topic admin (creating the change, heartbeat and state topics). */
   kafka: Kafka;
@@ -337,6 +343,7 @@ export class PgoutputSource {
         parallelism: source.snapshotParallelism,
         topicPrefix: kafka.topicPrefix,
         database,
+        version: this.o.version,
         catalog,
         publisher,
         encoder: this.o.encoder ?? jsonEncoder,
@@ -377,6 +384,9 @@ export class PgoutputSource {
       catalog,
       partitionsOf: (topic) => partitions.get(topic) ?? kafka.partitions,
       encoder: this.o.encoder ?? jsonEncoder,
+      version: this.o.version,
+      tombstones: source.tombstonesOnDelete,
+      transactionMetadata: source.provideTransactionMetadata,
     });
     const primaryKeys = new Map(tables.map((t) => [`${t.table.schema}.${t.table.table}`, t.primaryKey]));
 

@@ -1,12 +1,18 @@
 import pg from 'pg';
-import { type Row, serializeKey, snapshotSource } from '../../src/contracts/change-event.js';
+import {
+  type Row,
+  type SnapshotMark,
+  type SourceIdentity,
+  serializeKey,
+  snapshotSource,
+} from '../../src/contracts/change-event.js';
 import type { EventEncoder, TableShape } from '../../src/contracts/event-encoder.js';
 import { type EventValue, loadTypes, type TypeCatalog } from '../../src/contracts/event-value.js';
 import type { Publisher } from '../../src/contracts/publisher.js';
 import { changeTopic } from '../../src/contracts/topics.js';
 import { ErrorCodes, ReplicatorError } from '../../src/core/errors.js';
 import type { Logger } from '../../src/core/logger.js';
-import { formatLsn, type Lsn } from '../../src/core/lsn.js';
+import type { Lsn } from '../../src/core/lsn.js';
 import { TEXT_FORMAT_OPTIONS } from '../../src/core/pg-text-types.js';
 import { qualifiedName, quoteIdent, quoteLiteral } from '../../src/core/sql.js';
 import type { TableInfo } from './preflight.js';
@@ -21,6 +27,8 @@ export interface SnapshotOptions {
   parallelism: number;
   topicPrefix: string;
   database: string;
+  /** This replicator's version (`source.version`). */
+  version: string;
   catalog: TypeCatalog;
   publisher: Publisher;
   encoder: EventEncoder;
@@ -46,16 +54,49 @@ const rawText = { getTypeParser: () => (v: string) => v };
 export async function runSnapshot(o: SnapshotOptions): Promise<Map<string, number>> {
   const counts = new Map<string, number>();
   const queue = [...o.tables];
+  const progress: SnapshotProgress = { started: false, reading: 0, queue };
   const worker = async () => {
     for (let t = queue.shift(); t; t = queue.shift()) {
-      counts.set(`${t.table.schema}.${t.table.table}`, await snapshotTable(o, t));
+      progress.reading++;
+      try {
+        counts.set(`${t.table.schema}.${t.table.table}`, await snapshotTable(o, t, progress));
+      } finally {
+        progress.reading--;
+      }
     }
   };
   await Promise.all(Array.from({ length: Math.min(o.parallelism, o.tables.length) }, worker));
   return counts;
 }
 
-async function snapshotTable(o: SnapshotOptions, info: TableInfo): Promise<number> {
+/** Shared by the tables read at once: which row is the whole snapshot's first, and which its last. */
+interface SnapshotProgress {
+  /** Whether a row was published (the next is not the snapshot's first). */
+  started: boolean;
+  /** Tables being read now. */
+  reading: number;
+  /** Tables not started. */
+  queue: readonly TableInfo[];
+}
+
+/**
+ * Debezium's `snapshot` marks: a table's first and last rows, and the whole snapshot's first and last. A table's
+ * last row is the snapshot's last when no other table is being read or waits (tables finish in any order).
+ */
+function snapshotMark(p: SnapshotProgress, firstOfTable: boolean, lastOfTable: boolean): SnapshotMark {
+  if (!p.started) {
+    p.started = true;
+    if (!(lastOfTable && p.reading === 1 && p.queue.length === 0)) return 'first';
+  }
+  if (lastOfTable) return p.reading === 1 && p.queue.length === 0 ? 'last' : 'last_in_data_collection';
+  return firstOfTable ? 'first_in_data_collection' : 'true';
+}
+
+async function snapshotTable(
+  o: SnapshotOptions,
+  info: TableInfo,
+  progress: SnapshotProgress,
+): Promise<number> {
   const { schema, table } = info.table;
   const name = `${schema}.${table}`;
   const client = new pg.Client({ connectionString: o.url, options: TEXT_FORMAT_OPTIONS });
@@ -85,7 +126,8 @@ async function snapshotTable(o: SnapshotOptions, info: TableInfo): Promise<numbe
     const orderList = orderBy.map((c) => (c === 'ctid' ? 'ctid' : quoteIdent(c))).join(', ');
     const from = qualifiedName(schema, table);
     const topic = changeTopic(o.topicPrefix, schema, table);
-    const lsn = formatLsn(o.consistentPoint);
+    const lsn = o.consistentPoint;
+    const id: SourceIdentity = { version: o.version, name: o.topicPrefix, db: o.database };
     const shape: TableShape = {
       schema,
       table,
@@ -97,12 +139,12 @@ async function snapshotTable(o: SnapshotOptions, info: TableInfo): Promise<numbe
     if (o.truncateFirst) {
       // Older than every row below (they are at the consistent point), newer than anything an earlier attempt
       // published (at an earlier consistent point, or streamed before it).
-      const before = formatLsn(o.consistentPoint - 1n);
       const value = o.encoder.encode(shape, {
         before: null,
         after: null,
+        source: snapshotSource(id, schema, table, o.consistentPoint - 1n, 0),
+        transaction: null,
         op: 't',
-        source: snapshotSource(o.database, schema, table, before, 0),
         ts_ms: Date.now(),
       });
       for (let p = 0; p < o.truncateFirst.partitionsOf(topic); p++) {
@@ -112,6 +154,28 @@ async function snapshotTable(o: SnapshotOptions, info: TableInfo): Promise<numbe
 
     let last: string[] | undefined;
     let seq = 0;
+    // Each row is published once the next is read (or the table ends), so the last one can say it is.
+    let held: Row | undefined;
+    const publish = async (row: Row, lastOfTable: boolean) => {
+      const rowSeq = seq++;
+      const value = o.encoder.encode(shape, {
+        before: null,
+        after: row,
+        source: snapshotSource(
+          id,
+          schema,
+          table,
+          lsn,
+          rowSeq,
+          snapshotMark(progress, rowSeq === 0, lastOfTable),
+        ),
+        transaction: null,
+        op: 'r',
+        ts_ms: Date.now(),
+      });
+      const out = { topic, key: serializeKey(row, keyColumns), value, position: 'snapshot', table: name };
+      if (!o.publisher.publish(out)) await o.publisher.drained();
+    };
     for (;;) {
       if (o.signal.aborted) throw new ReplicatorError(ErrorCodes.ABORTED, `snapshot of ${name} aborted`);
       const where = last
@@ -131,18 +195,15 @@ async function snapshotTable(o: SnapshotOptions, info: TableInfo): Promise<numbe
           const v = values[i];
           row[columns[i]!.name] = v === null || v === undefined ? null : decoders[i]!(v);
         }
-        const value = o.encoder.encode(shape, {
-          before: null,
-          after: row,
-          op: 'r',
-          source: snapshotSource(o.database, schema, table, lsn, seq++),
-          ts_ms: Date.now(),
-        });
-        const out = { topic, key: serializeKey(row, keyColumns), value, position: 'snapshot', table: name };
-        if (!o.publisher.publish(out)) await o.publisher.drained();
+        if (held) await publish(held, false);
+        held = row;
+      }
+      if (result.rows.length < o.chunkRows) {
+        if (held) await publish(held, true);
+        o.onRows?.(name, seq);
+        break;
       }
       o.onRows?.(name, seq);
-      if (result.rows.length < o.chunkRows) break;
       const lastRow = result.rows[result.rows.length - 1]!;
       last = orderIdx.map((i) => lastRow[i] as string);
     }

@@ -47,9 +47,15 @@ interface RawEnvelope {
     seq: number;
     txId: number | null;
     commitTs: string | null;
-    snapshot: boolean;
-    unchangedToast?: string[];
+    /** Debezium's marks ('true', 'last', … 'false'); a boolean in events written before the Debezium envelope. */
+    snapshot: string | boolean;
+    unchangedToast?: string[] | null;
   };
+}
+
+/** Whether a `source.snapshot` says the row was read, not streamed (any mark but 'false'). */
+export function isSnapshotMark(mark: unknown): boolean {
+  return mark === true || (typeof mark === 'string' && mark !== 'false');
 }
 
 /** What one raw message means to the apply stage. */
@@ -134,7 +140,7 @@ export class RawChangeReader {
       seq: event.source.seq,
       txId: event.source.txId,
       commitTs: event.source.commitTs,
-      snapshot: event.source.snapshot,
+      snapshot: isSnapshotMark(event.source.snapshot),
     };
     if (event.op === 't') {
       return {

@@ -46,22 +46,29 @@ export type AvroValue = null | boolean | number | string | AvroValue[];
 export interface DecodedAvroEvent {
   before: Record<string, AvroValue> | null;
   after: Record<string, AvroValue> | null;
-  op: string;
   source: {
+    version: string;
     connector: string;
+    name: string;
+    ts_ms: number;
+    snapshot: string;
     db: string;
+    sequence: string | null;
+    ts_us: number;
     schema: string;
     table: string;
-    lsn: string;
-    commitLsn: string;
     txId: number | null;
-    commitTs: string | null;
-    ts_ms: number | null;
-    snapshot: boolean;
+    lsn: number | null;
+    xmin: number | null;
+    commitLsn: string;
     seq: number;
+    commitTs: string | null;
     unchangedToast: string[] | null;
   };
+  transaction: { id: string; total_order: number; data_collection_order: number } | null;
+  op: string;
   ts_ms: number;
+  ts_us: number;
 }
 
 export interface AvroEncoderOptions {
@@ -217,20 +224,36 @@ export function avroSchemaFor(
   const source: AvroRecord = {
     type: 'record',
     name: 'Source',
+    // Debezium's PostgreSQL source fields in its order (ts_ns left out: beyond 2^53, which avsc's long refuses as
+    // a JS number), then this replicator's own.
     fields: [
+      { name: 'version', type: 'string' },
       { name: 'connector', type: 'string' },
+      { name: 'name', type: 'string' },
+      { name: 'ts_ms', type: 'long' },
+      { name: 'snapshot', type: 'string' },
       { name: 'db', type: 'string' },
+      { name: 'sequence', type: ['null', 'string'], default: null },
+      { name: 'ts_us', type: ['null', 'long'], default: null },
       { name: 'schema', type: 'string' },
       { name: 'table', type: 'string' },
-      { name: 'lsn', type: 'string' },
-      { name: 'commitLsn', type: 'string' },
       { name: 'txId', type: ['null', 'long'], default: null },
-      { name: 'commitTs', type: ['null', 'string'], default: null },
-      { name: 'ts_ms', type: ['null', 'long'], default: null },
-      { name: 'snapshot', type: 'boolean' },
+      { name: 'lsn', type: ['null', 'long'], default: null },
+      { name: 'xmin', type: ['null', 'long'], default: null },
+      { name: 'commitLsn', type: 'string' },
       // long, not int: a snapshot of a table with more than 2^31 rows numbers them all; same size on the wire.
       { name: 'seq', type: 'long' },
+      { name: 'commitTs', type: ['null', 'string'], default: null },
       { name: 'unchangedToast', type: ['null', { type: 'array', items: 'string' }], default: null },
+    ],
+  };
+  const transaction: AvroRecord = {
+    type: 'record',
+    name: 'Transaction',
+    fields: [
+      { name: 'id', type: 'string' },
+      { name: 'total_order', type: 'long' },
+      { name: 'data_collection_order', type: 'long' },
     ],
   };
   const schema: AvroRecord = {
@@ -244,9 +267,11 @@ export function avroSchemaFor(
         default: null,
       },
       { name: 'after', type: ['null', 'Value'], default: null },
-      { name: 'op', type: 'string' },
       { name: 'source', type: source },
+      { name: 'transaction', type: ['null', transaction], default: null },
+      { name: 'op', type: 'string' },
       { name: 'ts_ms', type: 'long' },
+      { name: 'ts_us', type: ['null', 'long'], default: null },
     ],
   };
   return { schema, columns };
@@ -320,16 +345,17 @@ export class AvroEncoder implements EventEncoder {
 
   encode(shape: TableShape, event: ChangeEvent): Buffer {
     const p = this.#byShape.get(shape) ?? this.#unprepared(shape);
-    const record =
-      p.adapt === undefined
-        ? event
-        : {
-            before: event.before === null ? null : p.adapt(event.before),
-            after: event.after === null ? null : p.adapt(event.after),
-            op: event.op,
-            source: event.source,
-            ts_ms: event.ts_ms,
-          };
+    const { adapt } = p;
+    const record = {
+      before: event.before === null || adapt === undefined ? event.before : adapt(event.before),
+      after: event.after === null || adapt === undefined ? event.after : adapt(event.after),
+      // lsn as a JS number (exact below 2^53 bytes of WAL), which avsc's long takes.
+      source: { ...event.source, lsn: Number(event.source.lsn) },
+      transaction: event.transaction,
+      op: event.op,
+      ts_ms: event.ts_ms,
+      ts_us: event.ts_ms * 1000,
+    };
     let end: number;
     try {
       end = p.type.encode(record, this.#scratch, 5);

@@ -3,6 +3,7 @@ import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { ErrorCodes, exitCodeFor, isReplicatorError, ReplicatorError } from '../core/errors.js';
 import { createLogger, logLevelFromEnv } from '../core/logger.js';
+import { packageVersion } from '../core/package-version.js';
 import { describePgUrl } from '../core/redact.js';
 import { readStatus } from '../ops/status/read-status.js';
 import { renderStatus } from '../ops/status/render-status.js';
@@ -13,7 +14,7 @@ import { createMetrics } from '../pipeline/observability/metrics.js';
 import { buildPipeline, type Role } from '../pipeline/pipeline-builder.js';
 import { registerCutoverCommands } from './cutover-command.js';
 import { registerDlqCommands } from './dlq-command.js';
-import { packageVersion, positiveNumber } from './options.js';
+import { positiveNumber } from './options.js';
 import { registerTargetCommands } from './target-command.js';
 import { registerVerifyCommand } from './verify-command.js';
 

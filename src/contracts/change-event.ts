@@ -1,4 +1,5 @@
 import { ErrorCodes, ReplicatorError } from '../core/errors.js';
+import { formatLsn } from '../core/lsn.js';
 import { type EventValue, RawJson } from './event-value.js';
 
 /**
@@ -12,32 +13,75 @@ export type Row = Record<string, EventValue>;
 
 export type ChangeOp = 'c' | 'u' | 'd' | 'r' | 't';
 
+/**
+ * Debezium's `source.snapshot`: 'false' for a streamed change; a snapshot row is 'true', or marks where it sits —
+ * the first/last row of its table ('first_in_data_collection', 'last_in_data_collection'), of the whole snapshot
+ * ('first', 'last').
+ */
+export type SnapshotMark =
+  | 'true'
+  | 'first'
+  | 'first_in_data_collection'
+  | 'last_in_data_collection'
+  | 'last'
+  | 'false';
+
+/**
+ * Debezium's PostgreSQL `source` block, field for field and in its order, then this replicator's own fields
+ * (`commitLsn`, `seq`, `commitTs`, `unchangedToast`), which the apply path orders and completes changes by. A
+ * consumer written for Debezium reads the first part and ignores the rest, as it ignores another connector's.
+ */
 export interface ChangeSource {
-  connector: 'replicator';
+  /** This replicator's version (Debezium: the connector's). */
+  version: string;
+  connector: 'postgresql';
+  /** The logical name (`kafka.topicPrefix`, as Debezium's `topic.prefix`). */
+  name: string;
+  /** Commit time in ms; a snapshot row: when it was read (as Debezium). ts_us beside it, ts_ns derived from it. */
+  ts_ms: number;
+  ts_us: number;
+  snapshot: SnapshotMark;
   db: string;
+  /**
+   * Debezium's ordering pair, JSON text of two decimal strings: the previous transaction's commit LSN (null
+   * before the first one this session read) and this change's LSN.
+   */
+  sequence: string;
   schema: string;
   table: string;
-  /** This change's WAL position, PostgreSQL text form e.g. '0/16B3748'. */
-  lsn: string;
-  /** Its transaction's commit LSN (all events of a transaction share it); snapshot rows: the slot's consistent point. */
-  commitLsn: string;
   txId: number | null;
-  /** ISO-8601 UTC with microseconds. */
-  commitTs: string | null;
-  /** Commit time in ms (Debezium's source.ts_ms). */
-  ts_ms: number | null;
-  snapshot: boolean;
+  /** This change's WAL position; a JSON int64 (Debezium's), exact. */
+  lsn: bigint;
+  /** Debezium's xmin (only with its `xmin.fetch.interval.ms`): always null here. */
+  xmin: null;
+  /** Its transaction's commit LSN, text form ('0/16B3748'); a snapshot row: the slot's consistent point. */
+  commitLsn: string;
   /** Position within the transaction (or within the snapshot of a table), from 0. */
   seq: number;
+  /** Commit time, ISO-8601 UTC with microseconds; null for a snapshot row. */
+  commitTs: string | null;
   /** Columns whose unchanged TOASTed value pgoutput did not send: absent from `after`, never null. */
   unchangedToast?: string[];
 }
 
+/** Debezium's `transaction` block (`provide.transaction.metadata`); null when that is off, as in Debezium. */
+export interface TransactionBlock {
+  /** `<txId>:<commit LSN as a number>`. */
+  id: string;
+  /** The change's position among all of its transaction's changes, from 1. */
+  total_order: number;
+  /** Its position among its transaction's changes of the same table, from 1. */
+  data_collection_order: number;
+}
+
+/** The value of a change message: Debezium's envelope (ts_us and ts_ns derive from ts_ms). */
 export interface ChangeEvent {
   before: Row | null;
   after: Row | null;
-  op: ChangeOp;
   source: ChangeSource;
+  transaction: TransactionBlock | null;
+  op: ChangeOp;
+  /** When the replicator processed it, in ms. */
   ts_ms: number;
 }
 
@@ -103,23 +147,37 @@ function serializeNullableNumber(n: number | null): string {
 /** Fields in declaration order; a field added to ChangeSource must be added here (the envelope test checks). */
 function serializeSource(s: ChangeSource): string {
   let out =
-    `{"connector":${JSON.stringify(s.connector)},"db":${JSON.stringify(s.db)}` +
-    `,"schema":${JSON.stringify(s.schema)},"table":${JSON.stringify(s.table)}` +
-    `,"lsn":${JSON.stringify(s.lsn)},"commitLsn":${JSON.stringify(s.commitLsn)}` +
-    `,"txId":${serializeNullableNumber(s.txId)},"commitTs":${serializeNullableString(s.commitTs)}` +
-    `,"ts_ms":${serializeNullableNumber(s.ts_ms)},"snapshot":${s.snapshot ? 'true' : 'false'}` +
-    `,"seq":${serializeNumber(s.seq)}`;
+    `{"version":${JSON.stringify(s.version)},"connector":"postgresql","name":${JSON.stringify(s.name)}` +
+    `,"ts_ms":${serializeNumber(s.ts_ms)},"snapshot":"${s.snapshot}","db":${JSON.stringify(s.db)}` +
+    `,"sequence":${JSON.stringify(s.sequence)},"ts_us":${serializeNumber(s.ts_us)}` +
+    `,"ts_ns":${nanosFromMicros(s.ts_us)},"schema":${JSON.stringify(s.schema)}` +
+    `,"table":${JSON.stringify(s.table)},"txId":${serializeNullableNumber(s.txId)},"lsn":${s.lsn}` +
+    `,"xmin":null,"commitLsn":${JSON.stringify(s.commitLsn)},"seq":${serializeNumber(s.seq)}` +
+    `,"commitTs":${serializeNullableString(s.commitTs)}`;
   if (s.unchangedToast !== undefined) {
     out += `,"unchangedToast":${serializeValue(s.unchangedToast)}`;
   }
   return `${out}}`;
 }
 
-/** JSON text of the whole envelope. */
+/** ns beyond 2^53 would round as a double: written as the µs digits and three zeros. */
+function nanosFromMicros(us: number): string {
+  return us === 0 ? '0' : `${serializeNumber(us)}000`;
+}
+
+function serializeTransaction(t: TransactionBlock | null): string {
+  return t === null
+    ? 'null'
+    : `{"id":${JSON.stringify(t.id)},"total_order":${t.total_order},"data_collection_order":${t.data_collection_order}}`;
+}
+
+/** JSON text of the whole envelope, in Debezium's field order. */
 export function serializeEvent(e: ChangeEvent): string {
   return (
-    `{"before":${serializeRow(e.before)},"after":${serializeRow(e.after)},"op":${JSON.stringify(e.op)}` +
-    `,"source":${serializeSource(e.source)},"ts_ms":${serializeNumber(e.ts_ms)}}`
+    `{"before":${serializeRow(e.before)},"after":${serializeRow(e.after)},"source":${serializeSource(e.source)}` +
+    `,"transaction":${serializeTransaction(e.transaction)},"op":${JSON.stringify(e.op)}` +
+    `,"ts_ms":${serializeNumber(e.ts_ms)},"ts_us":${serializeNumber(e.ts_ms * 1000)}` +
+    `,"ts_ns":${nanosFromMicros(e.ts_ms * 1000)}}`
   );
 }
 
@@ -147,25 +205,48 @@ export function serializeKey(row: Row, keyColumns: readonly string[]): string {
   return `${out}}`;
 }
 
-/** The source block of a row read outside the stream (the initial snapshot, verify's repair): no transaction. */
+/** What every source block of one capture shares: who wrote it. */
+export interface SourceIdentity {
+  version: string;
+  /** kafka.topicPrefix */
+  name: string;
+  db: string;
+}
+
+/** The Debezium `sequence` text of a change: the previous transaction's commit LSN (or null) and its own LSN. */
+export function sequenceText(lastCommitLsn: bigint | null, lsn: bigint): string {
+  return `[${lastCommitLsn === null ? 'null' : `"${lastCommitLsn}"`},"${lsn}"]`;
+}
+
+/**
+ * The source block of a row read outside the stream (the initial snapshot, verify's repair): no transaction,
+ * `lsn` the position it was read at, timed when it was read.
+ */
 export function snapshotSource(
-  db: string,
+  id: SourceIdentity,
   schema: string,
   table: string,
-  lsn: string,
+  lsn: bigint,
   seq: number,
+  mark: SnapshotMark = 'true',
+  readAtMs: number = Date.now(),
 ): ChangeSource {
   return {
-    connector: 'replicator',
-    db,
+    version: id.version,
+    connector: 'postgresql',
+    name: id.name,
+    ts_ms: readAtMs,
+    ts_us: readAtMs * 1000,
+    snapshot: mark,
+    db: id.db,
+    sequence: sequenceText(null, lsn),
     schema,
     table,
-    lsn,
-    commitLsn: lsn,
     txId: null,
-    commitTs: null,
-    ts_ms: null,
-    snapshot: true,
+    lsn,
+    xmin: null,
+    commitLsn: formatLsn(lsn),
     seq,
+    commitTs: null,
   };
 }

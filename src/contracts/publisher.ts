@@ -4,7 +4,8 @@ import type { Lsn } from '../core/lsn.js';
 export interface OutMessage {
   topic: string;
   key: string | Buffer | null;
-  value: string | Buffer;
+  /** null: a tombstone (after a delete, so a compacted topic forgets the key). */
+  value: string | Buffer | null;
   partition?: number;
   headers?: Record<string, string>;
   /** Where the change came from — its LSN, or 'snapshot' — for diagnostics (an oversized change's dead letter). */

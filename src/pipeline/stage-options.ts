@@ -17,6 +17,7 @@ import type { TransformModule } from '../contracts/transform-api.js';
 import type { V2Model } from '../contracts/v2-model.js';
 import { ErrorCodes, ReplicatorError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
+import { packageVersion } from '../core/package-version.js';
 import type { ReplicatorConfig } from './config/load-config.js';
 
 /** What the publish stage reports besides its checkpoints: its retried errors and reconnects (metrics). */
@@ -32,6 +33,7 @@ export function sourceOptions(
   const { topicPrefix, partitions, replicationFactor } = config.kafka;
   return {
     source: config.source,
+    version: packageVersion(),
     topics: { topicPrefix, partitions, replicationFactor },
     kafka,
     logger,

@@ -85,11 +85,13 @@ export interface ChangeEventJson {
   source: {
     schema: string;
     table: string;
-    lsn: string;
+    /** Debezium's int64. */
+    lsn: number;
     commitLsn: string;
     txId: number | null;
     commitTs: string | null;
-    snapshot: boolean;
+    /** Debezium's marks: 'false' for a streamed change. */
+    snapshot: string;
     seq: number;
     unchangedToast?: string[];
   };

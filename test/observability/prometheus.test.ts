@@ -148,11 +148,11 @@ async function countRawTopics(config: ReplicatorConfig) {
     if (m.value === null) continue;
     const event = JSON.parse(m.value) as {
       op: 'c' | 'u' | 'd' | 'r' | 't';
-      source: { snapshot: boolean; commitLsn: string; table: string };
+      source: { snapshot: string; commitLsn: string; table: string };
     };
     // A truncate is one event per table at the source, sent to every partition.
     if (event.op === 't') truncates.add(`${event.source.table} ${event.source.commitLsn}`);
-    else if (!event.source.snapshot) counted.events[event.op as 'c' | 'u' | 'd']++;
+    else if (event.source.snapshot === 'false') counted.events[event.op as 'c' | 'u' | 'd']++;
     const r = reader.read(m.topic, m.key, event);
     if (r.kind === 'unit') counted.units++;
     if ((r.kind === 'unit' || r.kind === 'dead') && r.dead) counted.deadLetters++;

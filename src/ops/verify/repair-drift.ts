@@ -6,6 +6,8 @@ import { changeTopic } from '../../contracts/topics.js';
 import type { JsonRow } from '../../contracts/transform-api.js';
 import { ErrorCodes, toReplicatorError } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
+import { parseLsn } from '../../core/lsn.js';
+import { packageVersion } from '../../core/package-version.js';
 import { TEXT_FORMAT_OPTIONS } from '../../core/pg-text-types.js';
 import { parseRef, refText } from './expected-state.js';
 import { LegacyReader } from './legacy-reader.js';
@@ -80,6 +82,7 @@ export async function repairDrift(o: {
     });
     await legacy.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
     const db = (await legacy.query<{ d: string }>('SELECT current_database() AS d')).rows[0]!.d;
+    const identity = { version: packageVersion(), name: o.repair.topicPrefix, db };
     const reader = new LegacyReader(legacy);
     const tables = await reader.describe([...byTable.keys()]);
     const messages = new Map<string, Message[]>();
@@ -107,8 +110,9 @@ export async function repairDrift(o: {
         const event: ChangeEvent = {
           before: row ? null : keyRow,
           after: row ?? null,
+          source: snapshotSource(identity, t.schema, t.table, parseLsn(lsn), seq++),
+          transaction: null,
           op: row ? 'r' : 'd',
-          source: snapshotSource(db, t.schema, t.table, lsn, seq++),
           ts_ms: Date.now(),
         };
         list.push({ key: serializeKey(keyRow, t.primaryKey), value: encoder.encode(shape, event) });

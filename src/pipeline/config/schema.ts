@@ -58,6 +58,14 @@ export const sourceSchema = z
       .min(1 << 20)
       .default(32 << 20)
       .meta({ description: 'Bytes held in memory before the replication socket is paused.' }),
+    tombstonesOnDelete: z.boolean().default(true).meta({
+      description:
+        'After each delete, a tombstone (its key, a null value) so log compaction can drop the key, as Debezium’s `tombstones.on.delete`.',
+    }),
+    provideTransactionMetadata: z.boolean().default(false).meta({
+      description:
+        'Fill each change’s `transaction` block (id, total_order, data_collection_order), as Debezium’s `provide.transaction.metadata`; null otherwise.',
+    }),
   })
   .strict();
 

@@ -77,7 +77,7 @@ describe('the publisher thread', () => {
         // Three rounds, in order, byte for byte (the binary value read back as the reader decodes it), one partition.
         const expected = sent
           .filter((m) => m.key === key)
-          .map((m) => (typeof m.value === 'string' ? m.value : m.value.toString('utf8')));
+          .map((m) => (typeof m.value === 'string' ? m.value : m.value?.toString('utf8')));
         expect(mine.map((m) => m.value)).toEqual(expected);
         expect(new Set(mine.map((m) => m.partition)).size).toBe(1);
         if (k % 100 === 0) expect(mine[0]!.headers).toEqual({ origin: 'r0', 'x-ü': '✓' });

@@ -15,7 +15,6 @@ import { TypeCatalog } from '../../../src/contracts/event-value.js';
 import type { OutMessage } from '../../../src/contracts/publisher.js';
 import { changeTopic, heartbeatPrefix } from '../../../src/contracts/topics.js';
 import { ErrorCodes, isReplicatorError } from '../../../src/core/errors.js';
-import { formatLsn } from '../../../src/core/lsn.js';
 
 const INT4 = 23;
 const TEXT = 25;
@@ -59,6 +58,7 @@ function builder(overrides: Partial<ChangeBuilderOptions> = {}): ChangeBuilder {
   const b = new ChangeBuilder({
     topicPrefix: 'legacy',
     database: 'legacydb',
+    version: '9.9.9-test',
     catalog: new TypeCatalog(),
     partitionsOf: () => 1,
     now: () => NOW,
@@ -82,7 +82,11 @@ const updateMsg = (
   prior: { key?: Tuple; old?: Tuple } = {},
 ): DecodedMessage => ({ tag: 'update', relation, key: prior.key ?? null, old: prior.old ?? null, new: row });
 
-const eventOf = (m: OutMessage): ChangeEvent => JSON.parse(m.value as string) as ChangeEvent;
+/** The envelope as a consumer parses it (lsn a JSON number). */
+type ParsedEvent = Omit<ChangeEvent, 'source'> & {
+  source: Omit<ChangeEvent['source'], 'lsn'> & { lsn: number };
+};
+const eventOf = (m: OutMessage): ParsedEvent => JSON.parse(m.value as string) as ParsedEvent;
 
 const row = (id: string, note: string | null = 'n'): Tuple => ({ id, note, doc: null, price: '1.00' });
 
@@ -120,17 +124,24 @@ describe('ChangeBuilder: transactions', () => {
     expect(events.map((e) => e.source.seq)).toEqual([0, 1, 2]);
     events.forEach((e, i) => {
       expect(e.source).toMatchObject({
-        connector: 'replicator',
+        version: '9.9.9-test',
+        connector: 'postgresql',
+        name: 'legacy',
         db: 'legacydb',
         schema: 'public',
         table: 'orders',
-        lsn: formatLsn(walStarts[i]!),
+        lsn: Number(walStarts[i]!),
+        // No transaction committed yet in this session: Debezium's null last commit.
+        sequence: `[null,"${walStarts[i]!}"]`,
+        xmin: null,
         commitLsn: '16/B374D848',
         txId: XID,
         commitTs: '2024-01-02T03:04:05.123456Z',
         ts_ms: Date.UTC(2024, 0, 2, 3, 4, 5, 123),
-        snapshot: false,
+        ts_us: Number(COMMIT_US),
+        snapshot: 'false',
       });
+      expect(e.transaction).toBeNull();
       expect(e.source.commitTs).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/);
       expect(e.ts_ms).toBe(NOW);
     });
@@ -152,6 +163,24 @@ describe('ChangeBuilder: transactions', () => {
     const e = eventOf(b.build(insertMsg(orders, row('2')), 4n).messages[0]!);
     expect(e.source.seq).toBe(0);
     expect(e.source.txId).toBe(9);
+    // Debezium's sequence: the last transaction's commit LSN, then this change's.
+    expect(e.source.sequence).toBe(`["${COMMIT_LSN}","4"]`);
+  });
+
+  it("fills Debezium's transaction block when asked: id, order in the transaction and in the table", () => {
+    const b = builder({ transactionMetadata: true });
+    b.addRelation(coded, ['id']);
+    b.build(beginMsg, 0n);
+    const events = [
+      b.build(insertMsg(orders, row('1')), 1n),
+      b.build(insertMsg(coded, { id: '1', code: 'a', note: null }), 2n),
+      b.build(insertMsg(orders, row('2')), 3n),
+    ].map((r) => eventOf(r.messages[0]!));
+    expect(events.map((e) => e.transaction)).toEqual([
+      { id: `${XID}:${COMMIT_LSN}`, total_order: 1, data_collection_order: 1 },
+      { id: `${XID}:${COMMIT_LSN}`, total_order: 2, data_collection_order: 1 },
+      { id: `${XID}:${COMMIT_LSN}`, total_order: 3, data_collection_order: 2 },
+    ]);
   });
 
   it('gives a keepalive a mark only outside a transaction', () => {
@@ -223,8 +252,10 @@ describe('ChangeBuilder: updates and deletes', () => {
     const b = builder();
     b.build(beginMsg, 0n);
     const r = b.build(updateMsg(orders, row('2', 'moved'), { old: row('1', 'before') }), 10n);
-    expect(r.messages).toHaveLength(2);
-    const [del, create] = r.messages as [OutMessage, OutMessage];
+    expect(r.messages).toHaveLength(3);
+    const [del, tombstone, create] = r.messages as [OutMessage, OutMessage, OutMessage];
+    // The old key's tombstone sits between them, on its partition (same key), as Debezium's.
+    expect(tombstone).toMatchObject({ topic: 'legacy.public.orders', key: '{"id":1}', value: null });
     expect(del.key).toBe('{"id":1}');
     expect(create.key).toBe('{"id":2}');
     expect(del.topic).toBe('legacy.public.orders');
@@ -243,8 +274,9 @@ describe('ChangeBuilder: updates and deletes', () => {
     const b = builder();
     b.build(beginMsg, 0n);
     const r = b.build(updateMsg(orders, row('2'), { key: { id: '1' } }), 10n);
-    expect(r.messages.map((m) => [eventOf(m).op, m.key])).toEqual([
+    expect(r.messages.map((m) => [m.value === null ? null : eventOf(m).op, m.key])).toEqual([
       ['d', '{"id":1}'],
+      [null, '{"id":1}'],
       ['c', '{"id":2}'],
     ]);
     expect(eventOf(r.messages[0]!).before).toEqual({ id: 1 });
@@ -267,9 +299,14 @@ describe('ChangeBuilder: updates and deletes', () => {
     const b = builder();
     b.build(beginMsg, 0n);
     const r = b.build({ tag: 'delete', relation: orders, key: { id: '5' }, old: null }, 10n);
-    expect(r.messages).toHaveLength(1);
+    expect(r.messages).toHaveLength(2);
     expect(r.messages[0]!.key).toBe('{"id":5}');
     expect(eventOf(r.messages[0]!)).toMatchObject({ op: 'd', before: { id: 5 }, after: null });
+    expect(r.messages[1]).toMatchObject({ key: '{"id":5}', value: null, table: 'public.orders' });
+    const without = builder({ tombstones: false });
+    without.build(beginMsg, 0n);
+    const d = without.build({ tag: 'delete', relation: orders, key: { id: '5' }, old: null }, 10n);
+    expect(d.messages.map((m) => eventOf(m).op)).toEqual(['d']);
   });
 
   it('refuses a delete with neither key nor old row', () => {
@@ -391,7 +428,7 @@ describe('ChangeBuilder: values', () => {
     b.addRelation(odd, ['id']);
     // A key tuple ('K', replica identity default) as the decoder gives it: the key columns only.
     const r = b.build({ tag: 'delete', relation: odd, key: { id: '5' }, old: null }, 1n);
-    expect(r.messages).toHaveLength(1);
+    expect(r.messages).toHaveLength(2);
     expect(r.messages[0]!.key).toBe('{"id":5}');
     expect(eventOf(r.messages[0]!).before).toEqual({ id: 5 });
   });
@@ -459,15 +496,16 @@ describe('ChangeBuilder: values', () => {
     expect(e.after).toEqual({ id: 42, note: '42', doc: null, price: '42' });
   });
 
-  it('outside a transaction uses the change LSN as commitLsn and null transaction fields', () => {
+  it('outside a transaction uses the change LSN as commitLsn, null transaction fields and the time read', () => {
     const b = builder();
     const e = eventOf(b.build(insertMsg(orders, row('1')), COMMIT_LSN).messages[0]!);
     expect(e.source).toMatchObject({
-      lsn: '16/B374D848',
+      lsn: Number(COMMIT_LSN),
       commitLsn: '16/B374D848',
       txId: null,
       commitTs: null,
-      ts_ms: null,
+      ts_ms: NOW,
+      ts_us: NOW * 1000,
       seq: 0,
     });
   });

@@ -151,7 +151,7 @@ describe('source crash safety', () => {
                 .map((e) => `${e.event.source.commitLsn}:${e.key}`),
             );
             for (const e of all) {
-              if (e.event.source.snapshot) continue;
+              if (e.event.source.snapshot !== 'false') continue;
               if (parseLsn(e.event.source.commitLsn) < k.confirmed) {
                 expect(
                   delivered.has(`${e.event.source.commitLsn}:${e.key}`),

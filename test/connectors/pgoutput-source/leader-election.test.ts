@@ -137,7 +137,7 @@ describe('source leader election', () => {
           const from = parseLsn(takeover.line.from as string);
           const topics = changeTopics({ rawPrefix: config.kafka.topicPrefix, tables: config.source.tables });
           const all = events(await readTopics(kafka, topics, () => false, 5_000)).filter(
-            (e) => !e.event.source.snapshot,
+            (e) => e.event.source.snapshot === 'false',
           );
           const seen = new Map<string, { n: number; commitLsn: bigint }>();
           for (const e of all) {

@@ -39,7 +39,7 @@ describe('pgoutput source', () => {
       const snap = await readTopics(kafka, [topic], (m) => m.length >= 25);
       const snapEvents = events(snap);
       expect(snapEvents).toHaveLength(25);
-      expect(snapEvents.every((e) => e.event.op === 'r' && e.event.source.snapshot)).toBe(true);
+      expect(snapEvents.every((e) => e.event.op === 'r' && e.event.source.snapshot !== 'false')).toBe(true);
       const byId = new Map(snapEvents.map((e) => [e.event.after?.id, e]));
       expect(byId.get(7)?.event.after).toEqual({ id: 7, name: 'item 7', price: '10.50' });
       expect(JSON.parse(byId.get(7)!.key!)).toEqual({ id: 7 });
@@ -56,7 +56,7 @@ describe('pgoutput source', () => {
       // 3 partitions: the truncate goes to each of them. Read on for a second after: a duplicate would show.
       const all = events(await readTopics(kafka, [topic], (m) => m.length >= 25 + 5 + 3, 30_000, 1_000));
       expect(all).toHaveLength(25 + 5 + 3);
-      const stream = all.filter((e) => !e.event.source.snapshot);
+      const stream = all.filter((e) => e.event.source.snapshot === 'false');
       const position = (e: (typeof stream)[number]) =>
         [parseLsn(e.event.source.commitLsn), e.event.source.seq] as const;
       const byCommit = (a: (typeof stream)[number], b: (typeof stream)[number]) => {

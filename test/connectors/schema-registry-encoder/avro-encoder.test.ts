@@ -110,21 +110,27 @@ const fullRow = (): Row =>
 const event = (after: Row | null, overrides: Partial<ChangeEvent> = {}): ChangeEvent => ({
   before: null,
   after,
-  op: 'u',
   source: {
-    connector: 'replicator',
+    version: '9.9.9-test',
+    connector: 'postgresql',
+    name: 'legacy',
+    ts_ms: 1_704_164_645_123,
+    ts_us: 1_704_164_645_123_456,
+    snapshot: 'false',
     db: 'legacydb',
+    sequence: '["97500731648","97500731464"]',
     schema: 'public',
     table: 'orders',
-    lsn: '16/B374D848',
-    commitLsn: '16/B374D900',
     txId: 4_294_967_280,
-    commitTs: '2024-01-02T03:04:05.123456Z',
-    ts_ms: 1_704_164_645_123,
-    snapshot: false,
+    lsn: 0x16b374d848n,
+    xmin: null,
+    commitLsn: '16/B374D900',
     seq: 2,
+    commitTs: '2024-01-02T03:04:05.123456Z',
     unchangedToast: ['body'],
   },
+  transaction: null,
+  op: 'u',
   ts_ms: 1_767_225_600_000,
   ...overrides,
 });
@@ -204,9 +210,11 @@ describe('AvroEncoder', () => {
         order_no_2: 'B-2',
         _1st: 'first',
       },
+      source: { ...event(null).source, lsn: Number(event(null).source.lsn), unchangedToast: ['body'] },
+      transaction: null,
       op: 'u',
-      source: { ...event(null).source, unchangedToast: ['body'] },
       ts_ms: 1_767_225_600_000,
+      ts_us: 1_767_225_600_000_000,
     });
     // The 20-digit integer inside jsonb is the server's text, not a rounded double.
     expect(decoded.after?.doc).toContain(BIG);
@@ -224,20 +232,29 @@ describe('AvroEncoder', () => {
         ...event(null).source,
         txId: null,
         commitTs: null,
-        ts_ms: null,
-        snapshot: true,
+        snapshot: 'last',
+        sequence: '[null,"97500731464"]',
         seq: 3_000_000_000,
       },
+      transaction: { id: '7:97500731648', total_order: 1, data_collection_order: 1 },
     };
     delete snapshotRow.source.unchangedToast;
     const r = await decodeAvroValue(client, encoder.encode(s, snapshotRow));
     expect(r.source).toMatchObject({
+      version: '9.9.9-test',
+      connector: 'postgresql',
+      name: 'legacy',
       txId: null,
+      lsn: 0x16b374d848,
       commitTs: null,
-      ts_ms: null,
-      snapshot: true,
+      ts_us: 1_704_164_645_123_456,
+      snapshot: 'last',
+      sequence: '[null,"97500731464"]',
+      xmin: null,
       unchangedToast: null,
     });
+    expect(r.transaction).toEqual({ id: '7:97500731648', total_order: 1, data_collection_order: 1 });
+    expect(r.ts_us).toBe(1_767_225_600_000_000);
     expect(r.source.seq).toBe(3_000_000_000);
     expect(r.after?.body).toBeNull();
 
@@ -265,8 +282,8 @@ describe('AvroEncoder', () => {
     expect(out.readInt32BE(1)).toBe(id);
     expect([...out.subarray(0, 5)]).toEqual([0, 0, 0, 0, 2]);
     // Then plain Avro binary: before = union branch 0 (null); after = branch 1, its id = branch 1 and zigzag(1);
-    // op = length 1 (zigzag 2) and 'u'.
-    expect([...out.subarray(5, 11)]).toEqual([0x00, 0x02, 0x02, 0x02, 0x02, 0x75]);
+    // then the source block, Debezium's order: version = length 10 (zigzag 20) and '9'.
+    expect([...out.subarray(5, 11)]).toEqual([0x00, 0x02, 0x02, 0x02, 0x14, 0x39]);
   });
 
   it('registers <namespace>.<schema>.<table>.Envelope under <topic>-value, real names in doc', async () => {
@@ -277,7 +294,15 @@ describe('AvroEncoder', () => {
     const { meta, envelope, valueFields } = await latestSchema(client);
     expect(meta.schemaType).toBe('AVRO');
     expect(`${envelope.namespace}.${envelope.name}`).toBe('acme.legacy_db.public.orders.Envelope');
-    expect(envelope.fields.map((f) => f.name)).toEqual(['before', 'after', 'op', 'source', 'ts_ms']);
+    expect(envelope.fields.map((f) => f.name)).toEqual([
+      'before',
+      'after',
+      'source',
+      'transaction',
+      'op',
+      'ts_ms',
+      'ts_us',
+    ]);
     const byName = new Map(valueFields.map((f) => [f.name, f]));
     expect(byName.get('order_no')).toMatchObject({ doc: 'order-no' });
     expect(byName.get('order_no_2')).toMatchObject({ doc: 'order_no' });
@@ -346,6 +371,7 @@ describe('AvroEncoder', () => {
     const b = new ChangeBuilder({
       topicPrefix: 'legacy',
       database: 'legacydb',
+      version: '9.9.9-test',
       catalog: new TypeCatalog(),
       partitionsOf: () => 1,
       encoder,
@@ -379,7 +405,13 @@ describe('AvroEncoder', () => {
     expect(plain(e)).toMatchObject({
       after: { id: BIG.slice(1), doc: `{"n":${BIG}}`, body: null },
       op: 'u',
-      source: { unchangedToast: ['body'], lsn: '0/100' },
+      source: {
+        unchangedToast: ['body'],
+        lsn: 0x100,
+        commitLsn: '0/100',
+        snapshot: 'false',
+        connector: 'postgresql',
+      },
     });
   });
 

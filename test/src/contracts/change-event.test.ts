@@ -11,40 +11,101 @@ import { RawJson } from '../../../src/contracts/event-value.js';
 import { ErrorCodes, isReplicatorError } from '../../../src/core/errors.js';
 
 const source: ChangeSource = {
-  connector: 'replicator',
+  version: '0.1.0',
+  connector: 'postgresql',
+  name: 'legacy',
+  ts_ms: 1704164645123,
+  ts_us: 1704164645123456,
+  snapshot: 'false',
   db: 'legacy',
+  sequence: '["23811912","23811912"]',
   schema: 'public',
   table: 'orders',
-  lsn: '0/16B3748',
-  commitLsn: '0/16B3800',
   txId: 731,
-  commitTs: '2024-01-02T03:04:05.123456Z',
-  ts_ms: 1704164645123,
-  snapshot: false,
+  lsn: 0x16b3748n,
+  xmin: null,
+  commitLsn: '0/16B3800',
   seq: 2,
+  commitTs: '2024-01-02T03:04:05.123456Z',
   unchangedToast: ['notes'],
 };
 
 const tricky = 'ünïcødé ✓ 😀 "quoted" \\ back\nnew\tline \u0000 \u001f \u2028 \ud800';
 
+/** The envelope as a Debezium consumer parses it: lsn a number, ts_us and ts_ns beside each ts_ms. */
+function parsedForm(e: ChangeEvent): unknown {
+  const { lsn, ts_us, ...rest } = e.source;
+  const nanos = (us: number) => Number(BigInt(us) * 1000n);
+  return {
+    before: e.before,
+    after: e.after,
+    source: { ...rest, ts_us, ts_ns: nanos(ts_us), lsn: Number(lsn) },
+    transaction: e.transaction,
+    op: e.op,
+    ts_ms: e.ts_ms,
+    ts_us: e.ts_ms * 1000,
+    ts_ns: nanos(e.ts_ms * 1000),
+  };
+}
+
 describe('envelope serializer', () => {
-  it('writes every ChangeSource field (a new field must be added to serializeSource)', () => {
+  it("writes every ChangeSource field, in Debezium's order (a new field must be added to serializeSource)", () => {
     expectTypeOf<keyof ChangeSource>().toEqualTypeOf<
+      | 'version'
       | 'connector'
+      | 'name'
+      | 'ts_ms'
+      | 'ts_us'
+      | 'snapshot'
       | 'db'
+      | 'sequence'
       | 'schema'
       | 'table'
-      | 'lsn'
-      | 'commitLsn'
       | 'txId'
-      | 'commitTs'
-      | 'ts_ms'
-      | 'snapshot'
+      | 'lsn'
+      | 'xmin'
+      | 'commitLsn'
       | 'seq'
+      | 'commitTs'
       | 'unchangedToast'
     >();
-    const e: ChangeEvent = { before: null, after: { id: 1 }, op: 'c', source, ts_ms: 1 };
-    expect(Object.keys(JSON.parse(serializeEvent(e)).source)).toEqual(Object.keys(source));
+    const e: ChangeEvent = { before: null, after: { id: 1 }, source, transaction: null, op: 'c', ts_ms: 1 };
+    const text = serializeEvent(e);
+    const parsed = JSON.parse(text);
+    expect(Object.keys(parsed)).toEqual([
+      'before',
+      'after',
+      'source',
+      'transaction',
+      'op',
+      'ts_ms',
+      'ts_us',
+      'ts_ns',
+    ]);
+    expect(Object.keys(parsed.source)).toEqual([
+      'version',
+      'connector',
+      'name',
+      'ts_ms',
+      'snapshot',
+      'db',
+      'sequence',
+      'ts_us',
+      'ts_ns',
+      'schema',
+      'table',
+      'txId',
+      'lsn',
+      'xmin',
+      'commitLsn',
+      'seq',
+      'commitTs',
+      'unchangedToast',
+    ]);
+    // Exact digits where a double would round: ns of a commit time, an LSN beyond 2^53.
+    expect(text).toContain('"ts_ns":1704164645123456000,');
+    const far = serializeEvent({ ...e, source: { ...source, lsn: (1n << 60n) + 1n } });
+    expect(far).toContain(`"lsn":${(1n << 60n) + 1n},`);
   });
 
   it('parses back to the event for values without RawJson', () => {
@@ -61,32 +122,41 @@ describe('envelope serializer', () => {
       f: -1.5e-7,
       nothing: null,
     };
-    const e: ChangeEvent = { before, after, op: 'u', source, ts_ms: 1704164645999 };
-    const text = serializeEvent(e);
-    expect(JSON.parse(text)).toEqual(e);
-    expect(text).toBe(JSON.stringify(e));
+    const e: ChangeEvent = { before, after, source, transaction: null, op: 'u', ts_ms: 1704164645999 };
+    expect(JSON.parse(serializeEvent(e))).toEqual(parsedForm(e));
   });
 
-  it('matches JSON.stringify for snapshot, delete and truncate shapes with null source fields', () => {
+  it('parses back for snapshot, delete, truncate and transaction-metadata shapes', () => {
     const snapshotSource: ChangeSource = {
-      connector: 'replicator',
-      db: 'legacy',
-      schema: 'public',
-      table: 'orders',
-      lsn: '0/16B3748',
-      commitLsn: '0/16B3748',
+      ...source,
+      snapshot: 'last',
+      sequence: '[null,"23811912"]',
       txId: null,
       commitTs: null,
-      ts_ms: null,
-      snapshot: true,
       seq: 0,
     };
+    delete snapshotSource.unchangedToast;
     const events: ChangeEvent[] = [
-      { before: null, after: { id: 1 }, op: 'r', source: snapshotSource, ts_ms: 5 },
-      { before: { id: 1 }, after: null, op: 'd', source, ts_ms: 6 },
-      { before: null, after: null, op: 't', source: { ...source, unchangedToast: [] }, ts_ms: 7 },
+      { before: null, after: { id: 1 }, source: snapshotSource, transaction: null, op: 'r', ts_ms: 5 },
+      { before: { id: 1 }, after: null, source, transaction: null, op: 'd', ts_ms: 6 },
+      {
+        before: null,
+        after: null,
+        source: { ...source, unchangedToast: [] },
+        transaction: null,
+        op: 't',
+        ts_ms: 7,
+      },
+      {
+        before: null,
+        after: { id: 2 },
+        source,
+        transaction: { id: '731:23812096', total_order: 3, data_collection_order: 2 },
+        op: 'c',
+        ts_ms: 8,
+      },
     ];
-    for (const e of events) expect(serializeEvent(e)).toBe(JSON.stringify(e));
+    for (const e of events) expect(JSON.parse(serializeEvent(e))).toEqual(parsedForm(e));
   });
 
   it('inserts RawJson verbatim, so 20-digit integers are not rounded', () => {
@@ -94,8 +164,9 @@ describe('envelope serializer', () => {
     const e: ChangeEvent = {
       before: null,
       after: { id: 1, doc, docs: [doc, null] },
-      op: 'c',
       source,
+      transaction: null,
+      op: 'c',
       ts_ms: 1,
     };
     const text = serializeEvent(e);

@@ -40,6 +40,8 @@ describe('parseConfig', () => {
         statusIntervalMs: 1_000,
         maxBufferedEvents: 20_000,
         maxBufferedBytes: 32 << 20,
+        tombstonesOnDelete: true,
+        provideTransactionMetadata: false,
       },
       kafka: {
         brokers: ['127.0.0.1:9092'],
