@@ -57,11 +57,12 @@ export async function runSnapshot(o: SnapshotOptions): Promise<Map<string, numbe
   const progress: SnapshotProgress = { started: false, reading: 0, queue };
   const worker = async () => {
     for (let t = queue.shift(); t; t = queue.shift()) {
+      const table = { done: false };
       progress.reading++;
       try {
-        counts.set(`${t.table.schema}.${t.table.table}`, await snapshotTable(o, t, progress));
+        counts.set(`${t.table.schema}.${t.table.table}`, await snapshotTable(o, t, progress, table));
       } finally {
-        progress.reading--;
+        if (!table.done) progress.reading--;
       }
     }
   };
@@ -73,7 +74,7 @@ export async function runSnapshot(o: SnapshotOptions): Promise<Map<string, numbe
 interface SnapshotProgress {
   /** Whether a row was published (the next is not the snapshot's first). */
   started: boolean;
-  /** Tables being read now. */
+  /** Tables being read now: counted down when a table's last row is marked (its COMMIT may still be pending). */
   reading: number;
   /** Tables not started. */
   queue: readonly TableInfo[];
@@ -83,12 +84,22 @@ interface SnapshotProgress {
  * Debezium's `snapshot` marks: a table's first and last rows, and the whole snapshot's first and last. A table's
  * last row is the snapshot's last when no other table is being read or waits (tables finish in any order).
  */
-function snapshotMark(p: SnapshotProgress, firstOfTable: boolean, lastOfTable: boolean): SnapshotMark {
+function snapshotMark(
+  p: SnapshotProgress,
+  table: { done: boolean },
+  firstOfTable: boolean,
+  lastOfTable: boolean,
+): SnapshotMark {
+  const lastOfAll = lastOfTable && p.reading === 1 && p.queue.length === 0;
+  if (lastOfTable) {
+    table.done = true;
+    p.reading--;
+  }
   if (!p.started) {
     p.started = true;
-    if (!(lastOfTable && p.reading === 1 && p.queue.length === 0)) return 'first';
+    if (!lastOfAll) return 'first';
   }
-  if (lastOfTable) return p.reading === 1 && p.queue.length === 0 ? 'last' : 'last_in_data_collection';
+  if (lastOfTable) return lastOfAll ? 'last' : 'last_in_data_collection';
   return firstOfTable ? 'first_in_data_collection' : 'true';
 }
 
@@ -96,6 +107,7 @@ async function snapshotTable(
   o: SnapshotOptions,
   info: TableInfo,
   progress: SnapshotProgress,
+  tableState: { done: boolean },
 ): Promise<number> {
   const { schema, table } = info.table;
   const name = `${schema}.${table}`;
@@ -167,7 +179,7 @@ async function snapshotTable(
           table,
           lsn,
           rowSeq,
-          snapshotMark(progress, rowSeq === 0, lastOfTable),
+          snapshotMark(progress, tableState, rowSeq === 0, lastOfTable),
         ),
         transaction: null,
         op: 'r',
