@@ -43,6 +43,52 @@ const COLUMNS: [string, string, string][] = [
 const side = await besideDebezium('compare_debezium');
 const { libs, kafka, kafkaAdmin, url, client: c } = side;
 
+/**
+ * Why a field differs, by its path: what is different by nature (names, clocks), this source's own fields, and the
+ * value encodings it keeps exact where Debezium's defaults need the schema to be read back.
+ */
+const REASONS: [RegExp, string][] = [
+  [
+    /^value\.before\./,
+    "a delete's old row under REPLICA IDENTITY DEFAULT: PostgreSQL sends the key only, so the other columns are absent (unknown), where Debezium writes null (indistinguishable from NULL)",
+  ],
+  [/^value\.(ts_ms|ts_us|ts_ns)$/, 'by nature: when each tool processed the change'],
+  [/^value\.source\.name$/, 'by nature: the topic prefix each was given'],
+  [/^value\.source\.version$/, 'by nature: each tool writes its own version'],
+  [
+    /^value\.source\.(commitLsn|seq|commitTs|unchangedToast)$/,
+    "this source's own field after Debezium's (ordering, TOAST); a Debezium consumer ignores it",
+  ],
+  [
+    /^value\.source\.(origin|origin_lsn)$/,
+    "Debezium 3.x's replication-origin fields (null unless origin filtering is used): not written",
+  ],
+  [
+    /^value\.source\.sequence$/,
+    'the previous commit LSN: Debezium reads it from its stored offset, this source from the transactions read this session',
+  ],
+  [
+    /\.c_int8$/,
+    'int8 as an exact string (a JSON number beyond 2^53 rounds in JavaScript); Debezium: an int64 number',
+  ],
+  [
+    /\.c_(numeric|numeric_12_2|money|domain)(\.|$)/,
+    "decimals as exact strings (Debezium's decimal.handling.mode=string); Debezium's default `precise`: base64 of the unscaled bytes, or {scale, value} for an unconstrained numeric: unreadable without the schema",
+  ],
+  [/\.c_date$/, 'date as ISO text; Debezium (time.precision.mode=adaptive): days since 1970'],
+  [
+    /\.c_(timestamp|time)$/,
+    'as ISO text; Debezium (time.precision.mode=adaptive): µs since 1970 / since midnight',
+  ],
+  [/\.c_timetz$/, 'as the server prints it, with its offset; Debezium: normalised to UTC'],
+  [
+    /\.c_interval$/,
+    "ISO 8601 duration (Debezium's interval.handling.mode=string form); Debezium's default `numeric`: µs, months counted as 30.4375 days",
+  ],
+  [/\.c_jsonb?(\.|$)/, 'json/jsonb embedded as JSON, numbers verbatim; Debezium: the JSON as a string'],
+];
+const why = (path: string) => REASONS.find(([re]) => re.test(path))?.[1] ?? '(not explained)';
+
 type Flat = Map<string, string>;
 /** JSON leaves by path ("value.after.c_int8"), each as its JSON text. */
 function flatten(v: unknown, path: string, out: Flat): Flat {
@@ -113,7 +159,8 @@ try {
     endLsn: end,
     heapMb: 256,
   });
-  const ours = await read(`${ourPrefix}.public.every_type`, 4);
+  // The same five: four changes and the delete's tombstone.
+  const ours = await read(`${ourPrefix}.public.every_type`, 5);
 
   const rows: string[][] = [];
   const labels = [
@@ -130,23 +177,51 @@ try {
         : flatten({ key: m.key && JSON.parse(m.key), value: m.value && JSON.parse(m.value) }, '', new Map());
     const a = parse(ours[i]);
     const b = parse(theirs[i]);
+    // Field order, of the fields both write: the envelope's and the source block's.
+    const order = (m?: { value: string | null }) => {
+      const v = m?.value ? (JSON.parse(m.value) as { source?: object }) : undefined;
+      return { value: v ? Object.keys(v) : [], source: v?.source ? Object.keys(v.source) : [] };
+    };
+    const [mine, theirOrder] = [order(ours[i]), order(theirs[i])];
+    for (const part of ['value', 'source'] as const) {
+      const shared = mine[part].filter((f) => theirOrder[part].includes(f));
+      const expected = theirOrder[part].filter((f) => mine[part].includes(f));
+      if (shared.join() !== expected.join())
+        rows.push([
+          labels[i] ?? `message ${i + 1}`,
+          `order of ${part}`,
+          shared.join(' '),
+          expected.join(' '),
+          'field order',
+        ]);
+    }
     for (const path of new Set([...a.keys(), ...b.keys()])) {
       const x = a.get(path) ?? '(absent)';
       const y = b.get(path) ?? '(absent)';
-      if (x !== y) rows.push([labels[i] ?? `message ${i + 1}`, `\`${path}\``, x, y]);
+      if (x !== y) rows.push([labels[i] ?? `message ${i + 1}`, `\`${path}\``, x, y, why(path)]);
     }
   }
   const cell = (s: string) => s.replace(/\|/g, '\\|').slice(0, 80);
   const md = [
-    `| event | field | this source | Debezium ${DEBEZIUM_VERSION} |`,
-    '|---|---|---|---|',
+    `| event | field | this source | Debezium ${DEBEZIUM_VERSION} | why |`,
+    '|---|---|---|---|---|',
     ...rows.map((r) => `| ${r.map(cell).join(' | ')} |`),
   ].join('\n');
+  // The differences by reason, each with the fields it covers (the per-event table follows).
+  const byReason = new Map<string, Set<string>>();
+  for (const r of rows) {
+    const fields = byReason.get(r[4]!) ?? new Set<string>();
+    fields.add(r[1]!.replace(/^`value\.(before|after)\.(c_[a-z0-9_]+).*`$/, '`$2`'));
+    byReason.set(r[4]!, fields);
+  }
+  const summary = [...byReason]
+    .map(([reason, fields]) => `- ${reason}: ${[...fields].join(', ')}`)
+    .join('\n');
   console.log(md);
   const doc = new URL('../docs/debezium-comparison.md', import.meta.url);
   writeFileSync(
     doc,
-    `# This source's change events beside Debezium's\n\nGenerated by \`npm run compare:debezium\` (${new Date().toISOString().slice(0, 10)}): the same changes of a table holding every supported type (${COLUMNS.map(([, t]) => t).join(', ')}), captured by Debezium ${DEBEZIUM_VERSION}'s PostgreSQL connector (Kafka Connect standalone, JsonConverter without schemas, otherwise stock) and by this source. Each row is a field whose JSON differs; fields equal in both are not listed. Values are compared after JSON parsing (so \`2.50\` and \`2.5\` inside a json column compare equal), and positions, times and topic names differ from run to run by nature.\n\n${md}\n`,
+    `# This source's change events beside Debezium's\n\nGenerated by \`npm run compare:debezium\` (${new Date().toISOString().slice(0, 10)}): the same changes of a table holding every supported type (${COLUMNS.map(([, t]) => t).join(', ')}), captured by Debezium ${DEBEZIUM_VERSION}'s PostgreSQL connector (Kafka Connect standalone, JsonConverter without schemas, otherwise stock) and by this source. Each row is a field whose JSON differs; fields equal in both are not listed. Values are compared after JSON parsing (so \`2.50\` and \`2.5\` inside a json column compare equal). Every field not listed is equal, among them the key, \`op\`, the order of the fields, the source block's \`connector\`, \`db\`, \`schema\`, \`table\`, \`txId\`, \`lsn\`, \`snapshot\`, \`xmin\`, its commit times (\`ts_ms\`, \`ts_us\`, \`ts_ns\`), \`transaction\` and the tombstone after the delete. The *why* column says what remains different and why; README's "Change events on Kafka" has the envelope.\n\n## What remains different, by reason\n\n${summary}\n\n## Field by field\n\n${md}\n`,
   );
   console.log(`\n${rows.length} differing fields; written to docs/debezium-comparison.md`);
 } finally {

@@ -83,7 +83,10 @@ export class ChangeBuilder {
   private readonly encoder: EventEncoder;
   private readonly identity: SourceIdentity;
   private readonly tombstones: boolean;
-  /** The commit LSN of the last transaction read (Debezium's `lastCommitLsn`, the first half of `sequence`). */
+  /**
+   * Where the last transaction read ended (its COMMIT message's position, the end of its commit record): Debezium's
+   * `lastCommitLsn`, the first half of `sequence`.
+   */
   private lastCommitLsn: bigint | null = null;
 
   constructor(private readonly o: ChangeBuilderOptions) {
@@ -146,7 +149,7 @@ export class ChangeBuilder {
         return { messages: [] };
       }
       case 'commit':
-        this.lastCommitLsn = this.tx?.commitLsn ?? this.lastCommitLsn;
+        this.lastCommitLsn = msg.commitEndLsn;
         this.tx = undefined;
         return { messages: [], mark: msg.commitEndLsn };
       case 'insert': {
@@ -276,6 +279,8 @@ export class ChangeBuilder {
         txId: tx?.xid ?? null,
         lsn,
         xmin: null,
+        origin: null,
+        origin_lsn: null,
         commitLsn: tx?.commitLsnText ?? formatLsn(lsn),
         seq,
         commitTs: tx?.commitTs ?? null,

@@ -60,6 +60,8 @@ export interface DecodedAvroEvent {
     txId: number | null;
     lsn: number | null;
     xmin: number | null;
+    origin: string | null;
+    origin_lsn: number | null;
     commitLsn: string;
     seq: number;
     commitTs: string | null;
@@ -240,6 +242,8 @@ export function avroSchemaFor(
       { name: 'txId', type: ['null', 'long'], default: null },
       { name: 'lsn', type: ['null', 'long'], default: null },
       { name: 'xmin', type: ['null', 'long'], default: null },
+      { name: 'origin', type: ['null', 'string'], default: null },
+      { name: 'origin_lsn', type: ['null', 'long'], default: null },
       { name: 'commitLsn', type: 'string' },
       // long, not int: a snapshot of a table with more than 2^31 rows numbers them all; same size on the wire.
       { name: 'seq', type: 'long' },

@@ -43,8 +43,8 @@ export interface ChangeSource {
   snapshot: SnapshotMark;
   db: string;
   /**
-   * Debezium's ordering pair, JSON text of two decimal strings: the previous transaction's commit LSN (null
-   * before the first one this session read) and this change's LSN.
+   * Debezium's ordering pair, JSON text of two decimal strings: where the previous transaction's commit record
+   * ended (null before the first one this session read) and this change's LSN.
    */
   sequence: string;
   schema: string;
@@ -54,6 +54,9 @@ export interface ChangeSource {
   lsn: bigint;
   /** Debezium's xmin (only with its `xmin.fetch.interval.ms`): always null here. */
   xmin: null;
+  /** Debezium 3's replication origin of the change and its LSN there: always null here. */
+  origin: null;
+  origin_lsn: null;
   /** Its transaction's commit LSN, text form ('0/16B3748'); a snapshot row: the slot's consistent point. */
   commitLsn: string;
   /** Position within the transaction (or within the snapshot of a table), from 0. */
@@ -152,7 +155,7 @@ function serializeSource(s: ChangeSource): string {
     `,"sequence":${JSON.stringify(s.sequence)},"ts_us":${serializeNumber(s.ts_us)}` +
     `,"ts_ns":${nanosFromMicros(s.ts_us)},"schema":${JSON.stringify(s.schema)}` +
     `,"table":${JSON.stringify(s.table)},"txId":${serializeNullableNumber(s.txId)},"lsn":${s.lsn}` +
-    `,"xmin":null,"commitLsn":${JSON.stringify(s.commitLsn)},"seq":${serializeNumber(s.seq)}` +
+    `,"xmin":null,"origin":null,"origin_lsn":null,"commitLsn":${JSON.stringify(s.commitLsn)},"seq":${serializeNumber(s.seq)}` +
     `,"commitTs":${serializeNullableString(s.commitTs)}`;
   if (s.unchangedToast !== undefined) {
     out += `,"unchangedToast":${serializeValue(s.unchangedToast)}`;
@@ -213,7 +216,7 @@ export interface SourceIdentity {
   db: string;
 }
 
-/** The Debezium `sequence` text of a change: the previous transaction's commit LSN (or null) and its own LSN. */
+/** The Debezium `sequence` text of a change: where the previous transaction ended (or null) and its own LSN. */
 export function sequenceText(lastCommitLsn: bigint | null, lsn: bigint): string {
   return `[${lastCommitLsn === null ? 'null' : `"${lastCommitLsn}"`},"${lsn}"]`;
 }
@@ -245,6 +248,8 @@ export function snapshotSource(
     txId: null,
     lsn,
     xmin: null,
+    origin: null,
+    origin_lsn: null,
     commitLsn: formatLsn(lsn),
     seq,
     commitTs: null,

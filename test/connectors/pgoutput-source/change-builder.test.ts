@@ -163,8 +163,8 @@ describe('ChangeBuilder: transactions', () => {
     const e = eventOf(b.build(insertMsg(orders, row('2')), 4n).messages[0]!);
     expect(e.source.seq).toBe(0);
     expect(e.source.txId).toBe(9);
-    // Debezium's sequence: the last transaction's commit LSN, then this change's.
-    expect(e.source.sequence).toBe(`["${COMMIT_LSN}","4"]`);
+    // Debezium's sequence: where the last transaction's commit record ended, then this change's LSN.
+    expect(e.source.sequence).toBe(`["${COMMIT_END_LSN}","4"]`);
   });
 
   it("fills Debezium's transaction block when asked: id, order in the transaction and in the table", () => {

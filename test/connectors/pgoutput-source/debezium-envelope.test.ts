@@ -35,6 +35,8 @@ const DEBEZIUM_SOURCE_FIELDS = [
   'txId',
   'lsn',
   'xmin',
+  'origin',
+  'origin_lsn',
 ];
 /** This replicator's own source fields, after Debezium's (a Debezium consumer ignores them). */
 const OWN_SOURCE_FIELDS = ['commitLsn', 'seq', 'commitTs', 'unchangedToast'];
@@ -76,6 +78,8 @@ function envelopeSchema(prefix: string, database: string) {
       txId: int.nullable(),
       lsn: int,
       xmin: z.null(),
+      origin: z.null(),
+      origin_lsn: z.null(),
       commitLsn: z.string().regex(/^[0-9A-F]+\/[0-9A-F]+$/),
       seq: int,
       commitTs: z.string().nullable(),

@@ -124,6 +124,8 @@ const event = (after: Row | null, overrides: Partial<ChangeEvent> = {}): ChangeE
     txId: 4_294_967_280,
     lsn: 0x16b374d848n,
     xmin: null,
+    origin: null,
+    origin_lsn: null,
     commitLsn: '16/B374D900',
     seq: 2,
     commitTs: '2024-01-02T03:04:05.123456Z',

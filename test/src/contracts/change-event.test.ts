@@ -24,6 +24,8 @@ const source: ChangeSource = {
   txId: 731,
   lsn: 0x16b3748n,
   xmin: null,
+  origin: null,
+  origin_lsn: null,
   commitLsn: '0/16B3800',
   seq: 2,
   commitTs: '2024-01-02T03:04:05.123456Z',
@@ -64,6 +66,8 @@ describe('envelope serializer', () => {
       | 'txId'
       | 'lsn'
       | 'xmin'
+      | 'origin'
+      | 'origin_lsn'
       | 'commitLsn'
       | 'seq'
       | 'commitTs'
@@ -97,6 +101,8 @@ describe('envelope serializer', () => {
       'txId',
       'lsn',
       'xmin',
+      'origin',
+      'origin_lsn',
       'commitLsn',
       'seq',
       'commitTs',
