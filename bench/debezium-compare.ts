@@ -72,7 +72,11 @@ const REASONS: [RegExp, string][] = [
     'int8 as an exact string (a JSON number beyond 2^53 rounds in JavaScript); Debezium: an int64 number',
   ],
   [
-    /\.c_(numeric|numeric_12_2|money|domain)(\.|$)/,
+    /\.c_money$/,
+    'money as the server prints it (lc_monetary: "$12.34"); Debezium: base64 bytes by default, "12.34" with decimal.handling.mode=string',
+  ],
+  [
+    /\.c_(numeric|numeric_12_2|domain)(\.|$)/,
     "decimals as exact strings (Debezium's decimal.handling.mode=string); Debezium's default `precise`: base64 of the unscaled bytes, or {scale, value} for an unconstrained numeric: unreadable without the schema",
   ],
   [/\.c_date$/, 'date as ISO text; Debezium (time.precision.mode=adaptive): days since 1970'],
