@@ -165,7 +165,7 @@ async function withinBudget<T>(work: Promise<T>, deadline: number, err: () => Re
 }
 
 /** Go/no-go checks that waiting can satisfy (the sink catching up), as opposed to a DLQ or a drifted verify. */
-const CATCH_UP_CHECKS = new Set(['replication lag', 'predicted drain']);
+const CATCH_UP_CHECKS = new Set(['replication lag', 'source caught up', 'predicted drain']);
 
 /** The raw change topics, which the sink applies directly. */
 const changeTopicsOf = (config: ReplicatorConfig) =>
@@ -175,8 +175,14 @@ const changeTopicsOf = (config: ReplicatorConfig) =>
 export async function goNoGo(
   o: Pick<CutoverOptions, 'config' | 'kafka' | 'maxLagSeconds' | 'budgetSeconds' | 'allowDlq'>,
   target: pg.Client,
+  legacy: pg.Client,
 ): Promise<GoNoGo[]> {
   const { config } = o;
+  // The source's side of the backlog: WAL written now must reach Kafka (the slot's confirmed position, which the
+  // source reports once Kafka acknowledged everything before it) soon, or the drain would wait for the source inside
+  // the fence. Taken now, checked after the rate measurement below.
+  const walNow = (await legacy.query<{ l: string }>('SELECT pg_current_wal_lsn()::text AS l')).rows[0]!.l;
+  const sourceStarted = Date.now();
   const checks: GoNoGo[] = [];
   const maxLag = o.maxLagSeconds ?? config.cutover.maxLagSeconds;
   const lagRow = (
@@ -238,6 +244,7 @@ export async function goNoGo(
   const rate = ((await applied()) - a0) / ((Date.now() - t0) / 1000);
   const budget = o.budgetSeconds ?? config.cutover.budgetSeconds;
   const predicted = backlog === 0 ? 0 : rate > 0 ? backlog / rate : Number.POSITIVE_INFINITY;
+  checks.push(await sourceCaughtUp(o, legacy, walNow, sourceStarted));
   checks.push({
     check: 'predicted drain',
     ok: predicted <= budget,
@@ -251,6 +258,48 @@ export async function goNoGo(
     }`,
   });
   return checks;
+}
+
+/**
+ * Whether the source acknowledged to Kafka the WAL position `walNow` (taken at `since`) within the budget, or within
+ * two of its status intervals if longer (the slot's position is reported that often).
+ */
+async function sourceCaughtUp(
+  o: Pick<CutoverOptions, 'config' | 'budgetSeconds'>,
+  legacy: pg.Client,
+  walNow: string,
+  since: number,
+): Promise<GoNoGo> {
+  const { config } = o;
+  const budget = o.budgetSeconds ?? config.cutover.budgetSeconds;
+  const until = since + Math.max(budget * 1000, 2 * config.source.statusIntervalMs);
+  for (;;) {
+    const row = (
+      await legacy.query<{ passed: boolean | null; behind: string | null }>(
+        `SELECT confirmed_flush_lsn >= $2::pg_lsn AS passed,
+                pg_wal_lsn_diff($2::pg_lsn, confirmed_flush_lsn)::text AS behind
+           FROM pg_replication_slots WHERE slot_name = $1`,
+        [config.source.slot, walNow],
+      )
+    ).rows[0];
+    const seconds = ((Date.now() - since) / 1000).toFixed(2);
+    if (row?.passed)
+      return {
+        check: 'source caught up',
+        ok: true,
+        detail: `WAL written at the check in Kafka after ${seconds} s`,
+      };
+    if (Date.now() >= until) {
+      return {
+        check: 'source caught up',
+        ok: false,
+        detail: row
+          ? `${row.behind} byte(s) of WAL not yet in Kafka after ${seconds} s (slot ${config.source.slot}; is the source running?)`
+          : `slot ${config.source.slot} does not exist`,
+      };
+    }
+    await sleep(50);
+  }
 }
 
 async function runActions(
@@ -402,17 +451,16 @@ export async function runCutover(o: CutoverOptions): Promise<CutoverResult> {
 
     /** One attempt: the catch-up gate, the fence, the drain, the final verify and the flip, all within the budget. */
     async function attemptCutover(): Promise<CutoverResult> {
-      let checks = await goNoGo(o, target);
+      let checks = await goNoGo(o, target, legacy);
       // The catch-up gate: while only the sink's backlog stands in the way (lag, predicted drain), wait for it to catch
       // up rather than fence now and block writes for the whole drain — bounded by `--wait`, saying what it waits for.
       const waitUntil = Date.now() + (o.waitSeconds ?? config.cutover.waitSeconds) * 1000;
       const catchingUp = (cs: GoNoGo[]) =>
         cs.some((c) => !c.ok) && cs.every((c) => c.ok || CATCH_UP_CHECKS.has(c.check));
       while (!o.dryRun && catchingUp(checks) && Date.now() < waitUntil) {
-        for (const c of checks.filter((x) => !x.ok))
-          print(`  waiting for the sink to catch up: ${c.check}: ${c.detail}`);
+        for (const c of checks.filter((x) => !x.ok)) print(`  waiting to catch up: ${c.check}: ${c.detail}`);
         await sleep(500);
-        checks = await goNoGo(o, target);
+        checks = await goNoGo(o, target, legacy);
       }
       for (const c of checks) print(`  ${c.ok ? 'GO   ' : 'NO-GO'} ${c.check}: ${c.detail}`);
       const id = randomUUID();

@@ -95,6 +95,11 @@ async function setup(label: string, seedRows = 100) {
       await pipeline.stop();
       pipeline = startPipeline(config, 'source');
     },
+    /** Only the sink runs from here on: legacy changes stay in the WAL, and the sink has nothing to apply. */
+    stopCapturing: async () => {
+      await pipeline.stop();
+      pipeline = startPipeline(config, 'sink');
+    },
   };
 }
 
@@ -337,10 +342,35 @@ describe('cutover', () => {
     expect(isReplicatorError(refused, ErrorCodes.CUTOVER_REFUSED), String(refused)).toBe(true);
     expect((refused as Error).message).toMatch(/predicted drain \(\d+ message\(s\) behind/);
     // It waited (bounded by --wait) and said what for, before refusing.
-    expect(
-      lines.some((l) => /waiting for the sink to catch up: predicted drain: \d+ message\(s\) behind/.test(l)),
-    ).toBe(true);
+    expect(lines.some((l) => /waiting to catch up: predicted drain: \d+ message\(s\) behind/.test(l))).toBe(
+      true,
+    );
     // Legacy was never fenced: no trigger, and writes go on.
+    expect(await fenceTriggers(env.legacyUrl)).toEqual([]);
+    await withClient(env.legacyUrl, (c) => applyWrites(c, [workload.next()]));
+  }, 180_000);
+
+  it('the catch-up gate: with the source stopped behind legacy writes (nothing in Kafka yet) it waits, says why, and refuses without fencing', async () => {
+    const { env, config, workload, stopCapturing } = await setup('cutsrcgate');
+    await stopCapturing();
+    await withClient(env.legacyUrl, async (c) => {
+      for (let i = 0; i < 50; i++) await applyWrites(c, [workload.next()]);
+    });
+    const lines: string[] = [];
+    const refused = await cutover(
+      { ...config, cutover: { ...config.cutover, budgetSeconds: 1, waitSeconds: 3 } },
+      { print: (l) => lines.push(l) },
+    ).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(isReplicatorError(refused, ErrorCodes.CUTOVER_REFUSED), String(refused)).toBe(true);
+    // The sink's side is empty (nothing reached Kafka): only the source's WAL says the pipeline is behind.
+    expect((refused as Error).message).toMatch(/source caught up \(\d+ byte\(s\) of WAL not yet in Kafka/);
+    expect((refused as Error).message).not.toMatch(/predicted drain/);
+    expect(lines.some((l) => /waiting to catch up: source caught up: \d+ byte\(s\) of WAL/.test(l))).toBe(
+      true,
+    );
     expect(await fenceTriggers(env.legacyUrl)).toEqual([]);
     await withClient(env.legacyUrl, (c) => applyWrites(c, [workload.next()]));
   }, 180_000);
