@@ -544,21 +544,32 @@ export async function runCutover(o: CutoverOptions): Promise<CutoverResult> {
           await sleep(20);
         }
         const ends = await endOffsetsOf(o.kafka, changeTopicsOf(config));
+        // The users those batches touched: queued (pending_derived) in the apply transactions that stored the
+        // offsets, so once the offsets are reached every such entry is committed with an id at most the newest one
+        // then. Only those are waited for: under a per-shop cutover other shops' changes keep queueing new ones.
+        let settleUpTo: string | undefined;
         for (;;) {
-          const { rows } = await target.query<{
-            topic: string;
-            partition: number;
-            n: string;
-            pending: boolean;
-          }>(
-            `SELECT topic, partition, next_offset::text AS n,
-                    EXISTS (SELECT 1 FROM replicator.pending_derived) AS pending
-               FROM replicator.sink_offsets WHERE group_id = $1`,
+          const { rows } = await target.query<{ topic: string; partition: number; n: string }>(
+            'SELECT topic, partition, next_offset::text AS n FROM replicator.sink_offsets WHERE group_id = $1',
             [config.sink.groupId],
           );
           const stored = new Map(rows.map((r) => [`${r.topic}/${r.partition}`, BigInt(r.n)]));
           const behind = [...ends].filter(([tp, end]) => (stored.get(tp) ?? 0n) < end);
-          const pending = rows[0]?.pending ?? false;
+          let pending = true;
+          if (behind.length === 0) {
+            settleUpTo ??=
+              (
+                await target.query<{ id: string | null }>(
+                  'SELECT max(id)::text AS id FROM replicator.pending_derived',
+                )
+              ).rows[0]!.id ?? '0';
+            pending = (
+              await target.query<{ pending: boolean }>(
+                'SELECT EXISTS (SELECT 1 FROM replicator.pending_derived WHERE id <= $1::bigint) AS pending',
+                [settleUpTo],
+              )
+            ).rows[0]!.pending;
+          }
           if (behind.length === 0 && !pending) break;
           checkBudget(
             `draining: ${behind.length}/${ends.size} partition(s) not applied up to the fence${pending ? ', users not recomputed' : ''}`,

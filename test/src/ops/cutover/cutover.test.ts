@@ -54,14 +54,14 @@ async function recordVerify(config: ReplicatorConfig) {
 /** Every row compared, independently of the cutover's own (delta) final verify. */
 const fullVerify = (config: ReplicatorConfig) => finalVerify(config, { full: true });
 
-async function setup(label: string, seedRows = 100) {
+async function setup(label: string, seedRows = 100, shops = 2) {
   const env = await freshPipeline(label);
   const config: ReplicatorConfig = {
     ...env.config,
     // The delta final verify even on these small tables (auto would pick the full one).
     cutover: { ...env.config.cutover, maxLagSeconds: 30, budgetSeconds: 60, finalVerify: 'delta' },
   };
-  const w = new LegacyWorkload({ seed: 3, customers: 20, shops: 2, invalidShare: 0, bigNotesBytes: 5000 });
+  const w = new LegacyWorkload({ seed: 3, customers: 20, shops, invalidShare: 0, bigNotesBytes: 5000 });
   await withClient(env.legacyUrl, async (c) => {
     for (const write of w.seed(seedRows)) await c.query(write.sql, write.params);
   });
@@ -152,10 +152,10 @@ async function undrainableCutover(
 }
 
 /**
- * Open-loop legacy writes at 500/s (a write every 2 ms whatever earlier ones take) on a pool of 8 connections, each
- * outcome counted: committed, refused by the fence (its message kept), or any other error.
+ * Open-loop legacy writes, by default at 500/s (a write every 2 ms whatever earlier ones take), on a pool of 8
+ * connections, each outcome counted: committed, refused by the fence (its message kept), or any other error.
  */
-function openLoopWrites(url: string, workload: LegacyWorkload) {
+function openLoopWrites(url: string, workload: LegacyWorkload, everyMs = 2) {
   const outcomes = { committed: 0, fenced: [] as string[], other: [] as string[] };
   const pool = new pg.Pool({ connectionString: url, max: 8 });
   pool.on('error', () => {});
@@ -166,7 +166,7 @@ function openLoopWrites(url: string, workload: LegacyWorkload) {
     const start = Date.now();
     let n = 0;
     while (writing) {
-      const due = start + n * 2;
+      const due = start + n * everyMs;
       if (Date.now() < due) await sleep(due - Date.now());
       const w = workload.next();
       n++;
@@ -519,4 +519,81 @@ describe('cutover', () => {
     expect(shops[0]!.cutover!.windowMs).toBeGreaterThan(0);
     expect(renderCutoverStatus(shops)).toMatch(/^shop-0 +flipped +\d+ ms +0 +\w{8} flipped /m);
   }, 180_000);
+
+  it('three shops one after another under load, the second forced to fail: status shows flipped / failed / pending with their windows, and the failed shop was unfenced within the budget', async () => {
+    const { env, config, workload } = await setup('cut3shops', 150, 3);
+    const budgetSeconds = 5;
+    const shopConfig = { ...config, cutover: { ...config.cutover, budgetSeconds } };
+    const load = openLoopWrites(env.legacyUrl, workload, 10);
+    const byShop = async () => new Map((await cutoverStatus(config)).map((s) => [s.shop, s]));
+
+    const first = await cutover(shopConfig, { shop: 'shop-0' });
+    expect(first.phase).toBe('flipped');
+
+    // shop-1's V2 holds a bundle no legacy row produced: its final verify (a full one, per shop) must refuse.
+    const tampered = '00000000-0000-5000-8000-00000000beef';
+    await withClient(env.targetUrl, (c) =>
+      c.query(
+        `INSERT INTO bundles (id, shop, name, title, slug, status, source, created_at)
+         VALUES ($1, 'shop-1', 'tampered', 'tampered', 'tampered-1', 'ACTIVE', 'MANUAL', now())`,
+        [tampered],
+      ),
+    );
+    const failed = await cutover(shopConfig, { shop: 'shop-1' }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(isReplicatorError(failed, ErrorCodes.CUTOVER_FAILED), String(failed)).toBe(true);
+    expect((failed as Error).message).toMatch(/final verify found drift/);
+
+    let shops = await byShop();
+    expect([...shops].map(([shop, s]) => [shop, s.state])).toEqual([
+      ['shop-0', 'flipped'],
+      ['shop-1', 'failed'],
+      ['shop-2', 'pending'],
+    ]);
+    expect(shops.get('shop-0')!.cutover).toMatchObject({ id: first.id, phase: 'flipped', error: null });
+    const failedWindow = shops.get('shop-1')!.cutover!;
+    expect(failedWindow.phase).toBe('aborted');
+    expect(failedWindow.error).toMatch(/final verify found drift/);
+    // Blocked from its fence to its removal, within the budget (+ 200 ms for the unfence itself).
+    expect(failedWindow.windowMs).toBeGreaterThan(0);
+    expect(failedWindow.windowMs!).toBeLessThan(budgetSeconds * 1000 + 200);
+    expect(shops.get('shop-2')!.cutover).toBeNull();
+    // shop-1 writes again in legacy; shop-0 stays fenced.
+    await withClient(env.legacyUrl, async (c) => {
+      await c.query(
+        `INSERT INTO bundle_discount_id (id, "bundleId", "bundleName", shop, products) VALUES (9101, 'after', 'shop-1 after its abort', 'shop-1', '[{"productId":"p1"}]')`,
+      );
+      await expect(
+        c.query(
+          `INSERT INTO bundle_discount_id ("bundleId", "bundleName", shop, products) VALUES ('x', 'fenced', 'shop-0', '[]')`,
+        ),
+      ).rejects.toThrow(FENCE_ERROR_PREFIX);
+    });
+
+    const third = await cutover(shopConfig, { shop: 'shop-2' });
+    expect(third.phase).toBe('flipped');
+    shops = await byShop();
+    expect([...shops].map(([shop, s]) => [shop, s.state])).toEqual([
+      ['shop-0', 'flipped'],
+      ['shop-1', 'failed'],
+      ['shop-2', 'flipped'],
+    ]);
+    for (const shop of ['shop-0', 'shop-2']) {
+      const w = shops.get(shop)!.cutover!.windowMs!;
+      expect(w).toBeGreaterThan(0);
+      expect(w).toBeLessThan(budgetSeconds * 1000 + 200);
+    }
+    expect(renderCutoverStatus([...shops.values()])).toMatch(/^shop-1 +failed +\d+ ms /m);
+
+    // Under the load: writes were committed or refused by a fence, nothing else; once the tampered row is gone, V2
+    // equals legacy (no write lost).
+    const outcomes = await load.stop();
+    expect(outcomes.other).toEqual([]);
+    expect(outcomes.committed).toBeGreaterThan(0);
+    await withClient(env.targetUrl, (c) => c.query('DELETE FROM bundles WHERE id = $1', [tampered]));
+    const diff = await waitForConvergence(env.legacyUrl, env.targetUrl, 60_000);
+    expect(isClean(diff), summary(diff)).toBe(true);
+  }, 300_000);
 });
