@@ -649,17 +649,30 @@ async function flip(
   await setPhase(id, 'flipping');
   for (const line of await syncSequences(config, legacy, target)) print(`  sequence ${line}`);
   await runActions(config.cutover.flip, { id, ...(o.shop ? { shop: o.shop } : {}), legacy, target });
-  await target.query('BEGIN');
-  await installPostFlipCapture(target, id, o.v2Tables);
-  const flipped = (
-    await target.query<{ at: string; ms: number | null }>(
-      `UPDATE replicator.cutovers SET phase = 'flipped', flip_committed_at = clock_timestamp(), finished_at = clock_timestamp(),
-              write_blocked_ms = extract(epoch FROM clock_timestamp() - fence_committed_at) * 1000
-        WHERE id = $1 RETURNING flip_committed_at::text AS at, write_blocked_ms AS ms`,
-      [id],
-    )
-  ).rows[0]!;
-  await target.query('COMMIT');
+  let flipped: { at: string; ms: number | null };
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await target.query('BEGIN');
+      await installPostFlipCapture(target, id, o.v2Tables);
+      flipped = (
+        await target.query<{ at: string; ms: number | null }>(
+          `UPDATE replicator.cutovers SET phase = 'flipped', flip_committed_at = clock_timestamp(), finished_at = clock_timestamp(),
+                  write_blocked_ms = extract(epoch FROM clock_timestamp() - fence_committed_at) * 1000
+            WHERE id = $1 RETURNING flip_committed_at::text AS at, write_blocked_ms AS ms`,
+          [id],
+        )
+      ).rows[0]!;
+      await target.query('COMMIT');
+      break;
+    } catch (e) {
+      await target.query('ROLLBACK').catch(() => {});
+      // The capture triggers lock each V2 table; during a per-shop cutover the sink is still applying other shops'
+      // changes to them, in its own table order, so a deadlock (40P01) is possible: only this transaction is undone.
+      const code = (e as { code?: unknown }).code;
+      if (!(code === '40P01' || code === '40001' || code === '55P03') || attempt >= 10) throw e;
+      await sleep(20 * attempt);
+    }
+  }
   o.onPhase?.('flipped');
   const ms = flipped.ms ?? (fencedAt ? Date.parse(flipped.at) - Date.parse(fencedAt) : undefined);
   print(
