@@ -596,4 +596,57 @@ describe('cutover', () => {
     const diff = await waitForConvergence(env.legacyUrl, env.targetUrl, 60_000);
     expect(isClean(diff), summary(diff)).toBe(true);
   }, 300_000);
+
+  it('a change made just before the fence to a row verified long before is caught by the delta final verify when V2 was tampered with: aborted, unfenced, no flip', async () => {
+    const { env, config } = await setup('cuttamper');
+    // A booking the recorded verify saw; it changes now (after that verify), and its V2 row is then tampered with.
+    const { id, reference } = await withClient(
+      env.legacyUrl,
+      async (c) =>
+        (
+          await c.query<{ id: string; reference: string }>(
+            'SELECT id, "bookingReference" AS reference FROM bookings ORDER BY "createdAt" LIMIT 1',
+          )
+        ).rows[0]!,
+    );
+    await withClient(env.legacyUrl, (c) =>
+      c.query(`UPDATE bookings SET "finalAmount" = 4321.09, "updatedAt" = now() WHERE id = $1`, [id]),
+    );
+    await withClient(env.targetUrl, async (c) => {
+      for (let i = 0; i < 300; i++) {
+        const { rows } = await c.query<{ amount: string }>(
+          'SELECT amount::text AS amount FROM bookings WHERE reference = $1',
+          [reference],
+        );
+        if (rows[0]?.amount === '4321.09') break;
+        await sleep(100);
+      }
+      // Applied; now V2 says something else (as a bug or a stray write would).
+      const tampered = await c.query(
+        "UPDATE bookings SET amount = 4321.10 WHERE reference = $1 AND amount = '4321.09'",
+        [reference],
+      );
+      expect(tampered.rowCount).toBe(1);
+    });
+    const lines: string[] = [];
+    const failed = await cutover(config, { print: (l) => lines.push(l) }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(isReplicatorError(failed, ErrorCodes.CUTOVER_FAILED), String(failed)).toBe(true);
+    expect((failed as Error).message).toMatch(/final verify found drift/);
+    // The delta (only rows changed since the recorded verify) ran, and caught it.
+    expect(lines.join('\n')).toMatch(/final verify: DRIFT delta since [0-9A-F]+\/[0-9A-F]+/);
+    expect(await fenceTriggers(env.legacyUrl)).toEqual([]);
+    const phase = await withClient(
+      env.targetUrl,
+      async (c) =>
+        (
+          await c.query<{ phase: string }>(
+            'SELECT phase FROM replicator.cutovers ORDER BY started_at DESC LIMIT 1',
+          )
+        ).rows[0]!.phase,
+    );
+    expect(phase).toBe('aborted');
+  }, 180_000);
 });
