@@ -1,6 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { fencePrefix, heartbeatPrefix } from '../../../src/contracts/topics.js';
+import {
+  DEBEZIUM_ENVELOPE_FIELDS,
+  DEBEZIUM_SOURCE_FIELDS,
+  OWN_SOURCE_FIELDS,
+} from '../../helpers/debezium-envelope.js';
 import { type ReadMessage, readTopics } from '../../helpers/kafka-read.js';
 import { dropSlot, freshDatabase, testKafka, withClient } from '../../helpers/resources.js';
 import { sourceConfig, startSource, topicOf } from '../../helpers/source-harness.js';
@@ -19,28 +24,6 @@ let db: { name: string; url: string };
 beforeAll(async () => {
   db = await freshDatabase('debezium');
 });
-
-const DEBEZIUM_SOURCE_FIELDS = [
-  'version',
-  'connector',
-  'name',
-  'ts_ms',
-  'snapshot',
-  'db',
-  'sequence',
-  'ts_us',
-  'ts_ns',
-  'schema',
-  'table',
-  'txId',
-  'lsn',
-  'xmin',
-  'origin',
-  'origin_lsn',
-];
-/** This replicator's own source fields, after Debezium's (a Debezium consumer ignores them). */
-const OWN_SOURCE_FIELDS = ['commitLsn', 'seq', 'commitTs', 'unchangedToast'];
-const ENVELOPE_FIELDS = ['before', 'after', 'source', 'transaction', 'op', 'ts_ms', 'ts_us', 'ts_ns'];
 
 const int = z.number().int().nonnegative();
 const decimalText = z.string().regex(/^\d+$/);
@@ -123,7 +106,7 @@ function envelopeSchema(prefix: string, database: string) {
 /** Fields in order, and the ns fields exactly the µs digits and three zeros (JSON.parse would round them). */
 function checkText(value: string, parsed: { ts_us: number; source: { ts_us: number } }) {
   const e = JSON.parse(value) as Record<string, unknown> & { source: Record<string, unknown> };
-  expect(Object.keys(e)).toEqual(ENVELOPE_FIELDS);
+  expect(Object.keys(e)).toEqual(DEBEZIUM_ENVELOPE_FIELDS);
   const own = Object.keys(e.source).slice(DEBEZIUM_SOURCE_FIELDS.length);
   expect(Object.keys(e.source).slice(0, DEBEZIUM_SOURCE_FIELDS.length)).toEqual(DEBEZIUM_SOURCE_FIELDS);
   expect(own.every((f) => OWN_SOURCE_FIELDS.includes(f))).toBe(true);

@@ -194,6 +194,20 @@ function openLoopWrites(url: string, workload: LegacyWorkload, everyMs = 2) {
   };
 }
 
+/** A cutover with a 1 s budget and 3 s of --wait, expected to be refused by its gate; what it printed. */
+async function gatedCutover(config: ReplicatorConfig): Promise<{ refused: Error; lines: string[] }> {
+  const lines: string[] = [];
+  const refused = await cutover(
+    { ...config, cutover: { ...config.cutover, budgetSeconds: 1, waitSeconds: 3 } },
+    { print: (l) => lines.push(l) },
+  ).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(isReplicatorError(refused, ErrorCodes.CUTOVER_REFUSED), String(refused)).toBe(true);
+  return { refused: refused as Error, lines };
+}
+
 async function fenceTriggers(url: string): Promise<string[]> {
   return withClient(url, async (c) =>
     (
@@ -331,16 +345,8 @@ describe('cutover', () => {
         await sleep(100);
       }
     });
-    const lines: string[] = [];
-    const refused = await cutover(
-      { ...config, cutover: { ...config.cutover, budgetSeconds: 1, waitSeconds: 3 } },
-      { print: (l) => lines.push(l) },
-    ).then(
-      () => undefined,
-      (e: unknown) => e,
-    );
-    expect(isReplicatorError(refused, ErrorCodes.CUTOVER_REFUSED), String(refused)).toBe(true);
-    expect((refused as Error).message).toMatch(/predicted drain \(\d+ message\(s\) behind/);
+    const { refused, lines } = await gatedCutover(config);
+    expect(refused.message).toMatch(/predicted drain \(\d+ message\(s\) behind/);
     // It waited (bounded by --wait) and said what for, before refusing.
     expect(lines.some((l) => /waiting to catch up: predicted drain: \d+ message\(s\) behind/.test(l))).toBe(
       true,
@@ -356,18 +362,10 @@ describe('cutover', () => {
     await withClient(env.legacyUrl, async (c) => {
       for (let i = 0; i < 50; i++) await applyWrites(c, [workload.next()]);
     });
-    const lines: string[] = [];
-    const refused = await cutover(
-      { ...config, cutover: { ...config.cutover, budgetSeconds: 1, waitSeconds: 3 } },
-      { print: (l) => lines.push(l) },
-    ).then(
-      () => undefined,
-      (e: unknown) => e,
-    );
-    expect(isReplicatorError(refused, ErrorCodes.CUTOVER_REFUSED), String(refused)).toBe(true);
+    const { refused, lines } = await gatedCutover(config);
     // The sink's side is empty (nothing reached Kafka): only the source's WAL says the pipeline is behind.
-    expect((refused as Error).message).toMatch(/source caught up \(\d+ byte\(s\) of WAL not yet in Kafka/);
-    expect((refused as Error).message).not.toMatch(/predicted drain/);
+    expect(refused.message).toMatch(/source caught up \(\d+ byte\(s\) of WAL not yet in Kafka/);
+    expect(refused.message).not.toMatch(/predicted drain/);
     expect(lines.some((l) => /waiting to catch up: source caught up: \d+ byte\(s\) of WAL/.test(l))).toBe(
       true,
     );
