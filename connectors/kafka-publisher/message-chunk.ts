@@ -10,7 +10,8 @@ import { messageBytes } from './kafka-publisher.js';
  * Entry layout: u8 kind, then
  * - TOPIC: u16 length, utf8 name (the next topic index);
  * - MESSAGE: u16 topic index, i32 partition (-1: the producer's partitioner), i32 key length (-1: null), key,
- *   i32 value length (-1: null, a tombstone), value, u16 header count, each header as i32 length + utf8 name, i32 length + utf8 value;
+ *   i32 value length (-1: null, a tombstone), value, u16 header count, each header as i32 length + utf8 name,
+ *   i32 length + utf8 value;
  * - MARK: u32 high, u32 low half of the LSN.
  */
 const TOPIC = 1;

@@ -54,7 +54,7 @@ interface RawEnvelope {
 }
 
 /** Whether a `source.snapshot` says the row was read, not streamed (any mark but 'false'). */
-export function isSnapshotMark(mark: unknown): boolean {
+function isSnapshotMark(mark: unknown): boolean {
   return mark === true || (typeof mark === 'string' && mark !== 'false');
 }
 

@@ -452,8 +452,9 @@ export async function runCutover(o: CutoverOptions): Promise<CutoverResult> {
     /** One attempt: the catch-up gate, the fence, the drain, the final verify and the flip, all within the budget. */
     async function attemptCutover(): Promise<CutoverResult> {
       let checks = await goNoGo(o, target, legacy);
-      // The catch-up gate: while only the sink's backlog stands in the way (lag, predicted drain), wait for it to catch
-      // up rather than fence now and block writes for the whole drain — bounded by `--wait`, saying what it waits for.
+      // The catch-up gate: while only the pipeline's backlog stands in the way (lag, WAL the source has not brought to
+      // Kafka, the sink's predicted drain), wait for it to catch up rather than fence now and block writes for the
+      // whole drain — bounded by `--wait`, saying what it waits for.
       const waitUntil = Date.now() + (o.waitSeconds ?? config.cutover.waitSeconds) * 1000;
       const catchingUp = (cs: GoNoGo[]) =>
         cs.some((c) => !c.ok) && cs.every((c) => c.ok || CATCH_UP_CHECKS.has(c.check));
@@ -555,7 +556,7 @@ export async function runCutover(o: CutoverOptions): Promise<CutoverResult> {
           );
           const stored = new Map(rows.map((r) => [`${r.topic}/${r.partition}`, BigInt(r.n)]));
           const behind = [...ends].filter(([tp, end]) => (stored.get(tp) ?? 0n) < end);
-          let pending = true;
+          let pending = false;
           if (behind.length === 0) {
             settleUpTo ??=
               (
