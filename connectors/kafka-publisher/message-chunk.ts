@@ -150,7 +150,8 @@ export class ChunkReader {
             const k = bytes()!.toString('utf8');
             headers.push([k, bytes()!.toString('utf8')]);
           }
-          // fromEntries defines own properties: a header named __proto__ stays a header (assignment would set the prototype)
+          // fromEntries defines own properties: a header named __proto__ stays a header (assigning it would set
+          // the object's prototype).
           message.headers = Object.fromEntries(headers);
         }
         yield { kind: 'message', message };
