@@ -3,7 +3,7 @@ import {
   type ChangeOp,
   type Row,
   type SourceIdentity,
-  sequenceText,
+  sequencePrefix,
   serializeKey,
   type TransactionBlock,
 } from '../../src/contracts/change-event.js';
@@ -84,10 +84,10 @@ export class ChangeBuilder {
   private readonly identity: SourceIdentity;
   private readonly tombstones: boolean;
   /**
-   * Where the last transaction read ended (its COMMIT message's position, the end of its commit record): Debezium's
-   * `lastCommitLsn`, the first half of `sequence`.
+   * `sequence` up to this change's LSN: where the last transaction read ended (its COMMIT message's position, the
+   * end of its commit record), Debezium's `lastCommitLsn`. Made once per transaction.
    */
-  private lastCommitLsn: bigint | null = null;
+  private sequenceStart = sequencePrefix(null);
 
   constructor(private readonly o: ChangeBuilderOptions) {
     this.now = o.now ?? Date.now;
@@ -149,7 +149,7 @@ export class ChangeBuilder {
         return { messages: [] };
       }
       case 'commit':
-        this.lastCommitLsn = msg.commitEndLsn;
+        this.sequenceStart = sequencePrefix(msg.commitEndLsn);
         this.tx = undefined;
         return { messages: [], mark: msg.commitEndLsn };
       case 'insert': {
@@ -273,7 +273,7 @@ export class ChangeBuilder {
         ts_us: tx?.commitUs ?? now * 1000,
         snapshot: 'false',
         db: this.identity.db,
-        sequence: sequenceText(this.lastCommitLsn, lsn),
+        sequence: `${this.sequenceStart}${lsn}"]`,
         schema: plan.relation.schema,
         table: plan.relation.name,
         txId: tx?.xid ?? null,

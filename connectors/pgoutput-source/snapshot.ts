@@ -168,22 +168,24 @@ async function snapshotTable(
     let seq = 0;
     // Each row is published once the next is read (or the table ends), so the last one can say it is.
     let held: Row | undefined;
+    // What every row's source block shares (its LSN texts among them), made once for the table.
+    const tableSource = snapshotSource(id, schema, table, lsn, 0);
     const publish = async (row: Row, lastOfTable: boolean) => {
       const rowSeq = seq++;
+      const now = Date.now();
       const value = o.encoder.encode(shape, {
         before: null,
         after: row,
-        source: snapshotSource(
-          id,
-          schema,
-          table,
-          lsn,
-          rowSeq,
-          snapshotMark(progress, tableState, rowSeq === 0, lastOfTable),
-        ),
+        source: {
+          ...tableSource,
+          ts_ms: now,
+          ts_us: now * 1000,
+          snapshot: snapshotMark(progress, tableState, rowSeq === 0, lastOfTable),
+          seq: rowSeq,
+        },
         transaction: null,
         op: 'r',
-        ts_ms: Date.now(),
+        ts_ms: now,
       });
       const out = { topic, key: serializeKey(row, keyColumns), value, position: 'snapshot', table: name };
       if (!o.publisher.publish(out)) await o.publisher.drained();

@@ -112,16 +112,23 @@ function serializeValue(v: EventValue | undefined): string {
   return `${out}]`;
 }
 
-/** `"name":` of the column names seen so far: the same few repeat on every row. Bounded, in case keys are not. */
-const quotedKeys = new Map<string, string>();
-function quotedKey(key: string): string {
-  let q = quotedKeys.get(key);
-  if (q === undefined) {
-    q = `${JSON.stringify(key)}:`;
-    if (quotedKeys.size < 10_000) quotedKeys.set(key, q);
-  }
-  return q;
+/** `make`, remembered per string: the same few strings repeat on every event. Bounded, in case they do not. */
+function memoized(make: (s: string) => string): (s: string) => string {
+  const seen = new Map<string, string>();
+  return (s) => {
+    let out = seen.get(s);
+    if (out === undefined) {
+      out = make(s);
+      if (seen.size < 10_000) seen.set(s, out);
+    }
+    return out;
+  };
 }
+
+/** `"name":` of a column name. */
+const quotedKey = memoized((key) => `${JSON.stringify(key)}:`);
+/** JSON text of a name in the source block (version, topic prefix, database, schema, table). */
+const quoted = memoized((name) => JSON.stringify(name));
 
 /** JSON text of a row; RawJson emitted verbatim; key order = the object's own key order, as JSON.stringify. */
 export function serializeRow(row: Row | null): string {
@@ -139,24 +146,23 @@ export function serializeRow(row: Row | null): string {
   return `${out}}`;
 }
 
-function serializeNullableString(s: string | null): string {
-  return s === null ? 'null' : JSON.stringify(s);
-}
-
 function serializeNullableNumber(n: number | null): string {
   return n === null ? 'null' : serializeNumber(n);
 }
 
-/** Fields in declaration order; a field added to ChangeSource must be added here (the envelope test checks). */
+/**
+ * Fields in declaration order; a field added to ChangeSource must be added here (the envelope test checks). Names
+ * are quoted once (memoized); `commitLsn` (hex digits and '/') and `commitTs` (ISO digits) need no escaping.
+ */
 function serializeSource(s: ChangeSource): string {
   let out =
-    `{"version":${JSON.stringify(s.version)},"connector":"postgresql","name":${JSON.stringify(s.name)}` +
-    `,"ts_ms":${serializeNumber(s.ts_ms)},"snapshot":"${s.snapshot}","db":${JSON.stringify(s.db)}` +
+    `{"version":${quoted(s.version)},"connector":"postgresql","name":${quoted(s.name)}` +
+    `,"ts_ms":${serializeNumber(s.ts_ms)},"snapshot":"${s.snapshot}","db":${quoted(s.db)}` +
     `,"sequence":${JSON.stringify(s.sequence)},"ts_us":${serializeNumber(s.ts_us)}` +
-    `,"ts_ns":${nanosFromMicros(s.ts_us)},"schema":${JSON.stringify(s.schema)}` +
-    `,"table":${JSON.stringify(s.table)},"txId":${serializeNullableNumber(s.txId)},"lsn":${s.lsn}` +
-    `,"xmin":null,"origin":null,"origin_lsn":null,"commitLsn":${JSON.stringify(s.commitLsn)},"seq":${serializeNumber(s.seq)}` +
-    `,"commitTs":${serializeNullableString(s.commitTs)}`;
+    `,"ts_ns":${nanosFromMicros(s.ts_us)},"schema":${quoted(s.schema)}` +
+    `,"table":${quoted(s.table)},"txId":${serializeNullableNumber(s.txId)},"lsn":${s.lsn}` +
+    `,"xmin":null,"origin":null,"origin_lsn":null,"commitLsn":"${s.commitLsn}","seq":${serializeNumber(s.seq)}` +
+    `,"commitTs":${s.commitTs === null ? 'null' : `"${s.commitTs}"`}`;
   if (s.unchangedToast !== undefined) {
     out += `,"unchangedToast":${serializeValue(s.unchangedToast)}`;
   }
@@ -216,9 +222,14 @@ export interface SourceIdentity {
   db: string;
 }
 
+/** The start of a Debezium `sequence` text, the same for every change until the next commit: `["<end>","`. */
+export function sequencePrefix(lastCommitLsn: bigint | null): string {
+  return `[${lastCommitLsn === null ? 'null' : `"${lastCommitLsn}"`},"`;
+}
+
 /** The Debezium `sequence` text of a change: where the previous transaction ended (or null) and its own LSN. */
 export function sequenceText(lastCommitLsn: bigint | null, lsn: bigint): string {
-  return `[${lastCommitLsn === null ? 'null' : `"${lastCommitLsn}"`},"${lsn}"]`;
+  return `${sequencePrefix(lastCommitLsn)}${lsn}"]`;
 }
 
 /**

@@ -261,6 +261,26 @@ export async function goNoGo(
 }
 
 /**
+ * Whether the slot's confirmed position (what the source reports once Kafka has everything before it) has passed
+ * `lsn`, and how many bytes of WAL it is behind it; undefined when the slot does not exist.
+ */
+async function slotPassed(
+  legacy: pg.Client,
+  slot: string,
+  lsn: string,
+): Promise<{ passed: boolean; behind: string } | undefined> {
+  const row = (
+    await legacy.query<{ passed: boolean | null; behind: string | null }>(
+      `SELECT confirmed_flush_lsn >= $2::pg_lsn AS passed,
+              pg_wal_lsn_diff($2::pg_lsn, confirmed_flush_lsn)::text AS behind
+         FROM pg_replication_slots WHERE slot_name = $1`,
+      [slot, lsn],
+    )
+  ).rows[0];
+  return row ? { passed: row.passed === true, behind: row.behind ?? '?' } : undefined;
+}
+
+/**
  * Whether the source acknowledged to Kafka the WAL position `walNow` (taken at `since`) within the budget, or within
  * two of its status intervals if longer (the slot's position is reported that often).
  */
@@ -274,14 +294,7 @@ async function sourceCaughtUp(
   const budget = o.budgetSeconds ?? config.cutover.budgetSeconds;
   const until = since + Math.max(budget * 1000, 2 * config.source.statusIntervalMs);
   for (;;) {
-    const row = (
-      await legacy.query<{ passed: boolean | null; behind: string | null }>(
-        `SELECT confirmed_flush_lsn >= $2::pg_lsn AS passed,
-                pg_wal_lsn_diff($2::pg_lsn, confirmed_flush_lsn)::text AS behind
-           FROM pg_replication_slots WHERE slot_name = $1`,
-        [config.source.slot, walNow],
-      )
-    ).rows[0];
+    const row = await slotPassed(legacy, config.source.slot, walNow);
     const seconds = ((Date.now() - since) / 1000).toFixed(2);
     if (row?.passed)
       return {
@@ -532,13 +545,7 @@ export async function runCutover(o: CutoverOptions): Promise<CutoverResult> {
         const timedOut = (what: string) =>
           new ReplicatorError(ErrorCodes.CUTOVER_FAILED, `drain timed out: ${what}`);
         for (;;) {
-          const confirmed = (
-            await legacy.query<{ passed: boolean | null }>(
-              'SELECT confirmed_flush_lsn >= $2::pg_lsn AS passed FROM pg_replication_slots WHERE slot_name = $1',
-              [config.source.slot, fence.markerLsn],
-            )
-          ).rows[0]?.passed;
-          if (confirmed) break;
+          if ((await slotPassed(legacy, config.source.slot, fence.markerLsn))?.passed) break;
           checkBudget('waiting for the source to pass the fence');
           if (Date.now() > deadline)
             throw timedOut(`the source has not acknowledged the fence (${fence.markerLsn}) to Kafka`);
