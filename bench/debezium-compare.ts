@@ -1,6 +1,7 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { ensureTopics } from '../src/core/kafka-topics.js';
 import { kafkaBrokers } from '../src/stack/stack.js';
 import { runCaptureWorker, settings, sleep } from './bench-env.js';
 import { besideDebezium, DEBEZIUM_VERSION, startDebezium } from './debezium-connect.js';
@@ -136,7 +137,7 @@ try {
 
   const dbzPrefix = `cmpdbz${process.pid}`;
   const dbzTopic = `${dbzPrefix}.public.every_type`;
-  await kafkaAdmin.createTopics({ topics: [{ topic: dbzTopic, numPartitions: 1 }], waitForLeaders: true });
+  await ensureTopics(kafkaAdmin, [{ topic: dbzTopic, partitions: 1, replicationFactor: 1 }]);
   const dbz = await startDebezium({
     libs,
     dir: mkdtempSync(join(tmpdir(), 'compare-debezium-')),

@@ -1,6 +1,7 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { ensureTopics } from '../src/core/kafka-topics.js';
 import { kafkaBrokers } from '../src/stack/stack.js';
 import {
   type CaptureRun,
@@ -40,7 +41,7 @@ async function debezium(round: number): Promise<PeerRun> {
   const prefix = `peerdbz${process.pid}x${round}`;
   const topic = `${prefix}.public.bench_rows`;
   // The broker refuses auto-creation, and creating it inside the timing would cost Debezium.
-  await kafkaAdmin.createTopics({ topics: [{ topic, numPartitions: PARTITIONS }], waitForLeaders: true });
+  await ensureTopics(kafkaAdmin, [{ topic, partitions: PARTITIONS, replicationFactor: 1 }]);
   const started = Date.now();
   const run = await startDebezium({
     libs,

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { type Admin, type Consumer, Kafka, type KafkaConfig, logLevel, type Producer } from 'kafkajs';
 import pg from 'pg';
 import { inject } from 'vitest';
+import { ensureTopics } from '../../src/core/kafka-topics.js';
 import { quoteIdent } from '../../src/core/sql.js';
 
 /**
@@ -95,7 +96,7 @@ export async function freshTopic(label: string, partitions = 1): Promise<string>
   }).admin();
   await admin.connect();
   try {
-    await admin.createTopics({ topics: [{ topic, numPartitions: partitions }], waitForLeaders: true });
+    await ensureTopics(admin, [{ topic, partitions, replicationFactor: 1 }]);
   } finally {
     await admin.disconnect();
   }

@@ -6,6 +6,7 @@ import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { deadLetterHeaders } from '../../../src/contracts/dead-letter.js';
 import { dlqTopic } from '../../../src/contracts/topics.js';
+import { ensureTopics } from '../../../src/core/kafka-topics.js';
 import { freshName, kafkaBrokers, pgAdminUrl, testKafka } from '../../helpers/resources.js';
 
 const run = promisify(execFile);
@@ -18,7 +19,7 @@ describe('replicator dlq list', () => {
     const kafka = testKafka();
     const admin = kafka.admin();
     await admin.connect();
-    await admin.createTopics({ topics: [{ topic, numPartitions: 1 }], waitForLeaders: true });
+    await ensureTopics(admin, [{ topic, partitions: 1, replicationFactor: 1 }]);
     await admin.disconnect();
     const letters = 1_500;
     const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
