@@ -1,11 +1,11 @@
 import { type Kafka, type KafkaMessage, Partitioners, type Producer } from 'kafkajs';
 import pg from 'pg';
+import { parseChangeEventJson } from '../../src/contracts/change-event.js';
 import {
   type DeadLetterInfo,
   deadLetterHeaders,
   REPLAYED_FROM_HEADER,
 } from '../../src/contracts/dead-letter.js';
-import { parseJsonExactly } from '../../src/contracts/exact-json.js';
 import { type JsonRow, SCHEMA_DRIFT, type TransformModule } from '../../src/contracts/transform-api.js';
 import type { V2Model } from '../../src/contracts/v2-model.js';
 import type { V2Unit } from '../../src/contracts/v2-unit.js';
@@ -427,7 +427,7 @@ export class PostgresSink {
       decoded =
         m.value[0] === 0 && this.o.decodeValue
           ? await this.o.decodeValue(m.value)
-          : parseJsonExactly(m.value.toString('utf8'));
+          : parseChangeEventJson(m.value.toString('utf8'));
     } catch (e) {
       decoded = e instanceof Error ? e : new Error(String(e));
     }

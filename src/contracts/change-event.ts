@@ -1,6 +1,8 @@
 import { ErrorCodes, ReplicatorError } from '../core/errors.js';
 import { formatLsn } from '../core/lsn.js';
 import { type EventValue, RawJson } from './event-value.js';
+import { parseJsonExactly } from './exact-json.js';
+import type { JsonValue } from './transform-api.js';
 
 /**
  * The Kafka change-event format (Debezium-shaped) and its serializer. Serialization is hand-written string
@@ -188,6 +190,17 @@ export function serializeEvent(e: ChangeEvent): string {
     `,"ts_ms":${serializeNumber(e.ts_ms)},"ts_us":${serializeNumber(e.ts_ms * 1000)}` +
     `,"ts_ns":${nanosFromMicros(e.ts_ms * 1000)}}`
   );
+}
+
+/**
+ * A change event's JSON as the apply stage reads it: the images' numbers exact (parseJsonExactly), the envelope's
+ * own numbers after them as doubles. `serializeEvent` writes every image before the source block and no row data
+ * after it, so the last `,"source":{` is the envelope's; its 16- and 19-digit `ts_us`/`ts_ns` would otherwise send
+ * every event through the slow exact parse (they are not read by the apply stage).
+ */
+export function parseChangeEventJson(text: string): JsonValue {
+  const source = text.lastIndexOf(',"source":{');
+  return parseJsonExactly(text, source < 0 ? text.length : source);
 }
 
 /**

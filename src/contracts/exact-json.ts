@@ -129,9 +129,14 @@ function exactNumber(text: string): number | string {
  */
 const MAYBE_INEXACT = /[:[,]\s*-?\d(?:[\d.]{15}|[\d.]*[eE][+-]?\d{3})/;
 
-/** `JSON.parse`, except that a number a double cannot hold exactly becomes its marked text (see above). */
-export function parseJsonExactly(text: string): JsonValue {
-  if (!MAYBE_INEXACT.test(text)) return JSON.parse(text) as JsonValue;
+/**
+ * `JSON.parse`, except that a number a double cannot hold exactly becomes its marked text (see above). With
+ * `exactBefore`, numbers from that offset on may be read as doubles (a caller that knows its text's layout): the
+ * slow parse is needed only when a number before it may be inexact.
+ */
+export function parseJsonExactly(text: string, exactBefore = text.length): JsonValue {
+  const head = exactBefore < text.length ? text.slice(0, exactBefore) : text;
+  if (!MAYBE_INEXACT.test(head)) return JSON.parse(text) as JsonValue;
   return parseJsonWithNumbers(text, exactNumber) as JsonValue;
 }
 

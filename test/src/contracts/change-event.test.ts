@@ -2,12 +2,14 @@ import { describe, expect, expectTypeOf, it } from 'vitest';
 import {
   type ChangeEvent,
   type ChangeSource,
+  parseChangeEventJson,
   type Row,
   serializeEvent,
   serializeKey,
   serializeRow,
 } from '../../../src/contracts/change-event.js';
 import { RawJson } from '../../../src/contracts/event-value.js';
+import { markExactNumber } from '../../../src/contracts/exact-json.js';
 import { ErrorCodes, isReplicatorError } from '../../../src/core/errors.js';
 import {
   DEBEZIUM_ENVELOPE_FIELDS,
@@ -154,6 +156,32 @@ describe('envelope serializer', () => {
     expect(text).toContain('"doc":{"id": 12345678901234567890, "list": [1, 2.50]}');
     expect(text).toContain('"docs":[{"id": 12345678901234567890, "list": [1, 2.50]},null]');
     expect(() => JSON.parse(text)).not.toThrow();
+  });
+
+  it("reads back with the images' numbers exact and the envelope's own numbers as plain numbers", () => {
+    // A json value that even holds the source block's opening: only the envelope's own (the last) counts.
+    const doc = new RawJson('{"x":1,"source":{"n":98765432109876543210},"big":12345678901234567890}');
+    const e: ChangeEvent = {
+      before: null,
+      after: { id: 1, doc },
+      source,
+      transaction: null,
+      op: 'c',
+      ts_ms: 1,
+    };
+    const parsed = parseChangeEventJson(serializeEvent(e)) as {
+      after: { doc: { source: { n: unknown }; big: unknown } };
+      source: { ts_ns: unknown; ts_us: unknown };
+      ts_ns: unknown;
+    };
+    expect(parsed.after.doc.big).toBe(markExactNumber('12345678901234567890'));
+    expect(parsed.after.doc.source.n).toBe(markExactNumber('98765432109876543210'));
+    expect(parsed.source.ts_us).toBe(source.ts_us);
+    expect(typeof parsed.source.ts_ns).toBe('number');
+    expect(typeof parsed.ts_ns).toBe('number');
+    // Without RawJson nothing is marked: the same object JSON.parse gives.
+    const plain: ChangeEvent = { ...e, after: { id: 1, price: '12.50' } };
+    expect(parseChangeEventJson(serializeEvent(plain))).toEqual(JSON.parse(serializeEvent(plain)));
   });
 
   it('escapes strings exactly as JSON.stringify', () => {
