@@ -99,6 +99,7 @@ export function registerVerifyCommand(program: Command): void {
                 repair: {
                   kafka: createKafka(config.kafka, logger, `${config.kafka.clientId}-verify`),
                   topicPrefix: config.kafka.topicPrefix,
+                  tombstonesOnDelete: config.source.tombstonesOnDelete,
                   ...(registry ? { encoder: new AvroEncoder({ client: registry }) } : {}),
                 },
               }

@@ -21,6 +21,8 @@ export interface RepairOptions {
   encoder?: EventEncoder;
   /** How long to wait for transactions that were committing at the repair position (default 10 s). */
   settleTimeoutMs?: number;
+  /** The source's `tombstonesOnDelete`: a re-emitted delete is followed by a tombstone, as the source's are. Default true. */
+  tombstonesOnDelete?: boolean;
 }
 
 export interface RepairResult {
@@ -28,7 +30,7 @@ export interface RepairResult {
   lsn: string;
   /** Rows re-emitted as `r` events. */
   reads: number;
-  /** Keys no longer in legacy, emitted as deletes. */
+  /** Keys no longer in legacy, emitted as deletes (each followed by a tombstone unless tombstonesOnDelete is false). */
   deletes: number;
   topics: string[];
 }
@@ -37,8 +39,8 @@ export interface RepairResult {
  * Re-emits legacy rows through the pipeline: each row (refText) re-read and published to its raw change topic in
  * the source's own envelope, key and partitioning, as an `r` event whose position (commitLsn and lsn) is the WAL
  * insert position at the start of the repair — newer than any change the sink applied before, so the sink applies
- * it over what it has; a key no longer in legacy is published as a delete. The transform stage and the sink then
- * treat it like any other change (idempotent producer, acks=all).
+ * it over what it has; a key no longer in legacy is published as a delete (and its tombstone). The sink then treats
+ * it like any other change (idempotent producer, acks=all).
  *
  * The position is exact: every transaction whose commit record precedes it is finished (those still committing
  * when it was read are waited for) before the rows are read, so the read sees every change older than the events
@@ -115,9 +117,14 @@ export async function repairDrift(o: {
           op: row ? 'r' : 'd',
           ts_ms: Date.now(),
         };
-        list.push({ key: serializeKey(keyRow, t.primaryKey), value: encoder.encode(shape, event) });
+        const messageKey = serializeKey(keyRow, t.primaryKey);
+        list.push({ key: messageKey, value: encoder.encode(shape, event) });
         if (row) reads++;
-        else deletes++;
+        else {
+          deletes++;
+          // Compaction removes the key only behind a tombstone; Debezium consumers expect one after a delete.
+          if (o.repair.tombstonesOnDelete ?? true) list.push({ key: messageKey, value: null });
+        }
       }
       messages.set(topic, list);
     }
