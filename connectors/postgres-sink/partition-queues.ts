@@ -11,6 +11,12 @@ export interface PartitionQueuesOptions<T> {
   maxBatch: number;
   /** Above this many queued items a partition's fetching is paused (`pause`), and resumed once it is drained. */
   highWater: number;
+  /**
+   * Above this many queued bytes (`size`, over every partition) the partition that queued more is paused too, and
+   * resumed once the total is down to half: what a backlog can hold in memory, whatever the number of partitions.
+   */
+  maxBytes?: number;
+  size?: (item: T) => number;
   apply: (tp: TopicPartition, items: T[]) => Promise<void>;
   pause: (tp: TopicPartition) => void;
   resume: (tp: TopicPartition) => void;
@@ -19,6 +25,8 @@ export interface PartitionQueuesOptions<T> {
 interface Lane<T> {
   tp: TopicPartition;
   items: T[];
+  /** `size` of the items queued (not those being applied). */
+  bytes: number;
   /** One past the highest offset queued: a message fetched again (after a seek or a rejoin) is queued once. */
   next: bigint;
   running: boolean;
@@ -37,6 +45,8 @@ interface Lane<T> {
 export class PartitionQueues<T extends { offset: string }> {
   private readonly lanes = new Map<string, Lane<T>>();
   private running = 0;
+  /** Bytes queued over every lane, and being applied (released when their batch is done). */
+  private bytes = 0;
   private failure: unknown;
   /** Rejects with the first error an `apply` threw (the caller stops the stage). */
   readonly failed: Promise<never>;
@@ -53,24 +63,52 @@ export class PartitionQueues<T extends { offset: string }> {
   push(tp: TopicPartition, items: readonly T[]): void {
     if (items.length === 0) return;
     const lane = this.lane(tp);
+    const size = this.o.size;
     for (const item of items) {
       const offset = BigInt(item.offset);
       if (offset < lane.next) continue;
       lane.items.push(item);
       lane.next = offset + 1n;
+      if (size) {
+        const n = size(item);
+        lane.bytes += n;
+        this.bytes += n;
+      }
     }
-    if (!lane.paused && lane.items.length > this.o.highWater) {
+    if (!lane.paused && (lane.items.length > this.o.highWater || this.overBytes())) {
       lane.paused = true;
       this.o.pause(tp);
     }
     this.schedule();
   }
 
+  /** Queued bytes, for tests and metrics. */
+  get queuedBytes(): number {
+    return this.bytes;
+  }
+
+  private overBytes(): boolean {
+    return this.o.maxBytes !== undefined && this.bytes > this.o.maxBytes;
+  }
+
+  /** Resumes every paused lane that is below its own mark, once the total is down to half the budget. */
+  private resumeDrained(): void {
+    if (this.o.maxBytes !== undefined && this.bytes > this.o.maxBytes / 2) return;
+    for (const lane of this.lanes.values()) {
+      if (lane.paused && lane.items.length <= this.o.highWater / 2) {
+        lane.paused = false;
+        this.o.resume(lane.tp);
+      }
+    }
+  }
+
   /** The partition was revoked: drop what is queued (its new owner resumes from the offsets in the target). */
   revoke(tp: TopicPartition): void {
     const lane = this.lanes.get(key(tp));
     if (!lane) return;
+    this.bytes -= lane.bytes;
     lane.items = [];
+    lane.bytes = 0;
     lane.next = 0n;
     lane.generation++;
     if (lane.paused) {
@@ -97,7 +135,7 @@ export class PartitionQueues<T extends { offset: string }> {
   private lane(tp: TopicPartition): Lane<T> {
     let lane = this.lanes.get(key(tp));
     if (!lane) {
-      lane = { tp, items: [], next: 0n, running: false, paused: false, generation: 0 };
+      lane = { tp, items: [], bytes: 0, next: 0n, running: false, paused: false, generation: 0 };
       this.lanes.set(key(tp), lane);
     }
     return lane;
@@ -109,17 +147,18 @@ export class PartitionQueues<T extends { offset: string }> {
       if (this.running >= this.o.concurrency) return;
       if (lane.running || lane.items.length === 0) continue;
       const items = lane.items.splice(0, this.o.maxBatch);
+      let taken = 0;
+      if (this.o.size) for (const item of items) taken += this.o.size(item);
+      lane.bytes -= taken;
       lane.running = true;
       this.running++;
-      const generation = lane.generation;
       void this.o
         .apply(lane.tp, items)
         .then(
           () => {
-            if (lane.paused && lane.generation === generation && lane.items.length <= this.o.highWater / 2) {
-              lane.paused = false;
-              this.o.resume(lane.tp);
-            }
+            // The batch's bytes stay counted until it is applied: it is in memory until then.
+            this.bytes -= taken;
+            this.resumeDrained();
           },
           (e: unknown) => {
             this.failure ??= e;

@@ -56,6 +56,12 @@ export interface PostgresSinkOptions {
   maxBatchMessages?: number;
   /** Changes queued per partition above which its fetching pauses (default 20,000). */
   maxQueuedMessages?: number;
+  /**
+   * Raw change bytes (keys and values as fetched) queued or being applied, over every partition, above which
+   * fetching pauses (default 16 MiB): what bounds the stage's memory under a backlog (a parsed change takes a few
+   * times its raw size).
+   */
+  maxQueuedBytes?: number;
   /** Fault injection for tests: hold each apply transaction open this long before COMMIT. */
   holdBeforeCommitMs?: number;
   /** Fault injection for tests: wait this long between an apply commit and its derived rows' recompute. */
@@ -244,6 +250,9 @@ export class PostgresSink {
       concurrency: o.concurrency,
       maxBatch: o.maxBatchMessages ?? 5_000,
       highWater: o.maxQueuedMessages ?? 20_000,
+      maxBytes: o.maxQueuedBytes ?? 16 * 1024 * 1024,
+      // A small fixed share for what every change carries besides its bytes (entry, offsets, parsed unit).
+      size: (e) => (e.raw.value?.length ?? 0) + (e.raw.key?.length ?? 0) + 64,
       pause: (tp) => consumer.pause([{ topic: tp.topic, partitions: [tp.partition] }]),
       resume: (tp) => {
         if (!holds.blocks(tp)) consumer.resume([{ topic: tp.topic, partitions: [tp.partition] }]);

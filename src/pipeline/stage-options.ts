@@ -58,7 +58,7 @@ export function sinkOptions(
   stage: { modules: readonly TransformModule[]; model: V2Model; kafka: Kafka; logger: Logger },
 ): PostgresSinkOptions {
   if (!config.target) throw new ReplicatorError(ErrorCodes.CONFIG_INVALID, 'the sink needs target.url');
-  const { groupId, concurrency, sessionTimeoutMs } = config.sink;
+  const { groupId, concurrency, sessionTimeoutMs, maxQueuedMb } = config.sink;
   return {
     targetUrl: config.target.url,
     // Read only: the legacy catalog and rows whose unchanged TOASTed values have no image (the sink needs SELECT).
@@ -66,6 +66,7 @@ export function sinkOptions(
     groupId,
     concurrency,
     sessionTimeoutMs,
+    maxQueuedBytes: Math.round(maxQueuedMb * 1024 * 1024),
     changeTopics: changeTopics({ rawPrefix: config.kafka.topicPrefix, tables: config.source.tables }),
     heartbeatTopic: heartbeatPrefix(config.kafka.topicPrefix),
     modules: stage.modules,

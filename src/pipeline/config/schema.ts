@@ -136,6 +136,10 @@ export const sinkSchema = z
       .max(32)
       .default(3)
       .meta({ description: 'Partitions applied at once (one target connection each).' }),
+    maxQueuedMb: z.number().positive().default(16).meta({
+      description:
+        'Raw changes (MiB, keys and values as fetched, over every partition) held in memory ahead of the apply; above it fetching pauses. Parsed, a change takes a few times its raw size: size the heap for it.',
+    }),
     sessionTimeoutMs,
   })
   .strict();

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { PartitionQueues, type TopicPartition } from '../../../connectors/postgres-sink/partition-queues.js';
 
 /** An apply that records its calls and completes only when the test releases it. */
-function harness(o: { concurrency: number; maxBatch?: number; highWater?: number }) {
+function harness(o: { concurrency: number; maxBatch?: number; highWater?: number; maxBytes?: number }) {
   const calls: { tp: string; items: number[]; release: () => void; fail: (e: unknown) => void }[] = [];
   const events: string[] = [];
   let active = 0;
@@ -11,6 +11,10 @@ function harness(o: { concurrency: number; maxBatch?: number; highWater?: number
     concurrency: o.concurrency,
     maxBatch: o.maxBatch ?? 1000,
     highWater: o.highWater ?? 1000,
+    // Each item weighs its offset (in bytes), so a test picks what a push adds.
+    ...(o.maxBytes !== undefined
+      ? { maxBytes: o.maxBytes, size: (x: { offset: string }) => Number(x.offset) }
+      : {}),
     apply: (tp, batch) =>
       new Promise<void>((resolve, reject) => {
         active++;
@@ -110,6 +114,32 @@ describe('PartitionQueues', () => {
     expect(h.events).toEqual(['pause t/0', 'resume t/0']);
     h.calls[2]!.release();
     await h.q.idle();
+  });
+
+  it('pauses the partitions that queue past the byte budget (over all of them) and resumes them at half of it', async () => {
+    const h = harness({ concurrency: 1, maxBatch: 10, maxBytes: 100 });
+    h.push(a, [40]);
+    await h.tick();
+    // 40 being applied; b's 25 and 26 queue (91 of 100), c's 50 goes over: c pauses, b does not.
+    h.push(b, [25]);
+    h.push(b, [26]);
+    h.push(c, [50]);
+    expect(h.events).toEqual(['pause t/2']);
+    h.push(b, [27]);
+    expect(h.events).toEqual(['pause t/2', 'pause t/1']);
+    // a's batch done: 128 left, above half the budget, so nothing resumes.
+    h.calls[0]!.release();
+    await h.tick();
+    expect(h.events).toEqual(['pause t/2', 'pause t/1']);
+    // b's batch (78) done: 50 left, at half: both resume.
+    h.calls[1]!.release();
+    await h.tick();
+    expect(h.events).toEqual(['pause t/2', 'pause t/1', 'resume t/1', 'resume t/2']);
+    expect(h.q.queuedBytes).toBe(50);
+    h.calls[2]!.release();
+    await h.q.idle();
+    expect(h.q.queuedBytes).toBe(0);
+    expect(h.calls.map((x) => x.items)).toEqual([[40], [25, 26, 27], [50]]);
   });
 
   it('drops what is queued for a revoked partition; an apply under way finishes', async () => {
