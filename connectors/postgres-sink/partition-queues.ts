@@ -115,6 +115,8 @@ export class PartitionQueues<T extends { offset: string }> {
       lane.paused = false;
       this.o.resume(tp);
     }
+    // Partitions paused for the byte budget may have nothing queued to apply (whose completion would resume them).
+    this.resumeDrained();
   }
 
   /** After a rebalance: every partition no longer assigned is revoked. */

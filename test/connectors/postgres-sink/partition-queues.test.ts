@@ -142,6 +142,24 @@ describe('PartitionQueues', () => {
     expect(h.calls.map((x) => x.items)).toEqual([[40], [25, 26, 27], [50]]);
   });
 
+  it('resumes partitions paused for the byte budget when a revoked partition takes its queue away', async () => {
+    const h = harness({ concurrency: 1, maxBatch: 10, maxBytes: 100 });
+    h.push(a, [10]);
+    await h.tick();
+    h.push(a, [60, 61]);
+    h.push(b, [5]);
+    expect(h.events).toEqual(['pause t/0', 'pause t/1']);
+    // b's 5 waits behind a's batch; a is revoked: 131 → 15 bytes, and both partitions fetch again.
+    h.q.revoke(a);
+    expect(h.events).toEqual(['pause t/0', 'pause t/1', 'resume t/0', 'resume t/1']);
+    h.calls[0]!.release();
+    await h.tick();
+    h.calls[1]!.release();
+    await h.q.idle();
+    expect(h.calls.map((x) => x.items)).toEqual([[10], [5]]);
+    expect(h.q.queuedBytes).toBe(0);
+  });
+
   it('drops what is queued for a revoked partition; an apply under way finishes', async () => {
     const h = harness({ concurrency: 1 });
     h.push(a, [1]);
