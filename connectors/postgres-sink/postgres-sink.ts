@@ -58,8 +58,8 @@ export interface PostgresSinkOptions {
   maxQueuedMessages?: number;
   /**
    * Raw change bytes (keys and values as fetched) queued or being applied, over every partition, above which
-   * fetching pauses (default 16 MiB): what bounds the stage's memory under a backlog (a parsed change takes a few
-   * times its raw size).
+   * fetching pauses (default 16 MiB): what bounds the stage's memory under a backlog (a parsed change takes about
+   * five times its raw size).
    */
   maxQueuedBytes?: number;
   /** Fault injection for tests: hold each apply transaction open this long before COMMIT. */
