@@ -130,6 +130,7 @@ async function oneRound(queue: RecheckItem[], o: RecheckOptions, need: number) {
       .rows[0]!.l;
     const applied = await o.waitForApplied(snapshotLsn);
     await target.connect();
+    await flushLineageEmails(target);
     await target.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
     const actual = await readTargetRows(target, queue, o.shapes);
     for (const item of queue) {
@@ -200,6 +201,20 @@ async function oneRound(queue: RecheckItem[], o: RecheckOptions, need: number) {
     await target.end().catch(() => {});
     await legacy.end().catch(() => {});
   }
+}
+
+/**
+ * Merges the lineage's email index's pending list (GIN fastupdate) into the index: every lookup reads the whole
+ * list, ~1 ms per email with the sink's recent writes pending (115 pages: 80 ms to merge, then 1,255 lookups in
+ * 93 ms instead of 1.5 s). Bounded by gin_pending_list_limit. Skipped when not allowed (only the lineage's owner
+ * may) or before the sink has created it: it only saves time.
+ */
+async function flushLineageEmails(client: pg.ClientBase): Promise<void> {
+  await client
+    .query(
+      "SELECT gin_clean_pending_list(to_regclass('replicator.lineage_emails')) WHERE to_regclass('replicator.lineage_emails') IS NOT NULL",
+    )
+    .catch(() => {});
 }
 
 const itemId = (item: { entity: string; keyText: string }) => `${item.entity}\u0000${item.keyText}`;
@@ -289,8 +304,10 @@ async function readLineage(
   }
   if (byEmail.size > 0) {
     values.push([...byEmail.keys()]);
-    parts.push(`SELECT source_table, source_key, commit_lsn::text, outputs, emails FROM replicator.lineage
-      WHERE emails && $${values.length}::text[]`);
+    // One GIN probe per email: PostgreSQL estimates `emails && <many emails>` to match most rows and scans the
+    // whole lineage, testing every row against every email (1.8 s for 1,255 emails over 115,000 rows; 93 ms so).
+    parts.push(`SELECT l.source_table, l.source_key, l.commit_lsn::text, l.outputs, l.emails
+      FROM unnest($${values.length}::text[]) e(email) JOIN replicator.lineage l ON l.emails @> ARRAY[e.email]`);
   }
   const { rows } = await client.query<{
     source_table: string;
