@@ -130,7 +130,7 @@ async function oneRound(queue: RecheckItem[], o: RecheckOptions, need: number) {
       .rows[0]!.l;
     const applied = await o.waitForApplied(snapshotLsn);
     await target.connect();
-    await flushLineageEmails(target);
+    await flushLineageEmails(target, o.logger);
     await target.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
     const actual = await readTargetRows(target, queue, o.shapes);
     for (const item of queue) {
@@ -209,12 +209,14 @@ async function oneRound(queue: RecheckItem[], o: RecheckOptions, need: number) {
  * 93 ms instead of 1.5 s). Bounded by gin_pending_list_limit. Skipped when not allowed (only the lineage's owner
  * may) or before the sink has created it: it only saves time.
  */
-async function flushLineageEmails(client: pg.ClientBase): Promise<void> {
+async function flushLineageEmails(client: pg.ClientBase, logger: Logger): Promise<void> {
   await client
     .query(
       "SELECT gin_clean_pending_list(to_regclass('replicator.lineage_emails')) WHERE to_regclass('replicator.lineage_emails') IS NOT NULL",
     )
-    .catch(() => {});
+    .catch((e: unknown) =>
+      logger.debug({ err: e instanceof Error ? e.message : String(e) }, 'verify: lineage index not merged'),
+    );
 }
 
 const itemId = (item: { entity: string; keyText: string }) => `${item.entity}\u0000${item.keyText}`;

@@ -138,7 +138,7 @@ export const sinkSchema = z
       .meta({ description: 'Partitions applied at once (one target connection each).' }),
     maxQueuedMb: z.number().positive().default(16).meta({
       description:
-        'Raw changes (MiB, keys and values as fetched, over every partition) held in memory ahead of the apply; above it fetching pauses. Parsed, a change takes a few times its raw size: size the heap for it.',
+        'Raw changes (MiB, keys and values as fetched, over every partition) held in memory ahead of the apply; above it fetching pauses. Parsed, a change takes about five times its raw size: the default fits the 256 MB heap recommended for the daemon.',
     }),
     sessionTimeoutMs,
   })
