@@ -11,7 +11,7 @@ import { type EntityShape, keyText, keyValues } from './canonical-row.js';
 import { rowDiff } from './compare-entity.js';
 import { ExpectedState, parseRef } from './expected-state.js';
 import { LegacyReader } from './legacy-reader.js';
-import { type RecheckItem, recheckDrift, TARGET_OPTIONS } from './recheck-drift.js';
+import { flushLineageEmails, type RecheckItem, recheckDrift, TARGET_OPTIONS } from './recheck-drift.js';
 import { connect, readEntityShapes } from './verify.js';
 import type { QueuedKey } from './verify-store.js';
 
@@ -155,6 +155,7 @@ export async function runDeltaVerify(o: DeltaVerifyOptions): Promise<DeltaVerify
     }
 
     const tables = await new LegacyReader(legacy).describe([...byTable.keys()]);
+    if (emails.size > 0) await flushLineageEmails(target, o.logger);
     const checked =
       items.size === 0
         ? { drift: [], inFlux: [] }

@@ -520,7 +520,8 @@ describe('cutover', () => {
 
   it('three shops one after another under load, the second forced to fail: status shows flipped / failed / pending with their windows, and the failed shop was unfenced within the budget', async () => {
     const { env, config, workload } = await setup('cut3shops', 150, 3);
-    const budgetSeconds = 5;
+    // A per-shop final verify is a full one under live writes: on this 2-core box it has taken over 5 s (CI).
+    const budgetSeconds = 10;
     const shopConfig = { ...config, cutover: { ...config.cutover, budgetSeconds } };
     const load = openLoopWrites(env.legacyUrl, workload, 10);
     const byShop = async () => new Map((await cutoverStatus(config)).map((s) => [s.shop, s]));
