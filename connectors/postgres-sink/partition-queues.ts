@@ -25,14 +25,13 @@ export interface PartitionQueuesOptions<T> {
 interface Lane<T> {
   tp: TopicPartition;
   items: T[];
-  /** `size` of the items queued (not those being applied). */
+  /** `size` of each queued item (computed once, on push), and their sum. */
+  sizes: number[];
   bytes: number;
   /** One past the highest offset queued: a message fetched again (after a seek or a rejoin) is queued once. */
   next: bigint;
   running: boolean;
   paused: boolean;
-  /** Bumped when the partition is revoked: work queued before no longer belongs to this instance. */
-  generation: number;
 }
 
 /**
@@ -71,6 +70,7 @@ export class PartitionQueues<T extends { offset: string }> {
       lane.next = offset + 1n;
       if (size) {
         const n = size(item);
+        lane.sizes.push(n);
         lane.bytes += n;
         this.bytes += n;
       }
@@ -82,7 +82,7 @@ export class PartitionQueues<T extends { offset: string }> {
     this.schedule();
   }
 
-  /** Queued bytes, for tests and metrics. */
+  /** Bytes queued and being applied (tests read it). */
   get queuedBytes(): number {
     return this.bytes;
   }
@@ -108,9 +108,9 @@ export class PartitionQueues<T extends { offset: string }> {
     if (!lane) return;
     this.bytes -= lane.bytes;
     lane.items = [];
+    lane.sizes = [];
     lane.bytes = 0;
     lane.next = 0n;
-    lane.generation++;
     if (lane.paused) {
       lane.paused = false;
       this.o.resume(tp);
@@ -137,7 +137,7 @@ export class PartitionQueues<T extends { offset: string }> {
   private lane(tp: TopicPartition): Lane<T> {
     let lane = this.lanes.get(key(tp));
     if (!lane) {
-      lane = { tp, items: [], bytes: 0, next: 0n, running: false, paused: false, generation: 0 };
+      lane = { tp, items: [], bytes: 0, next: 0n, running: false, paused: false, sizes: [] };
       this.lanes.set(key(tp), lane);
     }
     return lane;
@@ -150,7 +150,7 @@ export class PartitionQueues<T extends { offset: string }> {
       if (lane.running || lane.items.length === 0) continue;
       const items = lane.items.splice(0, this.o.maxBatch);
       let taken = 0;
-      if (this.o.size) for (const item of items) taken += this.o.size(item);
+      for (const n of lane.sizes.splice(0, items.length)) taken += n;
       lane.bytes -= taken;
       lane.running = true;
       this.running++;
