@@ -178,4 +178,8 @@ CREATE TABLE IF NOT EXISTS bundle_discounts (
   bundle_id uuid PRIMARY KEY REFERENCES bundles(id) ON DELETE CASCADE,
   shopify_discount_id text NOT NULL, discount_type text NOT NULL DEFAULT 'automatic',
   percent numeric(5,2), is_active boolean NOT NULL);
+-- What the users recompute (v2-model.ts) looks a user's rows up by; without them every apply batch scans these tables.
+CREATE INDEX IF NOT EXISTS bookings_user_id ON bookings (user_id);
+CREATE INDEX IF NOT EXISTS payments_user_id ON payments (user_id);
+CREATE INDEX IF NOT EXISTS customer_profiles_email ON customer_profiles (email);
 `;
