@@ -5,13 +5,19 @@ import { bookingEmail } from '../../../transforms/users.js';
 import type { Booking } from '../../../transforms/v2-schema.js';
 import type { JsonRow, TransformModule, V2Entity } from '../../contracts/transform-api.js';
 import type { Logger } from '../../core/logger.js';
-import { TEXT_FORMAT_OPTIONS, textTypes } from '../../core/pg-text-types.js';
+import { textTypes } from '../../core/pg-text-types.js';
 import { quoteIdent } from '../../core/sql.js';
 import { type EntityShape, keyText, keyValues } from './canonical-row.js';
 import { rowDiff } from './compare-entity.js';
 import { ExpectedState, parseRef } from './expected-state.js';
 import { LegacyReader } from './legacy-reader.js';
-import { flushLineageEmails, type RecheckItem, recheckDrift, TARGET_OPTIONS } from './recheck-drift.js';
+import {
+  flushLineageEmails,
+  LEGACY_OPTIONS,
+  type RecheckItem,
+  recheckDrift,
+  TARGET_OPTIONS,
+} from './recheck-drift.js';
 import { connect, readEntityShapes } from './verify.js';
 import type { QueuedKey } from './verify-store.js';
 
@@ -62,7 +68,7 @@ export async function runDeltaVerify(o: DeltaVerifyOptions): Promise<DeltaVerify
   const target = await connect(o.targetUrl, { types: textTypes, options: TARGET_OPTIONS }, 'target');
   let legacy: pg.Client | undefined;
   try {
-    legacy = await connect(o.legacyUrl, { options: TEXT_FORMAT_OPTIONS }, 'legacy');
+    legacy = await connect(o.legacyUrl, { options: LEGACY_OPTIONS }, 'legacy');
     const shapes = await readEntityShapes(target);
     const items = new Map<string, RecheckItem>();
     const add = (entity: V2Entity, row: JsonRow, ref?: string, email?: string) => {

@@ -17,8 +17,18 @@ import { ExpectedState, parseRef } from './expected-state.js';
 import { LegacyReader, type LegacyTable } from './legacy-reader.js';
 import { settledLsn } from './settled-lsn.js';
 
+/**
+ * No JIT on verify's connections: its key lookups (unnest of thousands of keys, GIN probes) are estimated at
+ * millions of rows, past jit_above_cost, and compiling them took 300 ms of a 680 ms lineage read inside the
+ * cutover's fence; its whole-table hashes ran no faster with it (bench:verify, within noise).
+ */
+const NO_JIT = '-c jit=off';
+
 /** Session settings of verify's target connections: timestamps as UTC text, like the sink's. */
-export const TARGET_OPTIONS = '-c TimeZone=UTC -c DateStyle=ISO,YMD';
+export const TARGET_OPTIONS = `-c TimeZone=UTC -c DateStyle=ISO,YMD ${NO_JIT}`;
+
+/** Session settings of verify's legacy connections: the source's (values read as it decodes them). */
+export const LEGACY_OPTIONS = `${TEXT_FORMAT_OPTIONS} ${NO_JIT}`;
 
 /** A V2 key in the re-verify queue. */
 export interface RecheckItem {
@@ -118,7 +128,7 @@ export async function recheckDrift(items: RecheckItem[], o: RecheckOptions): Pro
 }
 
 async function oneRound(queue: RecheckItem[], o: RecheckOptions, need: number) {
-  const legacy = new pg.Client({ connectionString: o.legacyUrl, options: TEXT_FORMAT_OPTIONS });
+  const legacy = new pg.Client({ connectionString: o.legacyUrl, options: LEGACY_OPTIONS });
   const target = new pg.Client({ connectionString: o.targetUrl, types: textTypes, options: TARGET_OPTIONS });
   await legacy.connect();
   try {

@@ -11,7 +11,7 @@ import {
   toReplicatorError,
 } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
-import { TEXT_FORMAT_OPTIONS, textTypes } from '../../core/pg-text-types.js';
+import { textTypes } from '../../core/pg-text-types.js';
 import { qualifiedName } from '../../core/sql.js';
 import {
   type ColumnKind,
@@ -30,7 +30,13 @@ import {
 } from './compare-entity.js';
 import { type ExpectedRow, ExpectedState, type LegacyTableCounts, parseRef } from './expected-state.js';
 import { LegacyReader, type LegacyTable } from './legacy-reader.js';
-import { type RecheckItem, type RecheckRound, recheckDrift, TARGET_OPTIONS } from './recheck-drift.js';
+import {
+  LEGACY_OPTIONS,
+  type RecheckItem,
+  type RecheckRound,
+  recheckDrift,
+  TARGET_OPTIONS,
+} from './recheck-drift.js';
 import { type RepairOptions, type RepairResult, repairDrift } from './repair-drift.js';
 import { settledLsn } from './settled-lsn.js';
 import { sinkAppliedWaiter } from './sink-applied-waiter.js';
@@ -205,7 +211,7 @@ export async function runVerify(o: VerifyOptions): Promise<VerifyReport> {
 
     // 1. Expected side, in one legacy snapshot.
     const tableNames = legacyTablesFor(modules, entities);
-    const legacy = await connect(o.legacyUrl, { options: TEXT_FORMAT_OPTIONS }, 'legacy');
+    const legacy = await connect(o.legacyUrl, { options: LEGACY_OPTIONS }, 'legacy');
     const expected = new ExpectedState(modules, shapes);
     let snapshotLsn: string;
     let settled: string | undefined;
