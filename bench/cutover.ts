@@ -1,11 +1,10 @@
 import pg from 'pg';
-import { heartbeatPrefix } from '../src/contracts/topics.js';
 import { createKafka } from '../src/core/kafka-client.js';
 import { silentLogger } from '../src/core/logger.js';
 import { rollbackCutover, runCutover } from '../src/ops/cutover/cutover.js';
 import { FENCE_ERROR_PREFIX } from '../src/ops/cutover/fence.js';
 import { finalVerify } from '../src/ops/cutover/final-verify.js';
-import { runVerify } from '../src/ops/verify/verify.js';
+import { runVerify, sinkOf } from '../src/ops/verify/verify.js';
 import { parseConfig } from '../src/pipeline/config/load-config.js';
 import { LegacyWorkload } from '../src/workload/legacy-workload.js';
 import { V2_KEYS } from '../transforms/v2-schema.js';
@@ -70,11 +69,7 @@ async function recordVerify(): Promise<boolean> {
   const report = await runVerify({
     legacyUrl: env.legacyUrl,
     targetUrl: env.targetUrl,
-    recheck: {
-      sinkGroupId: config.sink.groupId,
-      heartbeatPrefix: heartbeatPrefix(config.kafka.topicPrefix),
-      timeoutMs: 60_000,
-    },
+    recheck: { sink: sinkOf(config, kafka), timeoutMs: 60_000 },
     logger: silentLogger(),
   });
   verifySeconds.push(report.seconds);

@@ -1,13 +1,12 @@
 import { type Command, InvalidArgumentError } from 'commander';
 import { pino } from 'pino';
 import { AvroEncoder } from '../../connectors/schema-registry-encoder/index.js';
-import { heartbeatPrefix } from '../contracts/topics.js';
 import type { V2Entity } from '../contracts/transform-api.js';
 import { ErrorCodes, ReplicatorError } from '../core/errors.js';
 import { createKafka } from '../core/kafka-client.js';
 import { createLogger, logLevelFromEnv } from '../core/logger.js';
 import { renderVerifyReport } from '../ops/verify/render-verify-report.js';
-import { runVerify, V2_ENTITIES, type VerifyProgress } from '../ops/verify/verify.js';
+import { runVerify, sinkOf, V2_ENTITIES, type VerifyProgress } from '../ops/verify/verify.js';
 import { loadConfig } from '../pipeline/config/load-config.js';
 import { schemaRegistryClient } from '../pipeline/pipeline-builder.js';
 import { positiveNumber } from './options.js';
@@ -84,20 +83,20 @@ export function registerVerifyCommand(program: Command): void {
         });
         const bar = process.stderr.isTTY && !opts.json ? progressBar(process.stderr) : undefined;
         const registry = schemaRegistryClient(config);
+        const kafka = createKafka(config.kafka, logger, `${config.kafka.clientId}-verify`);
         const report = await runVerify({
           legacyUrl: config.source.url,
           targetUrl: config.target.url,
           ...(opts.entity ? { entities: opts.entity } : {}),
           ...(opts.shop !== undefined ? { shop: opts.shop } : {}),
           recheck: {
-            sinkGroupId: config.sink.groupId,
-            heartbeatPrefix: heartbeatPrefix(config.kafka.topicPrefix),
+            sink: sinkOf(config, kafka),
             timeoutMs: opts.wait * 1000,
           },
           ...(opts.repair
             ? {
                 repair: {
-                  kafka: createKafka(config.kafka, logger, `${config.kafka.clientId}-verify`),
+                  kafka,
                   topicPrefix: config.kafka.topicPrefix,
                   tombstonesOnDelete: config.source.tombstonesOnDelete,
                   ...(registry ? { encoder: new AvroEncoder({ client: registry }) } : {}),

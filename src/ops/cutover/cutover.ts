@@ -15,6 +15,7 @@ import type { ReplicatorConfig } from '../../pipeline/config/load-config.js';
 import type { cutoverSchema } from '../../pipeline/config/schema.js';
 import { readConsumerLag } from '../../pipeline/observability/consumer-lag.js';
 import { listDeadLetters } from '../dlq/dead-letters.js';
+import { drainTo, endOffsetsOf, slotPassed } from '../verify/sink-applied-waiter.js';
 import { commitHeldFence, holdWriters, installFence, releaseWriters, removeFence } from './fence.js';
 
 const run = promisify(execFile);
@@ -116,23 +117,6 @@ async function topicSize(kafka: Kafka, topic: string): Promise<number> {
   try {
     const offsets = await admin.fetchTopicOffsets(topic).catch(() => []);
     return offsets.reduce((n, p) => n + (Number(p.high) - Number(p.low)), 0);
-  } finally {
-    await admin.disconnect();
-  }
-}
-
-/** End offset of every partition of `topics` that holds messages, as `topic/partition` → offset. */
-async function endOffsetsOf(kafka: Kafka, topics: string[]): Promise<Map<string, bigint>> {
-  const admin = kafka.admin();
-  await admin.connect();
-  try {
-    const ends = new Map<string, bigint>();
-    for (const topic of topics) {
-      for (const p of await admin.fetchTopicOffsets(topic)) {
-        if (BigInt(p.high) > 0n) ends.set(`${topic}/${p.partition}`, BigInt(p.high));
-      }
-    }
-    return ends;
   } finally {
     await admin.disconnect();
   }
@@ -258,26 +242,6 @@ export async function goNoGo(
     }`,
   });
   return checks;
-}
-
-/**
- * Whether the slot's confirmed position (what the source reports once Kafka has everything before it) has passed
- * `lsn`, and how many bytes of WAL it is behind it; undefined when the slot does not exist.
- */
-async function slotPassed(
-  legacy: pg.Client,
-  slot: string,
-  lsn: string,
-): Promise<{ passed: boolean; behind: string } | undefined> {
-  const row = (
-    await legacy.query<{ passed: boolean | null; behind: string | null }>(
-      `SELECT confirmed_flush_lsn >= $2::pg_lsn AS passed,
-              pg_wal_lsn_diff($2::pg_lsn, confirmed_flush_lsn)::text AS behind
-         FROM pg_replication_slots WHERE slot_name = $1`,
-      [slot, lsn],
-    )
-  ).rows[0];
-  return row ? { passed: row.passed === true, behind: row.behind ?? '?' } : undefined;
 }
 
 /**
@@ -552,43 +516,12 @@ export async function runCutover(o: CutoverOptions): Promise<CutoverResult> {
           await sleep(20);
         }
         const ends = await endOffsetsOf(o.kafka, changeTopicsOf(config));
-        // The users those batches touched: queued (pending_derived) in the apply transactions that stored the
-        // offsets, so once the offsets are reached every such entry is committed with an id at most the newest one
-        // then. Only those are waited for: under a per-shop cutover other shops' changes keep queueing new ones.
-        let settleUpTo: string | undefined;
-        for (;;) {
-          const { rows } = await target.query<{ topic: string; partition: number; n: string }>(
-            'SELECT topic, partition, next_offset::text AS n FROM replicator.sink_offsets WHERE group_id = $1',
-            [config.sink.groupId],
-          );
-          const stored = new Map(rows.map((r) => [`${r.topic}/${r.partition}`, BigInt(r.n)]));
-          const behind = [...ends].filter(([tp, end]) => (stored.get(tp) ?? 0n) < end);
-          let pending = false;
-          if (behind.length === 0) {
-            settleUpTo ??=
-              (
-                await target.query<{ id: string | null }>(
-                  'SELECT max(id)::text AS id FROM replicator.pending_derived',
-                )
-              ).rows[0]!.id ?? '0';
-            pending = (
-              await target.query<{ pending: boolean }>(
-                'SELECT EXISTS (SELECT 1 FROM replicator.pending_derived WHERE id <= $1::bigint) AS pending',
-                [settleUpTo],
-              )
-            ).rows[0]!.pending;
-          }
-          if (behind.length === 0 && !pending) break;
-          checkBudget(
-            `draining: ${behind.length}/${ends.size} partition(s) not applied up to the fence${pending ? ', users not recomputed' : ''}`,
-          );
-          if (Date.now() > deadline) {
-            throw timedOut(
-              `${behind.length}/${ends.size} partition(s) not applied up to the fence${pending ? ', users not recomputed' : ''}`,
-            );
-          }
-          await sleep(20);
-        }
+        await drainTo(target, config.sink.groupId, ends, 20, ({ behind, partitions, usersPending }) => {
+          const what = `${behind}/${partitions} partition(s) not applied up to the fence${usersPending ? ', users not recomputed' : ''}`;
+          checkBudget(`draining: ${what}`);
+          if (Date.now() > deadline) throw timedOut(what);
+          return true;
+        });
         await setPhase(id, 'drained', { drained_at: new Date().toISOString() });
 
         await setPhase(id, 'verifying');

@@ -1,15 +1,109 @@
+import type { Kafka } from 'kafkajs';
 import pg from 'pg';
 import type { Logger } from '../../core/logger.js';
 import { sleep } from '../../core/retry.js';
 
+/**
+ * Whether the slot's confirmed position (what the source reports once Kafka has everything before it) has passed
+ * `lsn`, and how many bytes of WAL it is behind it; undefined when the slot does not exist.
+ */
+export async function slotPassed(
+  legacy: pg.ClientBase,
+  slot: string,
+  lsn: string,
+): Promise<{ passed: boolean; behind: string } | undefined> {
+  const row = (
+    await legacy.query<{ passed: boolean | null; behind: string | null }>(
+      `SELECT confirmed_flush_lsn >= $2::pg_lsn AS passed,
+              pg_wal_lsn_diff($2::pg_lsn, confirmed_flush_lsn)::text AS behind
+         FROM pg_replication_slots WHERE slot_name = $1`,
+      [slot, lsn],
+    )
+  ).rows[0];
+  return row ? { passed: row.passed === true, behind: row.behind ?? '?' } : undefined;
+}
+
+/** End offset of every partition of `topics` that holds messages, as `topic/partition` → offset. */
+export async function endOffsetsOf(kafka: Kafka, topics: readonly string[]): Promise<Map<string, bigint>> {
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    const ends = new Map<string, bigint>();
+    for (const topic of topics) {
+      for (const p of await admin.fetchTopicOffsets(topic)) {
+        if (BigInt(p.high) > 0n) ends.set(`${topic}/${p.partition}`, BigInt(p.high));
+      }
+    }
+    return ends;
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+/** How far a drain is: partitions whose stored offset is short of its end, and users queued and not recomputed. */
+export interface DrainState {
+  behind: number;
+  partitions: number;
+  usersPending: boolean;
+}
+
+/**
+ * Waits until the sink group has applied every change up to `ends` (end offsets read once the source had
+ * acknowledged a position to Kafka): its stored offsets (replicator.sink_offsets, committed with what they pass)
+ * reach them, and the users those batches touched are recomputed — queued (pending_derived) in the transactions
+ * that stored the offsets, so with an id at most the newest one once the offsets are reached; only those are waited
+ * for, as other changes keep queueing new ones. `check` runs after every look that is not done: false gives up
+ * (resolves false), and it may throw. Resolves true once drained.
+ */
+export async function drainTo(
+  target: pg.ClientBase,
+  groupId: string,
+  ends: ReadonlyMap<string, bigint>,
+  pollMs: number,
+  check: (state: DrainState) => boolean,
+): Promise<boolean> {
+  let settleUpTo: string | undefined;
+  for (;;) {
+    const { rows } = await target.query<{ topic: string; partition: number; n: string }>(
+      'SELECT topic, partition, next_offset::text AS n FROM replicator.sink_offsets WHERE group_id = $1',
+      [groupId],
+    );
+    const stored = new Map(rows.map((r) => [`${r.topic}/${r.partition}`, BigInt(r.n)]));
+    const behind = [...ends].filter(([tp, end]) => (stored.get(tp) ?? 0n) < end).length;
+    let usersPending = false;
+    if (behind === 0) {
+      settleUpTo ??=
+        (
+          await target.query<{ id: string | null }>(
+            'SELECT max(id)::text AS id FROM replicator.pending_derived',
+          )
+        ).rows[0]!.id ?? '0';
+      usersPending = (
+        await target.query<{ pending: boolean }>(
+          'SELECT EXISTS (SELECT 1 FROM replicator.pending_derived WHERE id <= $1::bigint) AS pending',
+          [settleUpTo],
+        )
+      ).rows[0]!.pending;
+    }
+    if (behind === 0 && !usersPending) return true;
+    if (!check({ behind, partitions: ends.size, usersPending })) return false;
+    await sleep(pollMs);
+  }
+}
+
 export interface SinkAppliedWaiterOptions {
   legacyUrl: string;
   targetUrl: string;
-  /** The sink group whose replicator.applied.commit_lsn is read. */
+  /** The source's replication slot: its confirmed position says what Kafka holds. */
+  slot: string;
+  /** The raw change topics the sink applies. */
+  changeTopics: readonly string[];
+  kafka: Kafka;
+  /** The sink group whose stored offsets (replicator.sink_offsets) are read. */
   sinkGroupId: string;
   /**
    * `<kafka.topicPrefix>.heartbeat`: a heartbeat is emitted on the legacy database (pg_logical_emit_message, as the
-   * source's own) so an idle pipeline passes the position now rather than at the source's next heartbeat.
+   * source's own) so an idle source acknowledges the position now rather than at its next heartbeat.
    */
   heartbeatPrefix?: string;
   timeoutMs?: number;
@@ -18,12 +112,13 @@ export interface SinkAppliedWaiterOptions {
 }
 
 /**
- * "Has the pipeline applied everything committed before this LSN?", from what the sink records: the newest
- * source position it has applied (replicator.applied.commit_lsn — stream units and heartbeats, updated in each
- * batch's transaction). Partitions are applied independently, so that position passing the LSN on one partition
- * can precede a unit still in flight on another by about one fetch; the waiter therefore waits twice — for the
- * LSN, then for a heartbeat emitted after that — which leaves every partition a full round trip to catch up.
- * Resolves false when the timeout passes first (the sink is stopped or far behind).
+ * "Has the pipeline applied everything committed before this LSN?", exactly, as the cutover's drain asks it: once
+ * the slot's confirmed position passes the LSN (the source acknowledges WAL only once Kafka has it), the change
+ * topics' end offsets hold every such change; applied once the sink's stored offsets reach them and the users they
+ * touched are recomputed (drainTo). Not from the newest position the sink recorded (replicator.applied): partitions
+ * are applied independently, and under a backlog (a snapshot loading, a sink restarted) one partition's heartbeat
+ * or change passes the LSN minutes before another's changes are applied — a re-check would then confirm lag as
+ * drift. Resolves false when the timeout passes first (the sink is stopped or far behind).
  */
 export function sinkAppliedWaiter(o: SinkAppliedWaiterOptions): (lsn: string) => Promise<boolean> {
   const timeoutMs = o.timeoutMs ?? 60_000;
@@ -54,31 +149,18 @@ export function sinkAppliedWaiter(o: SinkAppliedWaiterOptions): (lsn: string) =>
             warned = true;
           });
       };
-      const reach = async (position: string) => {
-        let lastNudge = Date.now();
-        await nudge();
-        while (Date.now() < deadline) {
-          const row = (
-            await target
-              .query<{ ok: boolean }>(
-                'SELECT commit_lsn >= $2::pg_lsn AS ok FROM replicator.applied WHERE group_id = $1',
-                [o.sinkGroupId, position],
-              )
-              .catch(() => ({ rows: [] as { ok: boolean }[] }))
-          ).rows[0];
-          if (row?.ok) return true;
-          if (Date.now() - lastNudge > 1_000) {
-            lastNudge = Date.now();
-            await nudge();
-          }
-          await sleep(pollMs);
+      let lastNudge = Date.now();
+      await nudge();
+      while (!(await slotPassed(legacy, o.slot, lsn))?.passed) {
+        if (Date.now() > deadline) return false;
+        if (Date.now() - lastNudge > 1_000) {
+          lastNudge = Date.now();
+          await nudge();
         }
-        return false;
-      };
-      if (!(await reach(lsn))) return false;
-      const after = (await legacy.query<{ l: string }>('SELECT pg_current_wal_insert_lsn()::text AS l'))
-        .rows[0]!.l;
-      return await reach(after);
+        await sleep(pollMs);
+      }
+      const ends = await endOffsetsOf(o.kafka, o.changeTopics);
+      return await drainTo(target, o.sinkGroupId, ends, pollMs, () => Date.now() <= deadline);
     } finally {
       await target.end().catch(() => {});
       await legacy.end().catch(() => {});

@@ -1,8 +1,10 @@
 import { randomUUID } from 'node:crypto';
+import type { Kafka } from 'kafkajs';
 import pg from 'pg';
 import { readColumnTypes } from '../../../connectors/postgres-sink/index.js';
 import { transformModules } from '../../../transforms/index.js';
 import { V2_KEYS, V2Schemas } from '../../../transforms/v2-schema.js';
+import { changeTopics, heartbeatPrefix } from '../../contracts/topics.js';
 import type { JsonRow, TransformModule, V2Entity } from '../../contracts/transform-api.js';
 import {
   classifyConnectionError,
@@ -13,6 +15,7 @@ import {
 import type { Logger } from '../../core/logger.js';
 import { textTypes } from '../../core/pg-text-types.js';
 import { qualifiedName } from '../../core/sql.js';
+import type { ReplicatorConfig } from '../../pipeline/config/load-config.js';
 import {
   type ColumnKind,
   columnKind,
@@ -39,7 +42,7 @@ import {
 } from './recheck-drift.js';
 import { type RepairOptions, type RepairResult, repairDrift } from './repair-drift.js';
 import { settledLsn } from './settled-lsn.js';
-import { sinkAppliedWaiter } from './sink-applied-waiter.js';
+import { type SinkAppliedWaiterOptions, sinkAppliedWaiter } from './sink-applied-waiter.js';
 import { ensureVerifySchema, finishRun, type QueuedKey, startRun } from './verify-store.js';
 
 export const V2_ENTITIES = Object.keys(V2_KEYS) as V2Entity[];
@@ -60,13 +63,28 @@ const PRODUCED_BY: Readonly<Record<V2Entity, readonly string[]>> = {
   bundle_discounts: ['bundles'],
 };
 
+/** The pipeline whose sink a re-check waits for: what sinkAppliedWaiter reads besides the two databases. */
+export type PipelineSink = Pick<
+  SinkAppliedWaiterOptions,
+  'slot' | 'changeTopics' | 'kafka' | 'sinkGroupId' | 'heartbeatPrefix'
+>;
+
+/** The sink of the pipeline `config` describes, for `recheck.sink`. */
+export function sinkOf(config: ReplicatorConfig, kafka: Kafka): PipelineSink {
+  return {
+    slot: config.source.slot,
+    changeTopics: changeTopics({ rawPrefix: config.kafka.topicPrefix, tables: config.source.tables }),
+    kafka,
+    sinkGroupId: config.sink.groupId,
+    heartbeatPrefix: heartbeatPrefix(config.kafka.topicPrefix),
+  };
+}
+
 export interface RecheckConfig {
   /** Resolves true once the pipeline has applied every legacy change committed before `lsn` (false: gave up). */
   waitForApplied?: (lsn: string) => Promise<boolean>;
-  /** Without waitForApplied: wait on this sink group's replicator.applied.commit_lsn (see sinkAppliedWaiter). */
-  sinkGroupId?: string;
-  /** With sinkGroupId: `<kafka.topicPrefix>.heartbeat`, to emit a heartbeat so an idle pipeline passes the LSN. */
-  heartbeatPrefix?: string;
+  /** Without waitForApplied: wait for this pipeline's sink (sinkAppliedWaiter; `sinkOf` builds it from a config). */
+  sink?: PipelineSink;
   /** Re-check rounds (0: every difference of the first pass is reported as drift). Default 4. */
   rounds?: number;
   /** How long one wait for the sink may take. Default 60 s. */
@@ -440,12 +458,11 @@ function resolveEntities(entities: readonly V2Entity[] | undefined, shop: string
 
 function resolveWaiter(o: VerifyOptions): (lsn: string) => Promise<boolean> {
   if (o.recheck.waitForApplied) return o.recheck.waitForApplied;
-  if (o.recheck.sinkGroupId !== undefined) {
+  if (o.recheck.sink !== undefined) {
     return sinkAppliedWaiter({
       legacyUrl: o.legacyUrl,
       targetUrl: o.targetUrl,
-      sinkGroupId: o.recheck.sinkGroupId,
-      ...(o.recheck.heartbeatPrefix !== undefined ? { heartbeatPrefix: o.recheck.heartbeatPrefix } : {}),
+      ...o.recheck.sink,
       ...(o.recheck.timeoutMs !== undefined ? { timeoutMs: o.recheck.timeoutMs } : {}),
       logger: o.logger,
     });
@@ -453,7 +470,7 @@ function resolveWaiter(o: VerifyOptions): (lsn: string) => Promise<boolean> {
   if ((o.recheck.rounds ?? 4) === 0) return async () => true;
   throw new ReplicatorError(
     ErrorCodes.CONFIG_INVALID,
-    'verify: recheck needs waitForApplied or a sinkGroupId (or rounds: 0)',
+    'verify: recheck needs waitForApplied or a sink (or rounds: 0)',
   );
 }
 

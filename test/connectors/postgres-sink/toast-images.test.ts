@@ -10,11 +10,11 @@ import {
   ToastImages,
   type ToastStep,
 } from '../../../connectors/postgres-sink/toast-images.js';
-import { changeTopic, dlqTopic, heartbeatPrefix } from '../../../src/contracts/topics.js';
+import { changeTopic, dlqTopic } from '../../../src/contracts/topics.js';
 import type { JsonRow, TransformModule } from '../../../src/contracts/transform-api.js';
 import { silentLogger } from '../../../src/core/logger.js';
 import { listDeadLetters } from '../../../src/ops/dlq/dead-letters.js';
-import { runVerify } from '../../../src/ops/verify/verify.js';
+import { runVerify, sinkOf } from '../../../src/ops/verify/verify.js';
 import { LegacyWorkload } from '../../../src/workload/legacy-workload.js';
 import { ChildReplicator } from '../../helpers/child-source.js';
 import { events, readTopics } from '../../helpers/kafka-read.js';
@@ -192,11 +192,7 @@ describe.each(['default', 'full'] as const)('unchanged TOASTed values, replica i
       const report = await runVerify({
         legacyUrl,
         targetUrl,
-        recheck: {
-          sinkGroupId: config.sink.groupId,
-          heartbeatPrefix: heartbeatPrefix(config.kafka.topicPrefix),
-          timeoutMs: 30_000,
-        },
+        recheck: { sink: sinkOf(config, testKafka()), timeoutMs: 30_000 },
         persist: false,
         logger: silentLogger(),
       });

@@ -4,14 +4,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
-import { changeTopics, fencePrefix, heartbeatPrefix } from '../../../../src/contracts/topics.js';
+import { changeTopics, fencePrefix } from '../../../../src/contracts/topics.js';
 import { ErrorCodes, isReplicatorError } from '../../../../src/core/errors.js';
 import { silentLogger } from '../../../../src/core/logger.js';
 import { runCutover } from '../../../../src/ops/cutover/cutover.js';
 import { cutoverStatus, renderCutoverStatus } from '../../../../src/ops/cutover/cutover-status.js';
 import { FENCE_ERROR_PREFIX } from '../../../../src/ops/cutover/fence.js';
 import { finalVerify } from '../../../../src/ops/cutover/final-verify.js';
-import { runVerify } from '../../../../src/ops/verify/verify.js';
+import { runVerify, sinkOf } from '../../../../src/ops/verify/verify.js';
 import type { ReplicatorConfig } from '../../../../src/pipeline/config/load-config.js';
 import { applyWrites, LegacyWorkload } from '../../../../src/workload/legacy-workload.js';
 import { V2_KEYS } from '../../../../transforms/v2-schema.js';
@@ -41,11 +41,7 @@ async function recordVerify(config: ReplicatorConfig) {
   const report = await runVerify({
     legacyUrl: config.source.url,
     targetUrl: config.target!.url,
-    recheck: {
-      sinkGroupId: config.sink.groupId,
-      heartbeatPrefix: heartbeatPrefix(config.kafka.topicPrefix),
-      timeoutMs: 30_000,
-    },
+    recheck: { sink: sinkOf(config, testKafka()), timeoutMs: 30_000 },
     logger: silentLogger(),
   });
   return { clean: report.clean, summary: JSON.stringify(report.entities.flatMap((e) => e.samples)) };

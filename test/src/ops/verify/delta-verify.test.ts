@@ -1,10 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { heartbeatPrefix } from '../../../../src/contracts/topics.js';
 import type { JsonRow } from '../../../../src/contracts/transform-api.js';
 import { silentLogger } from '../../../../src/core/logger.js';
 import { finalVerify } from '../../../../src/ops/cutover/final-verify.js';
 import { runDeltaVerify } from '../../../../src/ops/verify/delta-verify.js';
-import { runVerify } from '../../../../src/ops/verify/verify.js';
+import { runVerify, sinkOf } from '../../../../src/ops/verify/verify.js';
 import { lastCleanFullRun } from '../../../../src/ops/verify/verify-store.js';
 import { LegacyWorkload } from '../../../../src/workload/legacy-workload.js';
 import {
@@ -13,7 +12,7 @@ import {
   summary,
   waitForConvergence,
 } from '../../../helpers/pipeline-harness.js';
-import { dropSlot, withClient } from '../../../helpers/resources.js';
+import { dropSlot, testKafka, withClient } from '../../../helpers/resources.js';
 import { isClean } from '../../../helpers/v2-oracle.js';
 
 const workload = new LegacyWorkload({ seed: 11, customers: 40, shops: 2, invalidShare: 0, bigNotesBytes: 0 });
@@ -34,11 +33,7 @@ const fullVerify = () =>
   runVerify({
     legacyUrl: env.legacyUrl,
     targetUrl: env.targetUrl,
-    recheck: {
-      sinkGroupId: env.config.sink.groupId,
-      heartbeatPrefix: heartbeatPrefix(env.config.kafka.topicPrefix),
-      timeoutMs: 30_000,
-    },
+    recheck: { sink: sinkOf(env.config, testKafka()), timeoutMs: 30_000 },
     logger: silentLogger(),
   });
 

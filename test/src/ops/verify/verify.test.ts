@@ -4,13 +4,17 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { heartbeatPrefix } from '../../../../src/contracts/topics.js';
 import type { JsonRow, V2Entity } from '../../../../src/contracts/transform-api.js';
 import { EXIT_CODES } from '../../../../src/core/errors.js';
 import { silentLogger } from '../../../../src/core/logger.js';
 import { renderVerifyReport } from '../../../../src/ops/verify/render-verify-report.js';
 import { sinkAppliedWaiter } from '../../../../src/ops/verify/sink-applied-waiter.js';
-import { runVerify, type VerifyOptions, type VerifyReport } from '../../../../src/ops/verify/verify.js';
+import {
+  runVerify,
+  sinkOf,
+  type VerifyOptions,
+  type VerifyReport,
+} from '../../../../src/ops/verify/verify.js';
 import { lastVerifyRun } from '../../../../src/ops/verify/verify-store.js';
 import { LegacyWorkload } from '../../../../src/workload/legacy-workload.js';
 import {
@@ -39,11 +43,7 @@ function verify(extra: Partial<VerifyOptions> = {}): Promise<VerifyReport> {
   return runVerify({
     legacyUrl: env.legacyUrl,
     targetUrl: env.targetUrl,
-    recheck: {
-      sinkGroupId: env.config.sink.groupId,
-      heartbeatPrefix: heartbeatPrefix(env.config.kafka.topicPrefix),
-      timeoutMs: 30_000,
-    },
+    recheck: { sink: sinkOf(env.config, kafka), timeoutMs: 30_000 },
     logger: silentLogger(),
     ...extra,
   });
@@ -370,8 +370,7 @@ describe('replicator verify', () => {
     const applied = sinkAppliedWaiter({
       legacyUrl: env.legacyUrl,
       targetUrl: env.targetUrl,
-      sinkGroupId: env.config.sink.groupId,
-      heartbeatPrefix: heartbeatPrefix(env.config.kafka.topicPrefix),
+      ...sinkOf(env.config, kafka),
       timeoutMs: 60_000,
       logger: silentLogger(),
     });
