@@ -4,6 +4,7 @@ import { silentLogger } from '../src/core/logger.js';
 import { rollbackCutover, runCutover } from '../src/ops/cutover/cutover.js';
 import { FENCE_ERROR_PREFIX } from '../src/ops/cutover/fence.js';
 import { finalVerify } from '../src/ops/cutover/final-verify.js';
+import { sinkAppliedWaiter } from '../src/ops/verify/sink-applied-waiter.js';
 import { runVerify, sinkOf } from '../src/ops/verify/verify.js';
 import { parseConfig } from '../src/pipeline/config/load-config.js';
 import { LegacyWorkload } from '../src/workload/legacy-workload.js';
@@ -76,28 +77,21 @@ async function recordVerify(): Promise<boolean> {
   return report.clean;
 }
 
-/** Resolves once the sink has applied everything legacy committed before the call (heartbeats move it when idle). */
+/** Resolves once the sink has applied everything legacy committed before the call (exactly: sinkAppliedWaiter). */
 async function caughtUp(): Promise<void> {
   const l = new pg.Client({ connectionString: env.legacyUrl });
-  const t = new pg.Client({ connectionString: env.targetUrl });
   await l.connect();
-  await t.connect();
-  try {
-    const lsn = (await l.query<{ l: string }>('SELECT pg_current_wal_lsn()::text AS l')).rows[0]!.l;
-    for (;;) {
-      const { rows } = await t
-        .query<{ ok: boolean }>(
-          'SELECT commit_lsn >= $1::pg_lsn AS ok FROM replicator.applied WHERE group_id = $2',
-          [lsn, config.sink.groupId],
-        )
-        .catch(() => ({ rows: [] as { ok: boolean }[] }));
-      if (rows[0]?.ok) return;
-      await sleep(1000);
-    }
-  } finally {
-    await l.end();
-    await t.end();
-  }
+  const lsn = (await l.query<{ l: string }>('SELECT pg_current_wal_lsn()::text AS l')).rows[0]!.l;
+  await l.end();
+  const applied = sinkAppliedWaiter({
+    legacyUrl: env.legacyUrl,
+    targetUrl: env.targetUrl,
+    ...sinkOf(config, kafka),
+    timeoutMs: 60_000,
+    logger: silentLogger(),
+  });
+  // A snapshot of a million rows takes many minutes to apply: ask again until it is.
+  while (!(await applied(lsn))) {}
 }
 
 const windows: number[] = [];
