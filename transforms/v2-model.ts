@@ -110,6 +110,11 @@ const users: DerivedEntity = {
   lockClass: 'replicator.user',
   recomputeSql: RECOMPUTE_USERS_SQL,
   placeholderSql: USER_PLACEHOLDERS_SQL,
+  lookups: [
+    { table: 'bookings', column: 'user_id' },
+    { table: 'payments', column: 'user_id' },
+    { table: 'customer_profiles', column: 'email' },
+  ],
 };
 
 /** The V2 domain as the sink needs it (see src/contracts/v2-model.ts). */

@@ -22,7 +22,7 @@ import { isNewer, lineageKey, positionOf } from './lineage.js';
 import { PartitionQueues } from './partition-queues.js';
 import { type DriftedChange, RawChangeReader, type RawEntry } from './raw-change.js';
 import { type Settlement, Settler } from './settler.js';
-import { ensureReplicatorSchema } from './target-schema.js';
+import { ensureReplicatorSchema, unindexedLookups } from './target-schema.js';
 import { LegacyRows, type RowChange, ToastImages, type ToastStep } from './toast-images.js';
 import { emailsOf, readColumnTypes, UnitApplier } from './unit-applier.js';
 
@@ -200,6 +200,12 @@ export class PostgresSink {
     try {
       await ensureReplicatorSchema(setup);
       applier = new UnitApplier(await readColumnTypes(setup), o.model);
+      for (const l of await unindexedLookups(setup, o.model.derived.lookups)) {
+        log.warn(
+          { table: l.table, column: l.column, fix: `CREATE INDEX ON ${l.table} (${l.column})` },
+          `no index on ${l.table}(${l.column}): every recompute of derived rows scans the table`,
+        );
+      }
     } finally {
       setup.release();
     }

@@ -63,6 +63,27 @@ CREATE TABLE IF NOT EXISTS replicator.toast_images (
   PRIMARY KEY (source_table, source_key));
 `;
 
+/**
+ * The lookups (table, column) of existing tables that no index starts with: the derived rows' recompute would scan
+ * those tables on every settle (V2Model's `lookups`).
+ */
+export async function unindexedLookups(
+  client: pg.ClientBase,
+  lookups: readonly { table: string; column: string }[],
+): Promise<{ table: string; column: string }[]> {
+  if (lookups.length === 0) return [];
+  const { rows } = await client.query<{ table: string; column: string }>(
+    `SELECT l.t AS table, l.c AS column FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS l(t, c, n)
+      WHERE to_regclass(quote_ident(l.t)) IS NOT NULL
+        AND NOT EXISTS (
+          SELECT 1 FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+           WHERE i.indrelid = to_regclass(quote_ident(l.t)) AND a.attname = l.c)
+      ORDER BY l.n`,
+    [lookups.map((l) => l.table), lookups.map((l) => l.column)],
+  );
+  return rows;
+}
+
 /** `replicator finalize`: the image store has no use once V2 belongs to the application. */
 export async function dropToastImages(client: pg.ClientBase): Promise<void> {
   await client.query('DROP TABLE IF EXISTS replicator.toast_images');

@@ -39,4 +39,9 @@ export interface DerivedEntity {
    * $1 the ids (uuid[]), $2 the keys (text[], same order), $3 the placeholders' creation time (timestamptz).
    */
   readonly placeholderSql: string;
+  /**
+   * The columns `recomputeSql` finds a key's rows by: each needs an index whose first column it is, or every
+   * recompute scans that table. The sink warns at start about any without one.
+   */
+  readonly lookups: readonly { table: V2Entity; column: string }[];
 }
