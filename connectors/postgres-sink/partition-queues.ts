@@ -119,6 +119,20 @@ export class PartitionQueues<T extends { offset: string }> {
     this.resumeDrained();
   }
 
+  /**
+   * The consumer group was joined: a group kafkajs restarted after a crash pauses nothing, whatever was paused
+   * before, and a lane that believed itself paused would then queue without bound. Each lane still over its mark,
+   * or every lane while the byte budget is exceeded, is paused again; the others fetch.
+   */
+  rejoined(): void {
+    const over = this.overBytes();
+    for (const lane of this.lanes.values()) {
+      lane.paused = over || lane.items.length > this.o.highWater;
+      if (lane.paused) this.o.pause(lane.tp);
+      else this.o.resume(lane.tp);
+    }
+  }
+
   /** After a rebalance: every partition no longer assigned is revoked. */
   retain(assigned: (tp: TopicPartition) => boolean): void {
     for (const lane of this.lanes.values()) if (!assigned(lane.tp)) this.revoke(lane.tp);

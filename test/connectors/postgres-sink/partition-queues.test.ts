@@ -160,6 +160,43 @@ describe('PartitionQueues', () => {
     expect(h.q.queuedBytes).toBe(0);
   });
 
+  it('after a rejoin pauses again what is over the budget or its mark, and lets the rest fetch', async () => {
+    // A group kafkajs restarted after a crash has nothing paused, whatever the lanes believe.
+    const h = harness({ concurrency: 1, maxBatch: 10, maxBytes: 100 });
+    h.push(a, [10]);
+    await h.tick();
+    h.push(a, [60, 61]);
+    h.push(b, [5]);
+    expect(h.events).toEqual(['pause t/0', 'pause t/1']);
+    h.q.rejoined();
+    expect(h.events.slice(2)).toEqual(['pause t/0', 'pause t/1']);
+    for (let i = 0; i < 3; i++) {
+      h.calls[i]!.release();
+      await h.tick();
+    }
+    await h.q.idle();
+    // Drained: both resumed; a rejoin now lets both fetch.
+    expect(h.events.slice(4).sort()).toEqual(['resume t/0', 'resume t/1']);
+    h.q.rejoined();
+    expect(h.events.slice(6).sort()).toEqual(['resume t/0', 'resume t/1']);
+
+    const w = harness({ concurrency: 1, maxBatch: 2, highWater: 2 });
+    w.push(a, [1, 2]);
+    await w.tick();
+    w.push(a, [3, 4, 5]);
+    w.push(b, [7]);
+    w.q.rejoined();
+    expect(w.events).toEqual(['pause t/0', 'pause t/0', 'resume t/1']);
+    w.calls[0]!.release();
+    await w.tick();
+    w.calls[1]!.release();
+    await w.tick();
+    w.calls[2]!.release();
+    await w.tick();
+    w.calls[3]!.release();
+    await w.q.idle();
+  });
+
   it('drops what is queued for a revoked partition; an apply under way finishes', async () => {
     const h = harness({ concurrency: 1 });
     h.push(a, [1]);
