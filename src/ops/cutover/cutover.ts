@@ -15,7 +15,7 @@ import type { ReplicatorConfig } from '../../pipeline/config/load-config.js';
 import type { cutoverSchema } from '../../pipeline/config/schema.js';
 import { readConsumerLag } from '../../pipeline/observability/consumer-lag.js';
 import { listDeadLetters } from '../dlq/dead-letters.js';
-import { drainTo, endOffsetsOf, slotPassed } from '../verify/sink-applied-waiter.js';
+import { appliedThrough, slotPassed } from '../verify/sink-applied-waiter.js';
 import { commitHeldFence, holdWriters, installFence, releaseWriters, removeFence } from './fence.js';
 
 const run = promisify(execFile);
@@ -508,16 +508,24 @@ export async function runCutover(o: CutoverOptions): Promise<CutoverResult> {
         const deadline = Date.now() + config.cutover.drainTimeoutSeconds * 1000;
         const timedOut = (what: string) =>
           new ReplicatorError(ErrorCodes.CUTOVER_FAILED, `drain timed out: ${what}`);
-        for (;;) {
-          if ((await slotPassed(legacy, config.source.slot, fence.markerLsn))?.passed) break;
-          checkBudget('waiting for the source to pass the fence');
-          if (Date.now() > deadline)
-            throw timedOut(`the source has not acknowledged the fence (${fence.markerLsn}) to Kafka`);
-          await sleep(20);
-        }
-        const ends = await endOffsetsOf(o.kafka, changeTopicsOf(config));
-        await drainTo(target, config.sink.groupId, ends, 20, ({ behind, partitions, usersPending }) => {
-          const what = `${behind}/${partitions} partition(s) not applied up to the fence${usersPending ? ', users not recomputed' : ''}`;
+        const drain = {
+          legacy,
+          target,
+          kafka: o.kafka,
+          slot: config.source.slot,
+          changeTopics: changeTopicsOf(config),
+          groupId: config.sink.groupId,
+          lsn: fence.markerLsn,
+          pollMs: 20,
+        };
+        await appliedThrough(drain, (state) => {
+          if (state.phase === 'source') {
+            checkBudget('waiting for the source to pass the fence');
+            if (Date.now() > deadline)
+              throw timedOut(`the source has not acknowledged the fence (${fence.markerLsn}) to Kafka`);
+            return true;
+          }
+          const what = `${state.behind}/${state.partitions} partition(s) not applied up to the fence${state.usersPending ? ', users not recomputed' : ''}`;
           checkBudget(`draining: ${what}`);
           if (Date.now() > deadline) throw timedOut(what);
           return true;

@@ -24,7 +24,7 @@ export async function slotPassed(
 }
 
 /** End offset of every partition of `topics` that holds messages, as `topic/partition` → offset. */
-export async function endOffsetsOf(kafka: Kafka, topics: readonly string[]): Promise<Map<string, bigint>> {
+async function endOffsetsOf(kafka: Kafka, topics: readonly string[]): Promise<Map<string, bigint>> {
   const admin = kafka.admin();
   await admin.connect();
   try {
@@ -40,33 +40,51 @@ export async function endOffsetsOf(kafka: Kafka, topics: readonly string[]): Pro
   }
 }
 
-/** How far a drain is: partitions whose stored offset is short of its end, and users queued and not recomputed. */
-export interface DrainState {
-  behind: number;
-  partitions: number;
-  usersPending: boolean;
+/**
+ * Where a wait for the sink stands: the source has not acknowledged the position to Kafka yet (`behind`: bytes of
+ * WAL), or the sink has partitions short of their end offsets, or users queued and not recomputed.
+ */
+export type AppliedWait =
+  | { phase: 'source'; behind: string }
+  | { phase: 'sink'; behind: number; partitions: number; usersPending: boolean };
+
+export interface AppliedThroughOptions {
+  legacy: pg.ClientBase;
+  target: pg.ClientBase;
+  kafka: Kafka;
+  slot: string;
+  changeTopics: readonly string[];
+  groupId: string;
+  /** Every change committed before it must be applied. */
+  lsn: string;
+  pollMs: number;
 }
 
 /**
- * Waits until the sink group has applied every change up to `ends` (end offsets read once the source had
- * acknowledged a position to Kafka): its stored offsets (replicator.sink_offsets, committed with what they pass)
- * reach them, and the users those batches touched are recomputed — queued (pending_derived) in the transactions
- * that stored the offsets, so with an id at most the newest one once the offsets are reached; only those are waited
- * for, as other changes keep queueing new ones. `check` runs after every look that is not done: false gives up
- * (resolves false), and it may throw. Resolves true once drained.
+ * Waits until the pipeline has applied every change committed before `lsn`, exactly (the cutover's drain, verify's
+ * re-check): (1) the slot's confirmed position passes it — the source acknowledges WAL only once Kafka has it — so
+ * the change topics then hold every such change; (2) their end offsets at that moment are the target; (3) the sink
+ * group's stored offsets (replicator.sink_offsets, committed with what they pass) reach them, and the users those
+ * batches touched are recomputed — queued (pending_derived) in the transactions that stored the offsets, so with an
+ * id at most the newest one once the offsets are reached; only those are waited for, as other changes keep queueing
+ * new ones. `check` runs after every look that is not done: false gives up (resolves false), and it may throw.
  */
-export async function drainTo(
-  target: pg.ClientBase,
-  groupId: string,
-  ends: ReadonlyMap<string, bigint>,
-  pollMs: number,
-  check: (state: DrainState) => boolean,
+export async function appliedThrough(
+  o: AppliedThroughOptions,
+  check: (state: AppliedWait) => boolean | Promise<boolean>,
 ): Promise<boolean> {
+  for (;;) {
+    const slot = await slotPassed(o.legacy, o.slot, o.lsn);
+    if (slot?.passed) break;
+    if (!(await check({ phase: 'source', behind: slot?.behind ?? '?' }))) return false;
+    await sleep(o.pollMs);
+  }
+  const ends = await endOffsetsOf(o.kafka, o.changeTopics);
   let settleUpTo: string | undefined;
   for (;;) {
-    const { rows } = await target.query<{ topic: string; partition: number; n: string }>(
+    const { rows } = await o.target.query<{ topic: string; partition: number; n: string }>(
       'SELECT topic, partition, next_offset::text AS n FROM replicator.sink_offsets WHERE group_id = $1',
-      [groupId],
+      [o.groupId],
     );
     const stored = new Map(rows.map((r) => [`${r.topic}/${r.partition}`, BigInt(r.n)]));
     const behind = [...ends].filter(([tp, end]) => (stored.get(tp) ?? 0n) < end).length;
@@ -74,20 +92,20 @@ export async function drainTo(
     if (behind === 0) {
       settleUpTo ??=
         (
-          await target.query<{ id: string | null }>(
+          await o.target.query<{ id: string | null }>(
             'SELECT max(id)::text AS id FROM replicator.pending_derived',
           )
         ).rows[0]!.id ?? '0';
       usersPending = (
-        await target.query<{ pending: boolean }>(
+        await o.target.query<{ pending: boolean }>(
           'SELECT EXISTS (SELECT 1 FROM replicator.pending_derived WHERE id <= $1::bigint) AS pending',
           [settleUpTo],
         )
       ).rows[0]!.pending;
     }
     if (behind === 0 && !usersPending) return true;
-    if (!check({ behind, partitions: ends.size, usersPending })) return false;
-    await sleep(pollMs);
+    if (!(await check({ phase: 'sink', behind, partitions: ends.size, usersPending }))) return false;
+    await sleep(o.pollMs);
   }
 }
 
@@ -115,7 +133,7 @@ export interface SinkAppliedWaiterOptions {
  * "Has the pipeline applied everything committed before this LSN?", exactly, as the cutover's drain asks it: once
  * the slot's confirmed position passes the LSN (the source acknowledges WAL only once Kafka has it), the change
  * topics' end offsets hold every such change; applied once the sink's stored offsets reach them and the users they
- * touched are recomputed (drainTo). Not from the newest position the sink recorded (replicator.applied): partitions
+ * touched are recomputed (appliedThrough). Not from the newest position the sink recorded (replicator.applied): partitions
  * are applied independently, and under a backlog (a snapshot loading, a sink restarted) one partition's heartbeat
  * or change passes the LSN minutes before another's changes are applied — a re-check would then confirm lag as
  * drift. Resolves false when the timeout passes first (the sink is stopped or far behind).
@@ -151,16 +169,24 @@ export function sinkAppliedWaiter(o: SinkAppliedWaiterOptions): (lsn: string) =>
       };
       let lastNudge = Date.now();
       await nudge();
-      while (!(await slotPassed(legacy, o.slot, lsn))?.passed) {
+      const wait = {
+        legacy,
+        target,
+        kafka: o.kafka,
+        slot: o.slot,
+        changeTopics: o.changeTopics,
+        groupId: o.sinkGroupId,
+        lsn,
+        pollMs,
+      };
+      return await appliedThrough(wait, async (state) => {
         if (Date.now() > deadline) return false;
-        if (Date.now() - lastNudge > 1_000) {
+        if (state.phase === 'source' && Date.now() - lastNudge > 1_000) {
           lastNudge = Date.now();
           await nudge();
         }
-        await sleep(pollMs);
-      }
-      const ends = await endOffsetsOf(o.kafka, o.changeTopics);
-      return await drainTo(target, o.sinkGroupId, ends, pollMs, () => Date.now() <= deadline);
+        return true;
+      });
     } finally {
       await target.end().catch(() => {});
       await legacy.end().catch(() => {});
