@@ -15,12 +15,22 @@ async function slotOf(url: string, slot: string) {
   return withClient(url, (c) => readSlot(c, slot));
 }
 
-async function waitStreaming(url: string, slot: string) {
+// Streaming, not merely active: the slot is also active while the source creates it on another connection, and
+// between that and START_REPLICATION it is briefly inactive. Returns the streaming walsender's pid.
+async function waitStreaming(url: string, slot: string): Promise<number> {
   for (let i = 0; i < 300; i++) {
-    if ((await slotOf(url, slot)).active) return;
+    const pid = await withClient(url, async (c) => {
+      const r = await c.query<{ pid: number }>(
+        `SELECT r.pid FROM pg_replication_slots s JOIN pg_stat_replication r ON r.pid = s.active_pid
+          WHERE s.slot_name = $1 AND r.state = 'streaming'`,
+        [slot],
+      );
+      return r.rows[0]?.pid;
+    });
+    if (pid !== undefined) return pid;
     await sleep(100);
   }
-  throw new Error(`slot ${slot} never became active`);
+  throw new Error(`slot ${slot} never streamed`);
 }
 
 async function currentLsn(url: string): Promise<bigint> {
@@ -133,8 +143,7 @@ describe('source under outages', () => {
     const topic = topicOf(config, 't');
     const source = startSource(config, kafka);
     try {
-      await waitStreaming(db.url, config.source.slot);
-      const pid = (await slotOf(db.url, config.source.slot)).activePid;
+      const pid = await waitStreaming(db.url, config.source.slot);
       const timeout = await withClient(db.url, async (c) => {
         const r = await c.query<{ t: string }>(
           "SELECT setting || unit AS t FROM pg_settings WHERE name = 'wal_sender_timeout'",
