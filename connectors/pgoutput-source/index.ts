@@ -6,6 +6,7 @@ export {
   type SourceRole,
   type SourceSettings,
   type SourceTopicSettings,
+  snapshotSessionName,
 } from './pgoutput-source.js';
 export {
   ALL_CHECKS,

@@ -489,6 +489,13 @@ export class PgoutputSource {
 }
 
 /**
+ * The application_name of the replication connection that creates `slot` and holds its exported snapshot open while
+ * the initial snapshot is copied. The slot itself is inactive meanwhile, its position already the consistent point.
+ * PostgreSQL keeps the first 63 bytes of an application_name; compare with `left(…, 63)`.
+ */
+export const snapshotSessionName = (slot: string) => `replicator-snapshot ${slot}`;
+
+/**
  * Creates the slot on a replication connection. With `export`, `whileExported` runs while that connection stays
  * open and idle, which is what keeps the exported snapshot valid.
  */
@@ -498,7 +505,12 @@ async function createSlot(
   snapshot: 'export' | 'nothing',
   whileExported: (snapshotName: string, consistentPoint: Lsn) => Promise<void>,
 ): Promise<void> {
-  const repl = new pg.Client({ connectionString: url, replication: 'database' } as pg.ClientConfig);
+  const repl = new pg.Client({
+    connectionString: url,
+    replication: 'database',
+    // While it is open the initial snapshot is being copied: waiters for the pipeline look for it (slotPassed).
+    application_name: snapshotSessionName(slot),
+  } as pg.ClientConfig);
   await repl.connect();
   try {
     const { rows } = await repl.query<{ consistent_point: string; snapshot_name: string | null }>(

@@ -270,9 +270,11 @@ async function sourceCaughtUp(
       return {
         check: 'source caught up',
         ok: false,
-        detail: row
-          ? `${row.behind} byte(s) of WAL not yet in Kafka after ${seconds} s (slot ${config.source.slot}; is the source running?)`
-          : `slot ${config.source.slot} does not exist`,
+        detail: !row
+          ? `slot ${config.source.slot} does not exist`
+          : row.copying
+            ? `the source is still copying its initial snapshot (slot ${config.source.slot})`
+            : `${row.behind} byte(s) of WAL not yet in Kafka after ${seconds} s (slot ${config.source.slot}; is the source running?)`,
       };
     }
     await sleep(50);

@@ -1,26 +1,33 @@
 import type { Kafka } from 'kafkajs';
 import pg from 'pg';
+import { snapshotSessionName } from '../../../connectors/pgoutput-source/index.js';
 import type { Logger } from '../../core/logger.js';
 import { sleep } from '../../core/retry.js';
 
 /**
  * Whether the slot's confirmed position (what the source reports once Kafka has everything before it) has passed
- * `lsn`, and how many bytes of WAL it is behind it; undefined when the slot does not exist.
+ * `lsn`, and how many bytes of WAL it is behind it; undefined when the slot does not exist. Never passed while the
+ * source copies its initial snapshot (`copying`: its slot-creating session is open): a new slot's position is its
+ * consistent point, so it "passes" any earlier position at once while rows from before that point are still being
+ * published.
  */
 export async function slotPassed(
   legacy: pg.ClientBase,
   slot: string,
   lsn: string,
-): Promise<{ passed: boolean; behind: string } | undefined> {
+): Promise<{ passed: boolean; behind: string; copying: boolean } | undefined> {
   const row = (
-    await legacy.query<{ passed: boolean | null; behind: string | null }>(
+    await legacy.query<{ passed: boolean | null; behind: string | null; copying: boolean }>(
       `SELECT confirmed_flush_lsn >= $2::pg_lsn AS passed,
-              pg_wal_lsn_diff($2::pg_lsn, confirmed_flush_lsn)::text AS behind
+              pg_wal_lsn_diff($2::pg_lsn, confirmed_flush_lsn)::text AS behind,
+              EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name = left($3, 63)) AS copying
          FROM pg_replication_slots WHERE slot_name = $1`,
-      [slot, lsn],
+      [slot, lsn, snapshotSessionName(slot)],
     )
   ).rows[0];
-  return row ? { passed: row.passed === true, behind: row.behind ?? '?' } : undefined;
+  return row
+    ? { passed: row.passed === true && !row.copying, behind: row.behind ?? '?', copying: row.copying }
+    : undefined;
 }
 
 /** End offset of every partition of `topics` that holds messages, as `topic/partition` → offset. */

@@ -1,4 +1,6 @@
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { snapshotSessionName } from '../../../../connectors/pgoutput-source/index.js';
 import { ensureReplicatorSchema } from '../../../../connectors/postgres-sink/index.js';
 import { silentLogger } from '../../../../src/core/logger.js';
 import { sinkAppliedWaiter } from '../../../../src/ops/verify/sink-applied-waiter.js';
@@ -26,12 +28,12 @@ const storeOffset = (partition: number, next: number) =>
     [group, topic, partition, next],
   );
 
-/** A waiter for `lsn` that gives up after a short wait (false: not applied yet). */
-const applied = (lsn: string) =>
+/** A waiter for `lsn` on a slot that gives up after a short wait (false: not applied yet). */
+const appliedOn = (on: string, lsn: string) =>
   sinkAppliedWaiter({
     legacyUrl,
     targetUrl,
-    slot,
+    slot: on,
     changeTopics: [topic],
     kafka,
     sinkGroupId: group,
@@ -39,6 +41,7 @@ const applied = (lsn: string) =>
     pollMs: 20,
     logger: silentLogger(),
   })(lsn);
+const applied = (lsn: string) => appliedOn(slot, lsn);
 
 beforeAll(async () => {
   legacyUrl = (await freshDatabase('waiter_legacy')).url;
@@ -66,7 +69,10 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await dropSlot(legacyUrl, slot);
+  await dropSlot(legacyUrl, copying);
 });
+
+const copying = freshName('copying').replace(/-/g, '_');
 
 describe('sinkAppliedWaiter', () => {
   it('is exact under a backlog: the slot past the position, every partition at its end offset, the users settled', async () => {
@@ -103,5 +109,32 @@ describe('sinkAppliedWaiter', () => {
     await target('DELETE FROM replicator.pending_derived');
 
     expect(await applied(lsn)).toBe(true);
+  });
+
+  it('is not applied while the source copies its initial snapshot, though the new slot is past the position', async () => {
+    // A position before the slot exists (the bench's "caught up?" right after starting a daemon).
+    const lsn = await withClient(legacyUrl, async (c) => {
+      const l = (await c.query<{ l: string }>('SELECT pg_current_wal_insert_lsn()::text AS l')).rows[0]!.l;
+      await c.query('CREATE TABLE before_copy ()');
+      return l;
+    });
+    await storeOffset(0, 3);
+    await storeOffset(1, 2);
+    await target('DELETE FROM replicator.pending_derived');
+    // The slot created as the source does, its exported snapshot held open while the rows are copied.
+    const repl = new pg.Client({
+      connectionString: legacyUrl,
+      replication: 'database',
+      application_name: snapshotSessionName(copying),
+    } as pg.ClientConfig);
+    await repl.connect();
+    try {
+      await repl.query(`CREATE_REPLICATION_SLOT ${copying} LOGICAL pgoutput (SNAPSHOT 'export')`);
+      expect(await appliedOn(copying, lsn)).toBe(false);
+    } finally {
+      await repl.end();
+    }
+    // Copied (the exported snapshot's connection closed): the slot's position stands for what Kafka holds.
+    expect(await appliedOn(copying, lsn)).toBe(true);
   });
 });
