@@ -3,7 +3,7 @@ import { createKafka } from '../src/core/kafka-client.js';
 import { silentLogger } from '../src/core/logger.js';
 import { rollbackCutover, runCutover } from '../src/ops/cutover/cutover.js';
 import { FENCE_ERROR_PREFIX } from '../src/ops/cutover/fence.js';
-import { finalVerify } from '../src/ops/cutover/final-verify.js';
+import { startFinalVerify } from '../src/ops/cutover/final-verify.js';
 import { sinkAppliedWaiter } from '../src/ops/verify/sink-applied-waiter.js';
 import { runVerify, sinkOf } from '../src/ops/verify/verify.js';
 import { parseConfig } from '../src/pipeline/config/load-config.js';
@@ -159,7 +159,7 @@ try {
           },
           allowDlq: true,
           fence: FENCE,
-          verify: (v) => finalVerify(config, v),
+          verify: (v) => startFinalVerify(config, v),
           v2Tables: Object.keys(V2_KEYS),
         });
         break;

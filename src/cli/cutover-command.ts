@@ -5,7 +5,7 @@ import { createKafka } from '../core/kafka-client.js';
 import { commandLogger } from '../core/logger.js';
 import { finalizeCutover, rollbackCutover, runCutover } from '../ops/cutover/cutover.js';
 import { cutoverStatus, renderCutoverStatus } from '../ops/cutover/cutover-status.js';
-import { finalVerify } from '../ops/cutover/final-verify.js';
+import { startFinalVerify } from '../ops/cutover/final-verify.js';
 import { loadConfig } from '../pipeline/config/load-config.js';
 import { nonNegativeInt, positiveNumber } from './options.js';
 
@@ -66,7 +66,7 @@ export function registerCutoverCommands(program: Command): void {
           ...(opts.wait !== undefined ? { waitSeconds: opts.wait } : {}),
           ...(opts.allowDlq ? { allowDlq: true } : {}),
           verify: (v) =>
-            finalVerify(config, { ...v, ...(opts.fullFinalVerify ? { full: true } : {}) }, logger),
+            startFinalVerify(config, { ...v, ...(opts.fullFinalVerify ? { full: true } : {}) }, logger),
           v2Tables: ENTITIES,
           ...(process.env.REPLICATOR_FAULT_PAUSE_AFTER
             ? { pauseAfter: process.env.REPLICATOR_FAULT_PAUSE_AFTER }

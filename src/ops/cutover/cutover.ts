@@ -30,6 +30,12 @@ export interface VerifyOutcome {
   summary: string;
 }
 
+/** A final verify begun with writes fenced: its outcome once the drain is exact, or abandoned with the attempt. */
+export interface FinalVerifyRun {
+  drained(): Promise<VerifyOutcome>;
+  abandon(): Promise<void>;
+}
+
 export interface CutoverOptions {
   config: ReplicatorConfig;
   kafka: Kafka;
@@ -47,10 +53,11 @@ export interface CutoverOptions {
   fence?: 'reject' | 'wait';
   allowDlq?: boolean;
   /**
-   * The final verify, with writes fenced (keys changed since the last verify, or everything); `deadLetters`: the
-   * letters the go/no-go counted (changes the lineage does not record).
+   * The final verify (keys changed since the last verify, or everything), begun as soon as writes are fenced —
+   * its legacy side no longer changes, so it can read it while the drain runs; `deadLetters`: the letters the
+   * go/no-go counted (changes the lineage does not record).
    */
-  verify: (o: { shop?: string; deadLetters: number }) => Promise<VerifyOutcome>;
+  verify: (o: { shop?: string; deadLetters: number }) => FinalVerifyRun;
   onPhase?: (phase: CutoverPhase) => void;
   /** The V2 tables (post-flip writes to them are recorded for a rollback). */
   v2Tables: readonly string[];
@@ -484,6 +491,7 @@ export async function runCutover(o: CutoverOptions): Promise<CutoverResult> {
         (o.fence ?? config.cutover.fence) === 'wait'
           ? new pg.Client({ connectionString: legacyAdminUrl(config), application_name: 'replicator-fence' })
           : undefined;
+      let verifying: FinalVerifyRun | undefined;
       try {
         await setPhase(id, 'fencing');
         if (holder) await holder.connect();
@@ -501,6 +509,8 @@ export async function runCutover(o: CutoverOptions): Promise<CutoverResult> {
         print(
           `  fenced ${fence.tables.map((t) => `${t.schema}.${t.table}`).join(', ')} at ${fence.markerLsn} (${fence.attempts} attempt(s))`,
         );
+        const deadLetters = checks.find((c) => c.check === 'dead-letter queue')?.measured ?? 0;
+        verifying = o.verify({ ...(o.shop ? { shop: o.shop } : {}), deadLetters });
 
         await setPhase(id, 'draining');
         // Exact drain by offsets, no marker in the change topics: (1) the source's Kafka-acknowledged position (the
@@ -535,11 +545,8 @@ export async function runCutover(o: CutoverOptions): Promise<CutoverResult> {
         await setPhase(id, 'drained', { drained_at: new Date().toISOString() });
 
         await setPhase(id, 'verifying');
-        const deadLetters = checks.find((c) => c.check === 'dead-letter queue')?.measured ?? 0;
-        const outcome = await withinBudget(
-          o.verify({ ...(o.shop ? { shop: o.shop } : {}), deadLetters }),
-          budgetEnd,
-          () => overBudget(budgetSeconds, 'in the final verify'),
+        const outcome = await withinBudget(verifying.drained(), budgetEnd, () =>
+          overBudget(budgetSeconds, 'in the final verify'),
         );
         print(`  final verify: ${outcome.clean ? 'clean' : 'DRIFT'} ${outcome.summary}`);
         if (!outcome.clean)
@@ -555,6 +562,7 @@ export async function runCutover(o: CutoverOptions): Promise<CutoverResult> {
         const result = await flip(o, target, legacy, id, fencedAt, setPhase);
         return { ...result, checks, ...(resumed ? { resumed } : {}) };
       } catch (e) {
+        await verifying?.abandon().catch(() => {});
         // Before the flip, any failure unfences legacy.
         const phase = (
           await target.query<{ phase: string }>('SELECT phase FROM replicator.cutovers WHERE id = $1', [id])
@@ -579,6 +587,7 @@ export async function runCutover(o: CutoverOptions): Promise<CutoverResult> {
         }
         throw e;
       } finally {
+        await verifying?.abandon().catch(() => {});
         await holder?.end().catch(() => {});
       }
     }

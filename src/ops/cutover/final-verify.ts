@@ -2,10 +2,10 @@ import type pg from 'pg';
 import { ErrorCodes, ReplicatorError } from '../../core/errors.js';
 import { type Logger, silentLogger } from '../../core/logger.js';
 import type { ReplicatorConfig } from '../../pipeline/config/load-config.js';
-import { runDeltaVerify } from '../verify/delta-verify.js';
+import { startDeltaVerify } from '../verify/delta-verify.js';
 import { connect, runVerify, type VerifyReport } from '../verify/verify.js';
 import { lastCleanFullRun } from '../verify/verify-store.js';
-import type { VerifyOutcome } from './cutover.js';
+import type { FinalVerifyRun, VerifyOutcome } from './cutover.js';
 
 /**
  * A verify report as the cutover reads it: clean or not, and one line — the entities that differ
@@ -42,52 +42,80 @@ export interface FinalVerifyOptions {
  *   from, or so much changed since that the full one is quicker): `runVerify` over every entity (with `shop`: that
  *   shop's bundles, components and discounts).
  */
-export async function finalVerify(
+export function finalVerify(
   config: ReplicatorConfig,
   o: FinalVerifyOptions = {},
   logger: Logger = silentLogger(),
 ): Promise<VerifyOutcome> {
-  if (!config.target) throw new ReplicatorError(ErrorCodes.CONFIG_INVALID, 'cutover verify needs target.url');
-  const targetUrl = config.target.url;
-  const base = await withTarget(targetUrl, async (c) => {
-    const run = await lastCleanFullRun(c);
-    return run
-      ? { ...run, changed: await changedSince(c, run.settledLsn), rows: run.legacyRows, users: run.users }
-      : undefined;
-  });
-  const why = whyFullFinalVerify({ ...o, mode: config.cutover.finalVerify, base });
-  if (base && !why) {
-    const report = await runDeltaVerify({
+  return startFinalVerify(config, o, logger).drained();
+}
+
+/**
+ * finalVerify begun as the fence is taken (the cutover's): the delta reads the legacy side of what changed while
+ * the drain runs, and compares once it is exact (`drained`); the full one runs entirely then. Which one is chosen
+ * from what the lineage held at the start.
+ */
+export function startFinalVerify(
+  config: ReplicatorConfig,
+  o: FinalVerifyOptions = {},
+  logger: Logger = silentLogger(),
+): FinalVerifyRun {
+  const target = config.target;
+  if (!target) throw new ReplicatorError(ErrorCodes.CONFIG_INVALID, 'cutover verify needs target.url');
+  const begun = (async () => {
+    const base = await withTarget(target.url, async (c) => {
+      const run = await lastCleanFullRun(c);
+      return run
+        ? { ...run, changed: await changedSince(c, run.settledLsn), rows: run.legacyRows, users: run.users }
+        : undefined;
+    });
+    const why = whyFullFinalVerify({ ...o, mode: config.cutover.finalVerify, base });
+    if (!base || why) return { kind: 'full' as const, why: why ?? 'no base' };
+    const delta = startDeltaVerify({
       legacyUrl: config.source.url,
-      targetUrl,
+      targetUrl: target.url,
       since: base.settledLsn,
       queued: base.queue,
       logger,
     });
-    const counts = new Map<string, Record<string, number>>();
-    for (const d of report.drift) {
-      const c = counts.get(d.entity) ?? { missing: 0, extra: 0, different: 0 };
-      c[d.diff.kind] = (c[d.diff.kind] ?? 0) + 1;
-      counts.set(d.entity, c);
-    }
-    const differences = [...counts]
-      .map(([e, c]) => `${e}: ${c.missing} missing, ${c.extra} extra, ${c.different} different`)
-      .join('; ');
-    return {
-      clean: report.clean,
-      summary: `delta since ${report.since} (the verify of ${base.finishedAt}): ${report.legacyRows} legacy row(s) changed, ${report.keys} V2 row(s) compared in ${report.seconds.toFixed(2)} s${differences ? `; ${differences}` : ', all match'}`,
-    };
-  }
-  const report = await runVerify({
-    legacyUrl: config.source.url,
-    targetUrl,
-    ...(o.shop !== undefined ? { shop: o.shop } : {}),
-    recheck: { rounds: 0 },
-    persist: false,
-    logger,
-  });
-  const outcome = verifyOutcome(report);
-  return { ...outcome, summary: `full (${why}): ${outcome.summary}` };
+    return { kind: 'delta' as const, base, delta };
+  })();
+  begun.catch(() => {});
+  return {
+    drained: async () => {
+      const b = await begun;
+      if (b.kind === 'delta') {
+        const report = await b.delta.finish();
+        const counts = new Map<string, Record<string, number>>();
+        for (const d of report.drift) {
+          const c = counts.get(d.entity) ?? { missing: 0, extra: 0, different: 0 };
+          c[d.diff.kind] = (c[d.diff.kind] ?? 0) + 1;
+          counts.set(d.entity, c);
+        }
+        const differences = [...counts]
+          .map(([e, c]) => `${e}: ${c.missing} missing, ${c.extra} extra, ${c.different} different`)
+          .join('; ');
+        return {
+          clean: report.clean,
+          summary: `delta since ${report.since} (the verify of ${b.base.finishedAt}): ${report.legacyRows} legacy row(s) changed, ${report.keys} V2 row(s) compared in ${report.seconds.toFixed(2)} s${differences ? `; ${differences}` : ', all match'}`,
+        };
+      }
+      const report = await runVerify({
+        legacyUrl: config.source.url,
+        targetUrl: target.url,
+        ...(o.shop !== undefined ? { shop: o.shop } : {}),
+        recheck: { rounds: 0 },
+        persist: false,
+        logger,
+      });
+      const outcome = verifyOutcome(report);
+      return { ...outcome, summary: `full (${b.why}): ${outcome.summary}` };
+    },
+    abandon: async () => {
+      const b = await begun.catch(() => undefined);
+      if (b?.kind === 'delta') await b.delta.abandon();
+    },
+  };
 }
 
 /**

@@ -10,13 +10,16 @@ import { quoteIdent } from '../../core/sql.js';
 import { type EntityShape, keyText, keyValues } from './canonical-row.js';
 import { rowDiff } from './compare-entity.js';
 import { ExpectedState, parseRef } from './expected-state.js';
-import { LegacyReader } from './legacy-reader.js';
+import { LegacyReader, type LegacyTable } from './legacy-reader.js';
 import {
   flushLineageEmails,
   LEGACY_OPTIONS,
+  matchesLegacy,
   type RecheckItem,
-  recheckDrift,
+  readLineage,
+  readTargetRows,
   TARGET_OPTIONS,
+  takeUserEmails,
 } from './recheck-drift.js';
 import { connect, readEntityShapes } from './verify.js';
 import type { QueuedKey } from './verify-store.js';
@@ -47,153 +50,311 @@ export interface DeltaVerifyReport {
   seconds: number;
 }
 
+/** A delta verify begun while the drain runs: `finish` once the sink has applied everything up to the fence. */
+export interface DeltaVerifyRun {
+  /** Settles once the changes applied so far are read (their legacy rows, their users' rows). */
+  ready: Promise<void>;
+  finish(): Promise<DeltaVerifyReport>;
+  /** The drain failed: stop, close the connections. */
+  abandon(): Promise<void>;
+}
+
 /**
  * The cutover's final verify in proportion to what changed: with writes fenced and the drain exact, every V2 row a
  * legacy change since the last clean full verify could have touched is compared with what the legacy rows say now.
  * Those are, per legacy row the sink applied a change of since then: the V2 rows its lineage lists now and before
  * its last change of them (outputs, prior_outputs: what a deleted row produced), the rows its current legacy version
- * produces, a bundle's components, and the users of every email it has or had (emails, prior_emails). The comparison itself is one round of
- * verify's re-check (recheck-drift.ts) with nothing left to wait for: every difference is drift.
+ * produces, a bundle's components, and the users of every email it has or had (emails, prior_emails), each derived
+ * from every legacy row of that email (found through the lineage's email index).
+ *
+ * Begun as soon as legacy is fenced, while the drain runs: legacy no longer changes, so the legacy rows read then are
+ * final; what the sink applies meanwhile is in the lineage read again at `finish` (a row new to it or applied again:
+ * its outputs, emails and legacy row are added), and the target's rows are read only then. One pass, nothing
+ * waited for: every difference is drift (verify's re-check, recheck-drift.ts, re-reads in rounds instead).
  *
  * What it does not see: a V2 row changed by something other than the sink since the full verify, or what a legacy
  * row produced two changes of its outputs (or emails) ago. The next full verify does; `--full-final-verify`
  * runs one inside the fence instead.
  */
-export async function runDeltaVerify(o: DeltaVerifyOptions): Promise<DeltaVerifyReport> {
+export function startDeltaVerify(o: DeltaVerifyOptions): DeltaVerifyRun {
   const started = Date.now();
-  const modules = o.modules ?? transformModules;
-  const byTable = new Map<string, TransformModule>();
-  for (const m of modules) for (const t of m.tables) byTable.set(t, m);
-
-  const target = await connect(o.targetUrl, { types: textTypes, options: TARGET_OPTIONS }, 'target');
-  let legacy: pg.Client | undefined;
-  try {
-    legacy = await connect(o.legacyUrl, { options: LEGACY_OPTIONS }, 'legacy');
-    const shapes = await readEntityShapes(target);
-    const items = new Map<string, RecheckItem>();
-    const add = (entity: V2Entity, row: JsonRow, ref?: string, email?: string) => {
-      const shape = shapes[entity];
-      const values = keyValues(shape, row);
-      const text = keyText(values);
-      const id = `${entity}\u0000${text}`;
-      let item = items.get(id);
-      if (!item) {
-        item = {
-          entity,
-          values,
-          keyText: text,
-          refs: new Set(),
-          confirmations: 0,
-          inFlux: false,
-          diff: rowDiff(entity, shape, 'missing', values, null, null),
-        };
-        items.set(id, item);
+  const run = DeltaPass.begin(o);
+  // Settled here too, so a failure before `finish` is not an unhandled rejection.
+  run.catch(() => {});
+  return {
+    ready: run.then(
+      () => {},
+      () => {},
+    ),
+    finish: async () => {
+      const pass = await run;
+      try {
+        return await pass.finish(started);
+      } finally {
+        await pass.close();
       }
-      if (ref) item.refs.add(ref);
-      if (email) item.email = email;
-    };
+    },
+    abandon: async () => {
+      await (await run.catch(() => undefined))?.close();
+    },
+  };
+}
 
-    // The legacy rows changed since the full verify, and what the sink says they produced.
-    const { rows: changed } = await target.query<{
-      source_table: string;
-      source_key: string;
-      outputs: [V2Entity, JsonRow][];
-      prior_outputs: [V2Entity, JsonRow][];
-      emails: string[];
-      prior_emails: string[];
-    }>(
-      `SELECT source_table, source_key, outputs, prior_outputs, emails, prior_emails FROM replicator.lineage
-        WHERE commit_lsn >= $1::pg_lsn`,
-      [o.since],
+/** startDeltaVerify, finished at once (legacy fenced and the drain already exact). */
+export function runDeltaVerify(o: DeltaVerifyOptions): Promise<DeltaVerifyReport> {
+  return startDeltaVerify(o).finish();
+}
+
+interface LineageRow {
+  source_table: string;
+  source_key: string;
+  position: string;
+  outputs: [V2Entity, JsonRow][];
+  prior_outputs: [V2Entity, JsonRow][];
+  emails: string[];
+  prior_emails: string[];
+}
+
+class DeltaPass {
+  private readonly items = new Map<string, RecheckItem>();
+  private readonly emails = new Set<string>();
+  private readonly bundles = new Map<string, string>();
+  /** Changed legacy rows (refText) → the lineage's position of the change applied last, as read. */
+  private readonly changed = new Map<string, string>();
+  private readonly read = new Set<string>();
+  private readonly state: ExpectedState;
+  private readonly reader: LegacyReader;
+
+  private constructor(
+    private readonly o: DeltaVerifyOptions,
+    private readonly target: pg.Client,
+    private readonly legacy: pg.Client,
+    private readonly shapes: Readonly<Record<V2Entity, EntityShape>>,
+    private readonly tables: ReadonlyMap<string, LegacyTable>,
+    reader: LegacyReader,
+    modules: readonly TransformModule[],
+  ) {
+    this.reader = reader;
+    this.state = new ExpectedState(modules, shapes);
+  }
+
+  /** Connects, and reads what can be read before the drain ends: the legacy side of every change applied so far. */
+  static async begin(o: DeltaVerifyOptions): Promise<DeltaPass> {
+    const modules = o.modules ?? transformModules;
+    const [target, legacy] = await Promise.allSettled([
+      connect(o.targetUrl, { types: textTypes, options: TARGET_OPTIONS }, 'target'),
+      connect(o.legacyUrl, { options: LEGACY_OPTIONS }, 'legacy'),
+    ]);
+    const close = async () => {
+      if (target.status === 'fulfilled') await target.value.end().catch(() => {});
+      if (legacy.status === 'fulfilled') await legacy.value.end().catch(() => {});
+    };
+    try {
+      if (target.status === 'rejected') throw target.reason;
+      if (legacy.status === 'rejected') throw legacy.reason;
+      const reader = new LegacyReader(legacy.value);
+      const [shapes, tables] = await Promise.all([
+        readEntityShapes(target.value),
+        reader.describe([...new Set(modules.flatMap((m) => m.tables))]),
+      ]);
+      const pass = new DeltaPass(
+        o,
+        target.value,
+        legacy.value,
+        shapes,
+        new Map(tables.map((t) => [t.name, t])),
+        reader,
+        modules,
+      );
+      await legacy.value.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+      await pass.early();
+      return pass;
+    } catch (e) {
+      await close();
+      throw e;
+    }
+  }
+
+  private closed: Promise<void> | undefined;
+
+  /** Ends both connections (once, however often it is called). */
+  close(): Promise<void> {
+    this.closed ??= (async () => {
+      await this.legacy.end().catch(() => {});
+      await this.target.end().catch(() => {});
+    })();
+    return this.closed;
+  }
+
+  private add(entity: V2Entity, row: JsonRow, ref?: string, email?: string): RecheckItem {
+    const shape = this.shapes[entity];
+    const values = keyValues(shape, row);
+    const text = keyText(values);
+    const id = `${entity}\u0000${text}`;
+    let item = this.items.get(id);
+    if (!item) {
+      item = {
+        entity,
+        values,
+        keyText: text,
+        refs: new Set(),
+        confirmations: 0,
+        inFlux: false,
+        diff: rowDiff(entity, shape, 'missing', values, null, null),
+      };
+      this.items.set(id, item);
+    }
+    if (ref) item.refs.add(ref);
+    if (email) item.email = email;
+    return item;
+  }
+
+  private addUser(email: string): RecheckItem {
+    this.emails.add(email);
+    return this.add('users', { id: userId(email) }, undefined, email);
+  }
+
+  /** Lineage rows of changes applied since `since`: the first read, or what the drain applied after it. */
+  private async readChanged(): Promise<LineageRow[]> {
+    const { rows } = await this.target.query<LineageRow>(
+      `SELECT source_table, source_key, commit_lsn::text || '/' || seq AS position, outputs, prior_outputs, emails,
+              prior_emails
+         FROM replicator.lineage WHERE commit_lsn >= $1::pg_lsn`,
+      [this.o.since],
     );
-    const emails = new Set<string>();
-    const bundles = new Map<string, string>();
-    const refsByTable = new Map<string, string[]>();
-    for (const r of changed) {
+    const fresh: LineageRow[] = [];
+    for (const r of rows) {
+      const ref = `${r.source_table}\u0000${r.source_key}`;
+      if (this.changed.get(ref) === r.position) continue;
+      this.changed.set(ref, r.position);
+      fresh.push(r);
+    }
+    return fresh;
+  }
+
+  /**
+   * Items of changed rows' lineage: each output (now and before its last change) and the user of each email
+   * (users met for the first time are returned: their legacy rows are still to be found by email). `late`: applied
+   * by the drain, maybe after its email's rows were looked up; the row is added to that user's rows directly.
+   */
+  private addLineage(rows: readonly LineageRow[], late: boolean): RecheckItem[] {
+    const users: RecheckItem[] = [];
+    for (const r of rows) {
       const ref = `${r.source_table}\u0000${r.source_key}`;
       for (const [entity, key] of [...r.outputs, ...r.prior_outputs]) {
-        add(entity, key, ref);
-        if (entity === 'bundles') bundles.set(String(key.id), ref);
+        this.add(entity, key, ref);
+        if (entity === 'bundles') this.bundles.set(String(key.id), ref);
       }
-      for (const e of [...r.emails, ...r.prior_emails]) emails.add(e);
-      if (!byTable.has(r.source_table)) continue;
-      const list = refsByTable.get(r.source_table) ?? [];
-      list.push(ref);
-      refsByTable.set(r.source_table, list);
+      for (const e of [...r.emails, ...r.prior_emails]) {
+        if (!this.emails.has(e)) users.push(this.addUser(e));
+        else if (late) this.add('users', { id: userId(e) }, ref, e);
+      }
     }
+    return users;
+  }
 
-    // What those rows produce now, read in one legacy snapshot.
-    const state = new ExpectedState(modules, shapes);
-    await legacy.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-    const reader = new LegacyReader(legacy);
-    for (const table of await reader.describe([...refsByTable.keys()])) {
-      const refs = refsByTable.get(table.name)!;
-      for (const record of await reader.readByKeys(
-        table,
-        refs.map((ref) => parseRef(ref).key),
-      ))
-        state.add(table.name, record.key, record.row);
+  /** Legacy rows by ref, each read once, all in the one snapshot taken with legacy fenced. */
+  private async readLegacy(refs: Iterable<string>): Promise<void> {
+    const keys = new Map<string, JsonRow[]>();
+    for (const ref of refs) {
+      if (this.read.has(ref)) continue;
+      this.read.add(ref);
+      const { table, key } = parseRef(ref);
+      if (!this.tables.has(table)) continue;
+      const list = keys.get(table) ?? [];
+      list.push(key);
+      keys.set(table, list);
     }
-    await legacy.query('COMMIT');
-    for (const [entity, rows] of state.rows) {
+    for (const [table, list] of keys) {
+      for (const record of await this.reader.readByKeys(this.tables.get(table)!, list)) {
+        this.state.add(table, record.key, record.row);
+      }
+    }
+  }
+
+  /** The refs every item derives from (a user: every legacy row of its email, as the lineage knows them). */
+  private refsOfItems(): string[] {
+    return [...this.items.values()].flatMap((i) => [...i.refs]);
+  }
+
+  /** Before the drain ends: changes applied so far, their users' rows found and every such legacy row read. */
+  private async early(): Promise<void> {
+    this.addLineage(await this.readChanged(), false);
+    for (const q of this.o.queued ?? []) this.add(q.entity, q.key);
+    // Side by side: the changed legacy rows; the legacy rows of their users and the origins of keys the full verify
+    // left queued (target: the lineage).
+    await Promise.all([
+      this.readLegacy(this.changed.keys()),
+      (async () => {
+        if (this.emails.size > 0) await flushLineageEmails(this.target, this.o.logger);
+        const unnamed = [...this.items.values()].filter((i) => i.entity === 'users' && !i.email);
+        if (unnamed.length > 0)
+          takeUserEmails(unnamed, await readTargetRows(this.target, unnamed, this.shapes));
+        await readLineage(
+          this.target,
+          [...this.items.values()].filter((i) => i.entity === 'users' || i.refs.size === 0),
+          this.shapes,
+        );
+      })(),
+    ]);
+    await this.readLegacy(this.refsOfItems());
+  }
+
+  /** With the drain exact: what it applied, then the target's rows, compared. */
+  async finish(started: number): Promise<DeltaVerifyReport> {
+    const newUsers = this.addLineage(await this.readChanged(), true);
+    // What the changed rows produce now: their rows, their emails' users, a bundle's components.
+    await this.readLegacy(this.changed.keys());
+    for (const [entity, rows] of this.state.rows) {
       for (const r of rows.values()) {
-        add(entity, r.row, r.origin);
-        if (entity === 'bookings') {
-          const email = bookingEmail(r.row as unknown as Booking);
-          if (email) emails.add(email);
-        } else if (entity === 'customer_profiles' && typeof r.row.email === 'string') emails.add(r.row.email);
-        else if (entity === 'bundles') bundles.set(String(r.row.id), r.origin);
+        if (!this.changed.has(r.origin)) continue;
+        this.add(entity, r.row, r.origin);
+        let email: string | null = null;
+        if (entity === 'bookings') email = bookingEmail(r.row as unknown as Booking);
+        else if (entity === 'customer_profiles' && typeof r.row.email === 'string') email = r.row.email;
+        else if (entity === 'bundles') this.bundles.set(String(r.row.id), r.origin);
+        // An email only the current legacy row has (the sink did not apply its change): its user's other rows too.
+        if (email && !this.emails.has(email)) newUsers.push(this.addUser(email));
       }
     }
+    if (newUsers.length > 0) await readLineage(this.target, newUsers, this.shapes);
 
-    // A bundle's components as the target has them (one the bundle no longer has must be gone).
-    if (bundles.size > 0) {
-      const shape = shapes.bundle_components;
-      const { rows } = await target.query<JsonRow>(
-        `SELECT ${shape.key.map((k) => quoteIdent(k.name)).join(', ')} FROM bundle_components WHERE bundle_id = ANY($1::uuid[])`,
-        [[...bundles.keys()]],
-      );
-      for (const row of rows) add('bundle_components', row, bundles.get(String(row.bundle_id)));
-    }
-    for (const email of emails) add('users', { id: userId(email) }, undefined, email);
-    for (const q of o.queued ?? []) {
-      add(q.entity, q.key);
-    }
+    // Side by side: the legacy rows not read yet; the target's rows of every key, a bundle's components found
+    // first (one the bundle no longer has must be gone).
+    let actual = new Map<string, JsonRow>();
+    await Promise.all([
+      (async () => {
+        await this.readLegacy(this.refsOfItems());
+        await this.legacy.query('COMMIT');
+      })(),
+      (async () => {
+        if (this.bundles.size > 0) {
+          const shape = this.shapes.bundle_components;
+          const { rows } = await this.target.query<JsonRow>(
+            `SELECT ${shape.key.map((k) => quoteIdent(k.name)).join(', ')} FROM bundle_components WHERE bundle_id = ANY($1::uuid[])`,
+            [[...this.bundles.keys()]],
+          );
+          for (const row of rows) this.add('bundle_components', row, this.bundles.get(String(row.bundle_id)));
+        }
+        actual = await readTargetRows(this.target, [...this.items.values()], this.shapes);
+      })(),
+    ]);
 
-    const tables = await new LegacyReader(legacy).describe([...byTable.keys()]);
-    if (emails.size > 0) await flushLineageEmails(target, o.logger);
-    const checked =
-      items.size === 0
-        ? { drift: [], inFlux: [] }
-        : await recheckDrift([...items.values()], {
-            legacyUrl: o.legacyUrl,
-            targetUrl: o.targetUrl,
-            tables: new Map(tables.map((t) => [t.name, t])),
-            modules,
-            shapes: shapes as Readonly<Record<V2Entity, EntityShape>>,
-            // Writes are fenced and the drain is exact: there is nothing left to wait for.
-            waitForApplied: async () => true,
-            rounds: 1,
-            confirmations: 1,
-            logger: o.logger,
-          });
-    // Still changing inside a fence is not clean either.
-    const drift = [...checked.drift, ...checked.inFlux];
+    const drift = [...this.items.values()].filter(
+      (item) => !matchesLegacy(item, this.state, actual, this.shapes),
+    );
     const report: DeltaVerifyReport = {
       clean: drift.length === 0,
-      since: o.since,
-      legacyRows: changed.length,
-      keys: items.size,
+      since: this.o.since,
+      legacyRows: this.changed.size,
+      keys: this.items.size,
       drift,
       seconds: (Date.now() - started) / 1000,
     };
-    o.logger.info(
-      { since: o.since, legacyRows: report.legacyRows, keys: report.keys, drift: drift.length },
+    this.o.logger.info(
+      { since: this.o.since, legacyRows: report.legacyRows, keys: report.keys, drift: drift.length },
       'delta verify: finished',
     );
     return report;
-  } finally {
-    await legacy?.end().catch(() => {});
-    await target.end().catch(() => {});
   }
 }

@@ -142,12 +142,7 @@ async function oneRound(queue: RecheckItem[], o: RecheckOptions, need: number) {
     await target.connect();
     await target.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
     const actual = await readTargetRows(target, queue, o.shapes);
-    for (const item of queue) {
-      if (item.entity === 'users' && !item.email) {
-        const email = actual.get(itemId(item))?.email;
-        if (typeof email === 'string') item.email = email;
-      }
-    }
+    takeUserEmails(queue, actual);
     const lsnByRef = await readLineage(target, queue, o.shapes);
     await target.query('COMMIT');
 
@@ -177,28 +172,10 @@ async function oneRound(queue: RecheckItem[], o: RecheckOptions, need: number) {
     const confirmed: RecheckItem[] = [];
     let resolved = 0;
     for (const item of queue) {
-      const shape = o.shapes[item.entity];
-      const expected =
-        item.entity === 'users'
-          ? item.email
-            ? state.deriveUser(item.email)
-            : null
-          : (state.rows.get(item.entity)?.get(item.keyText)?.row ?? null);
-      const found = actual.get(itemId(item)) ?? null;
-      if (expected === null && found === null) {
+      if (matchesLegacy(item, state, actual, o.shapes)) {
         resolved++;
         continue;
       }
-      if (
-        expected !== null &&
-        found !== null &&
-        canonicalRow(shape, expected) === canonicalRow(shape, found)
-      ) {
-        resolved++;
-        continue;
-      }
-      const kind = expected === null ? 'extra' : found === null ? 'missing' : 'different';
-      item.diff = rowDiff(item.entity, shape, kind, item.values, expected, found);
       // Changed at or after `settled`: the snapshot may or may not show that change, so nothing is concluded.
       item.inFlux = [...item.refs].some((r) => (lsnByRef.get(r) ?? 0n) >= settled);
       if (applied && !item.inFlux) item.confirmations++;
@@ -209,6 +186,42 @@ async function oneRound(queue: RecheckItem[], o: RecheckOptions, need: number) {
   } finally {
     await target.end().catch(() => {});
     await legacy.end().catch(() => {});
+  }
+}
+
+/**
+ * Whether a queued key's target row (`actual`, by itemId) is what the legacy rows in `state` produce (both absent
+ * counts); when not, `item.diff` says how they differ.
+ */
+export function matchesLegacy(
+  item: RecheckItem,
+  state: ExpectedState,
+  actual: ReadonlyMap<string, JsonRow>,
+  shapes: Readonly<Record<V2Entity, EntityShape>>,
+): boolean {
+  const shape = shapes[item.entity];
+  const expected =
+    item.entity === 'users'
+      ? item.email
+        ? state.deriveUser(item.email)
+        : null
+      : (state.rows.get(item.entity)?.get(item.keyText)?.row ?? null);
+  const found = actual.get(itemId(item)) ?? null;
+  if (expected === null && found === null) return true;
+  if (expected !== null && found !== null && canonicalRow(shape, expected) === canonicalRow(shape, found))
+    return true;
+  const kind = expected === null ? 'extra' : found === null ? 'missing' : 'different';
+  item.diff = rowDiff(item.entity, shape, kind, item.values, expected, found);
+  return false;
+}
+
+/** A queued user known only by its id (an extra row, a key left in flux) takes its email from its target row. */
+export function takeUserEmails(queue: readonly RecheckItem[], actual: ReadonlyMap<string, JsonRow>): void {
+  for (const item of queue) {
+    if (item.entity === 'users' && !item.email) {
+      const email = actual.get(itemId(item))?.email;
+      if (typeof email === 'string') item.email = email;
+    }
   }
 }
 
@@ -232,7 +245,7 @@ export async function flushLineageEmails(client: pg.ClientBase, logger: Logger):
 const itemId = (item: { entity: string; keyText: string }) => `${item.entity}\u0000${item.keyText}`;
 
 /** The target rows of the queued keys, by itemId; json columns as RawJson. */
-async function readTargetRows(
+export async function readTargetRows(
   client: pg.ClientBase,
   queue: readonly RecheckItem[],
   shapes: Readonly<Record<V2Entity, EntityShape>>,
@@ -271,7 +284,7 @@ async function readTargetRows(
  * LSN). Also adds to each item the legacy rows the lineage says produce it (an extra row's origin) or, for a user,
  * whose V2 rows carry its email.
  */
-async function readLineage(
+export async function readLineage(
   client: pg.ClientBase,
   queue: readonly RecheckItem[],
   shapes: Readonly<Record<V2Entity, EntityShape>>,

@@ -10,7 +10,7 @@ import { silentLogger } from '../../../../src/core/logger.js';
 import { runCutover } from '../../../../src/ops/cutover/cutover.js';
 import { cutoverStatus, renderCutoverStatus } from '../../../../src/ops/cutover/cutover-status.js';
 import { FENCE_ERROR_PREFIX } from '../../../../src/ops/cutover/fence.js';
-import { finalVerify } from '../../../../src/ops/cutover/final-verify.js';
+import { finalVerify, startFinalVerify } from '../../../../src/ops/cutover/final-verify.js';
 import { runVerify, sinkOf } from '../../../../src/ops/verify/verify.js';
 import type { ReplicatorConfig } from '../../../../src/pipeline/config/load-config.js';
 import { applyWrites, LegacyWorkload } from '../../../../src/workload/legacy-workload.js';
@@ -107,7 +107,7 @@ function cutover(config: ReplicatorConfig, extra: Partial<Parameters<typeof runC
     logger: silentLogger(),
     print: () => {},
     allowDlq: true,
-    verify: (v) => finalVerify(config, v),
+    verify: (v) => startFinalVerify(config, v),
     v2Tables: V2_TABLES,
     ...extra,
   });

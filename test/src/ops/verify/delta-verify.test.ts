@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { JsonRow } from '../../../../src/contracts/transform-api.js';
 import { silentLogger } from '../../../../src/core/logger.js';
 import { finalVerify } from '../../../../src/ops/cutover/final-verify.js';
-import { runDeltaVerify } from '../../../../src/ops/verify/delta-verify.js';
+import { runDeltaVerify, startDeltaVerify } from '../../../../src/ops/verify/delta-verify.js';
 import { runVerify, sinkOf } from '../../../../src/ops/verify/verify.js';
 import { lastCleanFullRun } from '../../../../src/ops/verify/verify-store.js';
 import { LegacyWorkload } from '../../../../src/workload/legacy-workload.js';
@@ -129,5 +129,58 @@ describe('delta verify (the cutover final verify of what changed since the last 
       e.samples.map((s) => `${s.entity} ${s.kind} ${s.key.id}`),
     );
     expect(differing).toContain(`bookings different ${untouched!.id}`);
+
+    // Tampering undone: the next test starts from a clean target.
+    await target('UPDATE users SET total_bookings = total_bookings - 7 WHERE email = $1', [moved!.email]);
+    await target('DELETE FROM bookings WHERE id = $1', [deleted!.id]);
+    await target('UPDATE bookings SET amount = amount - 1 WHERE id = ANY($1)', [[updated!.id, untouched!.id]]);
+  }, 120_000);
+
+  it('begun before the drain ends (the cutover begins it at the fence): what the sink applies after it began is compared too', async () => {
+    const full = await fullVerify();
+    expect(full.clean).toBe(true);
+    const since = (await withClient(env.targetUrl, (c) => lastCleanFullRun(c)))!.settledLsn;
+    const [early, late, gone] = (await target(
+      `SELECT b.id, u.email FROM bookings b JOIN users u ON u.id = b.user_id
+        WHERE (SELECT count(*) FROM bookings o WHERE o.user_id = b.user_id) >= 2
+        ORDER BY b.id DESC LIMIT 3`,
+    )) as { id: string; email: string }[];
+    // Applied before the verify begins.
+    await legacy(
+      `UPDATE bookings SET status = CASE WHEN status = 'CANCELLED' THEN 'PAID' ELSE 'CANCELLED' END WHERE id = $1`,
+      [early!.id],
+    );
+    await converged();
+    const goneRow = (await target('SELECT * FROM bookings WHERE id = $1', [gone!.id]))[0]!;
+
+    // Committed in legacy but applied only after the verify began: a booking moving to the email of a user it
+    // already looked up, and a deletion.
+    await pipeline.stop();
+    await legacy(
+      `UPDATE bookings SET "contactDetails" = jsonb_set("contactDetails", '{email}', to_jsonb($2::text)) WHERE id = $1`,
+      [late!.id, early!.email],
+    );
+    await legacy('DELETE FROM bookings WHERE id = $1', [gone!.id]);
+    const run = startDeltaVerify({
+      legacyUrl: env.legacyUrl,
+      targetUrl: env.targetUrl,
+      since,
+      logger: silentLogger(),
+    });
+    await run.ready;
+    pipeline = startPipeline(env.config);
+    await converged();
+    // V2 tampered with after the drain: the deleted booking back, and the user the moved booking joined.
+    await target('INSERT INTO bookings SELECT * FROM json_populate_record(NULL::bookings, $1)', [
+      JSON.stringify(goneRow),
+    ]);
+    await target('UPDATE users SET total_bookings = total_bookings + 7 WHERE email = $1', [early!.email]);
+    const report = await run.finish();
+    expect(report.legacyRows).toBe(3);
+    const found = report.drift.map((d) => `${d.entity} ${d.diff.kind} ${JSON.stringify(d.diff.key)}`).sort();
+    const userId = (await target('SELECT id FROM users WHERE email = $1', [early!.email]))[0]!.id;
+    expect(found).toEqual(
+      [`bookings extra {"id":"${gone!.id}"}`, `users different {"id":"${userId}"}`].sort(),
+    );
   }, 120_000);
 });
