@@ -47,7 +47,10 @@ export interface DeltaVerifyReport {
   keys: number;
   /** Keys that differ (or could not be concluded: with writes fenced, nothing should still be changing). */
   drift: RecheckItem[];
+  /** From its start (with the cutover's: the fence) to its end. */
   seconds: number;
+  /** From `finish` (the drain exact) to its end: what it added to the window after the drain. */
+  finishSeconds: number;
 }
 
 /** A delta verify begun while the drain runs: `finish` once the sink has applied everything up to the fence. */
@@ -302,6 +305,7 @@ class DeltaPass {
 
   /** With the drain exact: what it applied, then the target's rows, compared. */
   async finish(started: number): Promise<DeltaVerifyReport> {
+    const finishing = Date.now();
     const newUsers = this.addLineage(await this.readChanged(), true);
     // What the changed rows produce now: their rows, their emails' users, a bundle's components.
     await this.readLegacy(this.changed.keys());
@@ -350,6 +354,7 @@ class DeltaPass {
       keys: this.items.size,
       drift,
       seconds: (Date.now() - started) / 1000,
+      finishSeconds: (Date.now() - finishing) / 1000,
     };
     this.o.logger.info(
       { since: this.o.since, legacyRows: report.legacyRows, keys: report.keys, drift: drift.length },

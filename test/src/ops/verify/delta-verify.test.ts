@@ -94,7 +94,7 @@ describe('delta verify (the cutover final verify of what changed since the last 
     // counted (3 changed rows and their users' others, of ~225 legacy rows), else the full one.
     const auto = await finalVerify(env.config);
     expect(auto.summary).toMatch(
-      /^delta since .*: 3 legacy row\(s\) changed, \d+ V2 row\(s\) compared in [\d.]+ s, all match$/,
+      /^delta since .*: 3 legacy row\(s\) changed, \d+ V2 row\(s\) compared in [\d.]+ s \([\d.]+ s after the drain\), all match$/,
     );
     expect(auto.clean).toBe(true);
     expect((await finalVerify(env.config, { full: true })).summary).toMatch(
@@ -133,7 +133,9 @@ describe('delta verify (the cutover final verify of what changed since the last 
     // Tampering undone: the next test starts from a clean target.
     await target('UPDATE users SET total_bookings = total_bookings - 7 WHERE email = $1', [moved!.email]);
     await target('DELETE FROM bookings WHERE id = $1', [deleted!.id]);
-    await target('UPDATE bookings SET amount = amount - 1 WHERE id = ANY($1)', [[updated!.id, untouched!.id]]);
+    await target('UPDATE bookings SET amount = amount - 1 WHERE id = ANY($1)', [
+      [updated!.id, untouched!.id],
+    ]);
   }, 120_000);
 
   it('begun before the drain ends (the cutover begins it at the fence): what the sink applies after it began is compared too', async () => {
