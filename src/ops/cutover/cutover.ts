@@ -530,7 +530,15 @@ export async function runCutover(o: CutoverOptions): Promise<CutoverResult> {
           lsn: fence.markerLsn,
           pollMs: 20,
         };
+        // When each step of the drain was first seen done (ms since the fence), for the report.
+        const draining = Date.now();
+        let sourceAt: number | undefined;
+        let offsetsAt: number | undefined;
         await appliedThrough(drain, (state) => {
+          if (state.phase === 'sink') {
+            sourceAt ??= Date.now();
+            if (state.behind === 0) offsetsAt ??= Date.now();
+          }
           if (state.phase === 'source') {
             checkBudget('waiting for the source to pass the fence');
             if (Date.now() > deadline)
@@ -542,7 +550,13 @@ export async function runCutover(o: CutoverOptions): Promise<CutoverResult> {
           if (Date.now() > deadline) throw timedOut(what);
           return true;
         });
-        await setPhase(id, 'drained', { drained_at: new Date().toISOString() });
+        const drainedAt = Date.now();
+        sourceAt ??= drainedAt;
+        offsetsAt ??= drainedAt;
+        print(
+          `  drained in ${drainedAt - draining} ms: the source acknowledged the fence after ${sourceAt - draining} ms, the sink's offsets reached the end offsets after ${offsetsAt - draining} ms, its users were recomputed after ${drainedAt - draining} ms`,
+        );
+        await setPhase(id, 'drained', { drained_at: new Date(drainedAt).toISOString() });
 
         await setPhase(id, 'verifying');
         const outcome = await withinBudget(verifying.drained(), budgetEnd, () =>
