@@ -6,12 +6,38 @@ import type { JsonRow, JsonValue } from '../src/contracts/transform-api.js';
  * numerics as exact decimal strings, timestamptz as ISO strings, jsonb as parsed JSON.
  */
 
-/** Any JSON value; typed as the transform API's JsonValue so rows built from it are JsonRows. */
-export const jsonValueSchema: z.ZodType<JsonValue> = z.lazy(() =>
-  z.union([z.null(), z.boolean(), z.number(), z.string(), z.array(jsonValueSchema), jsonObjectSchema]),
-);
+/**
+ * Whether `v` is a JSON value: null, a boolean, a finite number, a string, or an array or plain object of JSON values.
+ * A walk, not a zod union: the union tried each member at every level and was a third of a booking's parse
+ * (verify and the sink parse every legacy row).
+ */
+export function isJsonValue(v: unknown): v is JsonValue {
+  if (v === null) return true;
+  switch (typeof v) {
+    case 'boolean':
+    case 'string':
+      return true;
+    case 'number':
+      return Number.isFinite(v);
+    case 'object': {
+      if (Array.isArray(v)) return v.every(isJsonValue);
+      const proto = Object.getPrototypeOf(v);
+      if (proto !== Object.prototype && proto !== null) return false;
+      for (const k in v) if (!isJsonValue((v as Record<string, unknown>)[k])) return false;
+      return true;
+    }
+    default:
+      return false;
+  }
+}
 
-export const jsonObjectSchema: z.ZodType<JsonRow> = z.record(z.string(), jsonValueSchema);
+/** Any JSON value; typed as the transform API's JsonValue so rows built from it are JsonRows. */
+export const jsonValueSchema: z.ZodType<JsonValue> = z.custom<JsonValue>(isJsonValue, 'a JSON value');
+
+export const jsonObjectSchema: z.ZodType<JsonRow> = z.custom<JsonRow>(
+  (v) => typeof v === 'object' && v !== null && !Array.isArray(v) && isJsonValue(v),
+  'a JSON object',
+);
 
 /**
  * An ISO 8601 timestamp with 'Z' or an offset, at most microsecond precision (PostgreSQL would round more digits,
