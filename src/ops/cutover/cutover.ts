@@ -576,8 +576,7 @@ export async function runCutover(o: CutoverOptions): Promise<CutoverResult> {
         const result = await flip(o, target, legacy, id, fencedAt, setPhase);
         return { ...result, checks, ...(resumed ? { resumed } : {}) };
       } catch (e) {
-        await verifying?.abandon().catch(() => {});
-        // Before the flip, any failure unfences legacy.
+        // Before the flip, any failure unfences legacy (the verify is abandoned after: its reads must not delay it).
         const phase = (
           await target.query<{ phase: string }>('SELECT phase FROM replicator.cutovers WHERE id = $1', [id])
         ).rows[0]?.phase;
