@@ -9,7 +9,7 @@ import { textTypes } from '../../core/pg-text-types.js';
 import { quoteIdent } from '../../core/sql.js';
 import { type EntityShape, keyText, keyValues } from './canonical-row.js';
 import { rowDiff } from './compare-entity.js';
-import { ExpectedState, parseRef } from './expected-state.js';
+import { ExpectedState, keysByTable } from './expected-state.js';
 import { LegacyReader, type LegacyTable } from './legacy-reader.js';
 import {
   flushLineageEmails,
@@ -126,7 +126,6 @@ class DeltaPass {
   private readonly changed = new Map<string, string>();
   private readonly read = new Set<string>();
   private readonly state: ExpectedState;
-  private readonly reader: LegacyReader;
 
   private constructor(
     private readonly o: DeltaVerifyOptions,
@@ -134,10 +133,9 @@ class DeltaPass {
     private readonly legacy: pg.Client,
     private readonly shapes: Readonly<Record<V2Entity, EntityShape>>,
     private readonly tables: ReadonlyMap<string, LegacyTable>,
-    reader: LegacyReader,
+    private readonly reader: LegacyReader,
     modules: readonly TransformModule[],
   ) {
-    this.reader = reader;
     this.state = new ExpectedState(modules, shapes);
   }
 
@@ -258,17 +256,13 @@ class DeltaPass {
 
   /** Legacy rows by ref, each read once, all in the one snapshot taken with legacy fenced. */
   private async readLegacy(refs: Iterable<string>): Promise<void> {
-    const keys = new Map<string, JsonRow[]>();
+    const unread: string[] = [];
     for (const ref of refs) {
       if (this.read.has(ref)) continue;
       this.read.add(ref);
-      const { table, key } = parseRef(ref);
-      if (!this.tables.has(table)) continue;
-      const list = keys.get(table) ?? [];
-      list.push(key);
-      keys.set(table, list);
+      unread.push(ref);
     }
-    for (const [table, list] of keys) {
+    for (const [table, list] of keysByTable(unread, (t) => this.tables.has(t))) {
       for (const record of await this.reader.readByKeys(this.tables.get(table)!, list)) {
         this.state.add(table, record.key, record.row);
       }

@@ -34,6 +34,22 @@ export function parseRef(ref: string): { table: string; key: JsonRow } {
   return { table: ref.slice(0, i), key: JSON.parse(ref.slice(i + 1)) as JsonRow };
 }
 
+/** Legacy rows (refText) grouped by table, as keys to read (readByKeys); tables `known` does not name are left out. */
+export function keysByTable(
+  refs: Iterable<string>,
+  known: (table: string) => boolean,
+): Map<string, JsonRow[]> {
+  const out = new Map<string, JsonRow[]>();
+  for (const ref of refs) {
+    const { table, key } = parseRef(ref);
+    if (!known(table)) continue;
+    const keys = out.get(table);
+    if (keys) keys.push(key);
+    else out.set(table, [key]);
+  }
+  return out;
+}
+
 /**
  * The reference batch migration, incrementally: each legacy row through its transform module (as a snapshot read),
  * every V2 row remembered with its origin; users derived at the end from the result (transforms/users.ts, the

@@ -13,7 +13,7 @@ import {
   keyText,
 } from './canonical-row.js';
 import { type RowDiff, rowDiff } from './compare-entity.js';
-import { ExpectedState, parseRef } from './expected-state.js';
+import { ExpectedState, keysByTable } from './expected-state.js';
 import { LegacyReader, type LegacyTable } from './legacy-reader.js';
 import { settledLsn } from './settled-lsn.js';
 
@@ -147,19 +147,10 @@ async function oneRound(queue: RecheckItem[], o: RecheckOptions, need: number) {
     await target.query('COMMIT');
 
     const reader = new LegacyReader(legacy);
-    const byTable = new Map<string, JsonRow[]>();
-    for (const item of queue) {
-      for (const ref of item.refs) {
-        const { table, key } = parseRef(ref);
-        if (!o.tables.has(table)) continue;
-        let keys = byTable.get(table);
-        if (!keys) {
-          keys = [];
-          byTable.set(table, keys);
-        }
-        keys.push(key);
-      }
-    }
+    const byTable = keysByTable(
+      queue.flatMap((item) => [...item.refs]),
+      (t) => o.tables.has(t),
+    );
     const tables = await reader.describe([...byTable.keys()]);
     const state = new ExpectedState(o.modules, o.shapes);
     for (const t of tables) {
