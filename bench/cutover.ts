@@ -177,6 +177,10 @@ try {
           },
           allowDlq: true,
           fence: FENCE,
+          // The application follows the flip (its flag): from there on it writes to V2, not legacy.
+          onPhase: (phase) => {
+            if (phase === 'flipped') writing = false;
+          },
           verify: (v) => startFinalVerify(config, v),
           v2Tables: Object.keys(V2_KEYS),
         });
@@ -243,8 +247,9 @@ report({
   notes: [
     `Each run: \`VACUUM (ANALYZE)\` of both databases (autovacuum is off on this box), a clean full \`replicator verify\` (recorded), an open-loop legacy write load, \`cutover\` (go/no-go, fence, exact drain through every partition, ${FINAL === 'full' ? 'a full final verify' : FINAL === 'delta' ? 'a final verify of the rows changed since that verify' : 'a final verify of the rows changed since that verify, or a full one when that is quicker (auto)'}, flip), then \`rollback\` and a fresh daemon.`,
     FENCE === 'wait'
-      ? 'Waiting fence: writes issued during the window wait on the cutover\'s locks and are refused at the flip ("write to V2"), so they count as rejected once each; the longest write is the stall they felt.'
+      ? "Waiting fence: writes issued during the window wait on the cutover's locks (or in the writer's pool of 16 connections); once the flip has committed they commit in legacy and are streamed to V2 (`cutover.graceSeconds`, default 2 s); the longest write is the stall one of them felt."
       : 'Rejecting fence: every write issued during the window is refused at once.',
+    'The writer plays the application: it stops writing to legacy when the flip commits (from there on it would write to V2).',
     `The window includes the exact drain and the final verify; which final verify each run ran, and why: ${verifyLines.map((l, i) => `run ${i + 1}: ${l.replace(/^final verify: /, '')}`).join(' / ')}.`,
   ],
 });

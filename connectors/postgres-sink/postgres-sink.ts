@@ -414,7 +414,8 @@ export class PostgresSink {
         new Promise<void>((resolve) => {
           if (signal.aborted) resolve();
           signal.addEventListener('abort', () => resolve(), { once: true });
-          // After a full cutover's flip, V2 belongs to the application: stop applying. And keys queued for a
+          // After a full cutover's flip, V2 belongs to the application: stop applying (once the writes a waiting
+          // fence admitted after the flip are applied: `tail_pending`). And keys queued for a
           // recompute that nobody settled (another instance that died) are swept by the next batch here. The oldest
           // queued key by id, through the primary key: a filter on queued_at scanned the whole queue table, dead
           // rows included (80–170 ms a second on this box with autovacuum off).
@@ -429,7 +430,9 @@ export class PostgresSink {
               })
               .catch(() => {});
             pool
-              .query("SELECT id FROM replicator.cutovers WHERE phase = 'flipped' AND shop IS NULL LIMIT 1")
+              .query(
+                "SELECT id FROM replicator.cutovers WHERE phase = 'flipped' AND shop IS NULL AND NOT tail_pending LIMIT 1",
+              )
               .then((r) => {
                 if (r.rowCount) {
                   log.info({ cutover: r.rows[0].id }, 'cutover flipped: the sink stops consuming');

@@ -48,6 +48,9 @@ CREATE TABLE IF NOT EXISTS replicator.cutovers (
   started_at timestamptz NOT NULL DEFAULT now(), fence_committed_at timestamptz, fence_lsn pg_lsn,
   drained_at timestamptz, verified_at timestamptz, flip_committed_at timestamptz, finished_at timestamptz,
   rolled_back_at timestamptz, write_blocked_ms double precision, error text, details jsonb NOT NULL DEFAULT '{}');
+ALTER TABLE replicator.cutovers ADD COLUMN IF NOT EXISTS fence_mode text NOT NULL DEFAULT 'reject';
+ALTER TABLE replicator.cutovers ADD COLUMN IF NOT EXISTS tail_pending boolean NOT NULL DEFAULT false;
+ALTER TABLE replicator.cutovers ADD COLUMN IF NOT EXISTS tail_drained_at timestamptz;
 CREATE TABLE IF NOT EXISTS replicator.verify_runs (
   id text PRIMARY KEY, started_at timestamptz NOT NULL DEFAULT now(), finished_at timestamptz,
   snapshot_lsn pg_lsn, clean boolean, summary jsonb NOT NULL DEFAULT '{}');

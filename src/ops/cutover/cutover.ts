@@ -5,7 +5,7 @@ import { promisify } from 'node:util';
 import type { Kafka } from 'kafkajs';
 import pg from 'pg';
 import { dropToastImages, ensureReplicatorSchema } from '../../../connectors/postgres-sink/index.js';
-import { changeTopics, dlqTopic } from '../../contracts/topics.js';
+import { changeTopics, dlqTopic, heartbeatPrefix } from '../../contracts/topics.js';
 import { ErrorCodes, ReplicatorError, withEndpoint } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import { textTypes } from '../../core/pg-text-types.js';
@@ -16,7 +16,16 @@ import type { cutoverSchema } from '../../pipeline/config/schema.js';
 import { readConsumerLag } from '../../pipeline/observability/consumer-lag.js';
 import { listDeadLetters } from '../dlq/dead-letters.js';
 import { appliedThrough, slotPassed } from '../verify/sink-applied-waiter.js';
-import { commitHeldFence, holdWriters, installFence, releaseWriters, removeFence } from './fence.js';
+import {
+  closeReleasedFence,
+  type FenceOptions,
+  fenceLegacy,
+  holdWriters,
+  installFence,
+  releaseHeldFence,
+  releaseWriters,
+  removeFence,
+} from './fence.js';
 
 const run = promisify(execFile);
 type FlipAction = ReturnType<typeof cutoverSchema.parse>['flip'][number];
@@ -309,6 +318,8 @@ async function syncSequences(
   config: ReplicatorConfig,
   legacy: pg.Client,
   target: pg.Client,
+  /** Again after the waiting fence's admitted writes: V2's sequence was already synced, so legacy should be below it. */
+  again = false,
 ): Promise<string[]> {
   const lines: string[] = [];
   for (const s of config.cutover.sequences) {
@@ -324,7 +335,10 @@ async function syncSequences(
     );
     const next = legacyValue + BigInt(s.gap) > current ? legacyValue + BigInt(s.gap) : current;
     await target.query('SELECT setval($1::regclass, $2::bigint)', [qualifiedName(ts, tt), next.toString()]);
-    lines.push(`${s.target} → ${next} (legacy ${legacyValue} + gap ${s.gap})`);
+    // Legacy past the value the flip gave V2: the admitted inserts used more than the gap, so V2 ids the
+    // application drew since may equal legacy ones (their streamed rows then fail into the DLQ).
+    const overrun = again && legacyValue >= current ? '; WARNING: legacy passed it: raise the gap' : '';
+    lines.push(`${s.target} → ${next} (legacy ${legacyValue} + gap ${s.gap}${overrun})`);
   }
   return lines;
 }
@@ -333,8 +347,11 @@ async function syncSequences(
 async function installPostFlipCapture(target: pg.Client, id: string, entities: readonly string[]) {
   await target.query(`CREATE TABLE IF NOT EXISTS replicator.post_flip_changes (
     cutover_id text NOT NULL, table_name text NOT NULL, op text NOT NULL, row_data jsonb NOT NULL, at timestamptz NOT NULL DEFAULT now())`);
+  // The sink's own writes are not the application's: the waiting fence's admitted writes, streamed after the flip,
+  // are in legacy already (and, per shop, other shops' rows still replicating).
   await target.query(`CREATE OR REPLACE FUNCTION replicator.capture_post_flip() RETURNS trigger LANGUAGE plpgsql AS $c$
     BEGIN
+      IF current_setting('application_name', true) = 'replicator-sink' THEN RETURN NULL; END IF;
       INSERT INTO replicator.post_flip_changes (cutover_id, table_name, op, row_data)
       VALUES (TG_ARGV[0], TG_TABLE_NAME, TG_OP, to_jsonb(COALESCE(NEW, OLD)));
       RETURN NULL;
@@ -357,7 +374,17 @@ interface CutoverRow {
   shop: string | null;
   phase: CutoverPhase;
   fence_committed_at: string | null;
+  fence_mode: 'reject' | 'wait';
 }
+
+const fenceOptionsOf = (config: ReplicatorConfig, id: string, shop: string | undefined): FenceOptions => ({
+  cutoverId: id,
+  tables: config.source.tables,
+  ...(shop ? { shop } : {}),
+  topicPrefix: config.kafka.topicPrefix,
+  lockTimeoutMs: config.cutover.lockTimeoutMs,
+  lockRetries: config.cutover.lockRetries,
+});
 
 /**
  * `replicator cutover`: go/no-go, fence, exact drain, final verify, flip — a state machine persisted in the target.
@@ -389,16 +416,30 @@ export async function runCutover(o: CutoverOptions): Promise<CutoverResult> {
     let resumed: string | undefined;
     const open = (
       await target.query<CutoverRow>(
-        `SELECT id, shop, phase, fence_committed_at::text FROM replicator.cutovers
-          WHERE phase NOT IN ('aborted', 'rolled-back', 'dry-run', 'finalized', 'flipped')
+        `SELECT id, shop, phase, fence_committed_at::text, fence_mode FROM replicator.cutovers
+          WHERE (phase NOT IN ('aborted', 'rolled-back', 'dry-run', 'finalized', 'flipped') OR tail_pending)
             AND shop IS NOT DISTINCT FROM $1 ORDER BY started_at DESC`,
         [o.shop ?? null],
       )
     ).rows;
     for (const c of open) {
+      const fence = fenceOptionsOf(config, c.id, c.shop ?? undefined);
+      if (c.phase === 'flipped') {
+        // Flipped, but the waiting fence's admitted writes were not all streamed (its connection died with the
+        // cutover, and legacy may have taken writes since): fence for good, then stream what legacy has.
+        print(`[cutover ${c.id.slice(0, 8)}] flipped, but legacy's last writes were not streamed: finishing`);
+        await fenceLegacy(legacy, fence);
+        await streamAdmitted(o, target, legacy, c.id, fence);
+        return { id: c.id, phase: 'flipped', checks: [], resumed: c.id };
+      }
       if (c.phase === 'flipping') {
         print(`[cutover ${c.id.slice(0, 8)}] was interrupted while flipping: resuming the flip`);
-        const result = await flip(o, target, legacy, c.id, c.fence_committed_at, setPhase);
+        // A waiting fence was never committed: its locks went with the cutover's connection.
+        if (c.fence_mode === 'wait') await fenceLegacy(legacy, fence);
+        const result = await flip(o, target, legacy, c.id, c.fence_committed_at, setPhase, {
+          mode: c.fence_mode,
+          fence,
+        });
         return { ...result, checks: [], resumed: c.id };
       }
       print(`[cutover ${c.id.slice(0, 8)}] was interrupted at ${c.phase}: removing its fence (rolled back)`);
@@ -474,21 +515,15 @@ export async function runCutover(o: CutoverOptions): Promise<CutoverResult> {
         while (existsSync(config.cutover.postponeFile)) await sleep(500);
       }
 
+      const mode = o.fence ?? config.cutover.fence;
       await target.query(
-        "INSERT INTO replicator.cutovers (id, shop, phase, details) VALUES ($1, $2, 'planned', $3)",
-        [id, o.shop ?? null, JSON.stringify({ checks })],
+        "INSERT INTO replicator.cutovers (id, shop, phase, details, fence_mode) VALUES ($1, $2, 'planned', $3, $4)",
+        [id, o.shop ?? null, JSON.stringify({ checks }), mode],
       );
-      const fenceOptions = {
-        cutoverId: id,
-        tables: config.source.tables,
-        ...(o.shop ? { shop: o.shop } : {}),
-        topicPrefix: config.kafka.topicPrefix,
-        lockTimeoutMs: config.cutover.lockTimeoutMs,
-        lockRetries: config.cutover.lockRetries,
-      };
+      const fenceOptions = fenceOptionsOf(config, id, o.shop);
       // The waiting fence holds its locks in a transaction on a connection of its own until the flip (fence.ts).
       const holder =
-        (o.fence ?? config.cutover.fence) === 'wait'
+        mode === 'wait'
           ? new pg.Client({ connectionString: legacyAdminUrl(config), application_name: 'replicator-fence' })
           : undefined;
       let verifying: FinalVerifyRun | undefined;
@@ -571,9 +606,12 @@ export async function runCutover(o: CutoverOptions): Promise<CutoverResult> {
         await setPhase(id, 'verified', { verified_at: new Date().toISOString() });
         // The last point to abort: once flipping starts it completes (or is resumed), whatever the clock says.
         checkBudget('before the flip');
-        // Waiting writers now meet the rejecting triggers ("write to V2"): from here legacy is fenced for good.
-        if (holder) await commitHeldFence(holder, fenceOptions);
-        const result = await flip(o, target, legacy, id, fencedAt, setPhase);
+        // A waiting fence is released after the flip commits: the writes that waited then commit in legacy.
+        const result = await flip(o, target, legacy, id, fencedAt, setPhase, {
+          mode,
+          fence: fenceOptions,
+          ...(holder ? { holder } : {}),
+        });
         return { ...result, checks, ...(resumed ? { resumed } : {}) };
       } catch (e) {
         // Before the flip, any failure unfences legacy (the verify is abandoned after: its reads must not delay it).
@@ -610,6 +648,12 @@ export async function runCutover(o: CutoverOptions): Promise<CutoverResult> {
   }
 }
 
+/**
+ * The flip: sequences, actions, the post-flip capture and the phase, committed together in the target. With the
+ * waiting fence (`held.mode` 'wait') the writers waiting on its locks are released only once the flip has
+ * committed — the application may then write to V2 — and the writes legacy admits (begun before the grace's end)
+ * are streamed before the cutover returns; the sink keeps applying until then (`tail_pending`).
+ */
 async function flip(
   o: CutoverOptions,
   target: pg.Client,
@@ -617,8 +661,10 @@ async function flip(
   id: string,
   fencedAt: string | null,
   setPhase: (id: string, phase: CutoverPhase, extra?: Record<string, unknown>) => Promise<void>,
+  held: { mode: 'reject' | 'wait'; fence: FenceOptions; holder?: pg.Client },
 ): Promise<{ id: string; phase: CutoverPhase; writeBlockedMs?: number }> {
   const { config, print } = o;
+  const streams = held.mode === 'wait';
   await setPhase(id, 'flipping');
   for (const line of await syncSequences(config, legacy, target)) print(`  sequence ${line}`);
   await runActions(config.cutover.flip, { id, ...(o.shop ? { shop: o.shop } : {}), legacy, target });
@@ -630,9 +676,9 @@ async function flip(
       flipped = (
         await target.query<{ at: string; ms: number | null }>(
           `UPDATE replicator.cutovers SET phase = 'flipped', flip_committed_at = clock_timestamp(), finished_at = clock_timestamp(),
-                  write_blocked_ms = extract(epoch FROM clock_timestamp() - fence_committed_at) * 1000
+                  write_blocked_ms = extract(epoch FROM clock_timestamp() - fence_committed_at) * 1000, tail_pending = $2
             WHERE id = $1 RETURNING flip_committed_at::text AS at, write_blocked_ms AS ms`,
-          [id],
+          [id, streams],
         )
       ).rows[0]!;
       await target.query('COMMIT');
@@ -651,7 +697,77 @@ async function flip(
   print(
     `[cutover ${id.slice(0, 8)}] flipped; write-blocked window ${ms === undefined ? '?' : `${ms.toFixed(0)} ms`}`,
   );
+  if (streams) {
+    let admitBefore: string | undefined;
+    if (held.holder) {
+      admitBefore = await releaseHeldFence(held.holder, held.fence, config.cutover.graceSeconds * 1000).catch(
+        async (e: unknown) => {
+          // The held transaction is gone (and its locks with it): fence at once, admitting nobody.
+          o.logger.warn({ err: String(e) }, 'could not release the waiting fence; fencing again');
+          await fenceLegacy(legacy, held.fence);
+          return undefined;
+        },
+      );
+      if (admitBefore)
+        print(`  released the writes that waited: legacy admits transactions begun before ${admitBefore}`);
+    }
+    await streamAdmitted(o, target, legacy, id, held.fence, admitBefore);
+  }
   return { id, phase: 'flipped', ...(ms !== undefined ? { writeBlockedMs: ms } : {}) };
+}
+
+/**
+ * After a waiting fence's release: once its admission ends (`admitBefore`, server time) the fence admits nobody and
+ * waits for the admitted transactions to end; the sink then applies up to a heartbeat emitted after them, the
+ * sequences are synced again (the admitted inserts took legacy values), and the sink may stop (`tail_pending`).
+ */
+async function streamAdmitted(
+  o: CutoverOptions,
+  target: pg.Client,
+  legacy: pg.Client,
+  id: string,
+  fence: FenceOptions,
+  admitBefore?: string,
+): Promise<void> {
+  const { config, print } = o;
+  if (admitBefore) {
+    const { rows } = await legacy.query<{ ms: number }>(
+      'SELECT greatest(0, extract(epoch FROM $1::timestamptz - clock_timestamp()) * 1000)::float8 AS ms',
+      [admitBefore],
+    );
+    await sleep(rows[0]!.ms);
+  }
+  const started = Date.now();
+  const lsn = await closeReleasedFence(legacy, fence, heartbeatPrefix(config.kafka.topicPrefix));
+  const deadline = Date.now() + config.cutover.drainTimeoutSeconds * 1000;
+  await appliedThrough(
+    {
+      legacy,
+      target,
+      kafka: o.kafka,
+      slot: config.source.slot,
+      changeTopics: changeTopicsOf(config),
+      groupId: config.sink.groupId,
+      lsn,
+      pollMs: 20,
+    },
+    (state) => {
+      if (Date.now() > deadline)
+        throw new ReplicatorError(
+          ErrorCodes.CUTOVER_FAILED,
+          `the writes legacy admitted after the flip were not applied to V2 within ${config.cutover.drainTimeoutSeconds} s (${state.phase === 'source' ? 'the source has not passed them' : `${state.behind} partition(s) behind`}); the sink keeps applying: run \`replicator cutover\` again to finish`,
+        );
+      return true;
+    },
+  );
+  for (const line of await syncSequences(config, legacy, target, true)) print(`  sequence ${line}`);
+  await target.query(
+    'UPDATE replicator.cutovers SET tail_pending = false, tail_drained_at = clock_timestamp() WHERE id = $1',
+    [id],
+  );
+  print(
+    `  legacy's last writes are in V2 (fence closed at ${lsn}, applied ${Date.now() - started} ms later)`,
+  );
 }
 
 /** `replicator rollback`: flip-back actions, fence removed; lists what was written to V2 after the flip. */

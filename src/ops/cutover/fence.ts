@@ -9,7 +9,7 @@ import { qualifiedName, quoteIdent, quoteLiteral } from '../../core/sql.js';
  * table that reject writes with a clear error — for every role, the owner included. Installed in ONE short
  * transaction with a lock_timeout (retried), which also emits the fence marker: so the marker's position is
  * exactly the fence's, after every write that committed before it. The waiting fence (`holdWriters`) holds table
- * locks instead until the flip, and only then installs these triggers.
+ * locks instead until the flip, and only then installs these triggers, admitting the writes that waited.
  */
 
 export const FENCE_ERROR_PREFIX = 'was cut over to V2';
@@ -41,20 +41,41 @@ async function hasShopColumn(client: pg.ClientBase, t: TableRef): Promise<boolea
   return (r.rowCount ?? 0) > 0;
 }
 
-/** The fence's function and triggers, created in the caller's open transaction; returns the tables fenced. */
-async function createFenceTriggers(client: pg.ClientBase, o: FenceOptions): Promise<TableRef[]> {
+/**
+ * The fence's function, in the caller's open transaction. `admitBefore` (a waiting fence's release): writes of
+ * transactions begun before that time pass — those that waited on the fence's locks, and those the application
+ * issued until then — so that they commit in legacy and are streamed; later ones are rejected.
+ */
+async function createFenceFunction(
+  client: pg.ClientBase,
+  o: FenceOptions,
+  admitBefore?: string,
+): Promise<void> {
   const n = names(o.cutoverId);
   const at = new Date().toISOString();
   const message = `table %s ${FENCE_ERROR_PREFIX} at ${at}${o.shop ? ` for shop ${o.shop}` : ''}; write to V2`;
   const raise = `RAISE EXCEPTION USING MESSAGE = format(${quoteLiteral(message)}, TG_TABLE_NAME), ERRCODE = 'P0001', HINT = 'replicator cutover ${o.cutoverId}'`;
+  const admit = admitBefore
+    ? `IF transaction_timestamp() < ${quoteLiteral(admitBefore)}::timestamptz THEN RETURN COALESCE(NEW, OLD); END IF;`
+    : '';
   const rowCheck = o.shop
     ? `IF (TG_OP <> 'INSERT' AND OLD.shop = ${quoteLiteral(o.shop)}) OR (TG_OP <> 'DELETE' AND NEW.shop = ${quoteLiteral(o.shop)}) THEN ${raise}; END IF;`
     : `${raise};`;
-  const body = `BEGIN IF TG_OP = 'TRUNCATE' THEN ${raise}; END IF; ${rowCheck} RETURN COALESCE(NEW, OLD); END`;
-  const tables = await fencedTables(client, o);
+  const body = `BEGIN ${admit} IF TG_OP = 'TRUNCATE' THEN ${raise}; END IF; ${rowCheck} RETURN COALESCE(NEW, OLD); END`;
   await client.query(
     `CREATE OR REPLACE FUNCTION public.${quoteIdent(n.fn)}() RETURNS trigger LANGUAGE plpgsql AS $fence$ ${body} $fence$`,
   );
+}
+
+/** The fence's function and triggers, created in the caller's open transaction; returns the tables fenced. */
+async function createFenceTriggers(
+  client: pg.ClientBase,
+  o: FenceOptions,
+  admitBefore?: string,
+): Promise<TableRef[]> {
+  const n = names(o.cutoverId);
+  const tables = await fencedTables(client, o);
+  await createFenceFunction(client, o, admitBefore);
   for (const t of tables) {
     const table = qualifiedName(t.schema, t.table);
     await client.query(`DROP TRIGGER IF EXISTS ${quoteIdent(n.trigger)} ON ${table}`);
@@ -150,10 +171,10 @@ export async function installFence(
  * The waiting fence: on its own connection, a transaction takes EXCLUSIVE locks on the tables — reads go on, every
  * write (and TRUNCATE) waits — and emits the marker right away (non-transactional, so the source sees it while the
  * transaction stays open): every write that committed before the locks precedes it in the WAL. The transaction
- * stays open until `commitHeldFence` (the flip: the rejecting triggers are created in it, then it commits, and the
- * writers waiting on it meet them: rejected with the fence's error, "write to V2") or `releaseWriters` (an abort:
- * it rolls back and the waiting writes go on in legacy, replicated as usual). If the cutover dies, the connection
- * does too and the writers go on: nothing to clean up.
+ * stays open until `releaseHeldFence` (after the flip: the writes that waited commit in legacy and are streamed,
+ * later ones are rejected) or `releaseWriters` (an abort: it rolls back and the waiting writes go on in legacy,
+ * replicated as usual). If the cutover dies, the connection does too and the writers go on: a later run fences
+ * again (`fenceLegacy`) before it resumes a flip.
  */
 export async function holdWriters(
   client: pg.ClientBase,
@@ -175,10 +196,54 @@ export async function holdWriters(
   return { ...result, attempts };
 }
 
-/** The waiting fence becomes the rejecting one (at the flip): triggers created under the held locks, committed. */
-export async function commitHeldFence(client: pg.ClientBase, o: FenceOptions): Promise<void> {
-  await createFenceTriggers(client, o);
+/**
+ * Ends a waiting fence at the flip: the rejecting triggers are created under the held locks, admitting the
+ * transactions begun before now + `graceMs`, and committed. The writes that waited (and those the application
+ * still sends to legacy within the grace) commit in legacy; returns the admission's end (server time).
+ */
+export async function releaseHeldFence(
+  client: pg.ClientBase,
+  o: FenceOptions,
+  graceMs: number,
+): Promise<string> {
+  const { rows } = await client.query<{ t: string }>(
+    'SELECT (clock_timestamp() + make_interval(secs => $1::float8 / 1000))::text AS t',
+    [graceMs],
+  );
+  const admitBefore = rows[0]!.t;
+  await createFenceTriggers(client, o, admitBefore);
   await client.query('COMMIT');
+  return admitBefore;
+}
+
+/**
+ * Closes a released fence once its admission has ended: no write is admitted any more, and every transaction that
+ * wrote under it has ended (a SHARE lock waits for their write locks). Returns the WAL position of a heartbeat
+ * emitted after them: streamed up to it, V2 has every admitted write.
+ */
+export async function closeReleasedFence(
+  client: pg.ClientBase,
+  o: FenceOptions,
+  heartbeatPrefix: string,
+): Promise<string> {
+  const { result } = await inFenceTransaction(client, o, async () => {
+    await createFenceFunction(client, o);
+    const tables = await fencedTables(client, o);
+    await client.query(
+      `LOCK TABLE ${tables.map((t) => qualifiedName(t.schema, t.table)).join(', ')} IN SHARE MODE`,
+    );
+    const { rows } = await client.query<{ lsn: string }>(
+      'SELECT pg_logical_emit_message(false, $1::text, $2::text)::text AS lsn',
+      [heartbeatPrefix, new Date().toISOString()],
+    );
+    return rows[0]!.lsn;
+  });
+  return result;
+}
+
+/** The rejecting fence, again (a later run resuming a flip whose waiting fence died with its connection). */
+export async function fenceLegacy(client: pg.ClientBase, o: FenceOptions): Promise<void> {
+  await inFenceTransaction(client, o, () => createFenceTriggers(client, o));
 }
 
 /** Ends a waiting fence without a flip: the waiting writes go on in legacy. */

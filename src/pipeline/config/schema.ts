@@ -199,7 +199,11 @@ export const cutoverSchema = z
     }),
     fence: z.enum(['reject', 'wait']).default('reject').meta({
       description:
-        "How legacy writes are stopped: 'reject' (triggers refuse them from the fence on) or 'wait' (they wait on table locks the cutover holds, at most the budget; after the flip they are refused with the fence's error, after an abort they go on in legacy).",
+        "How legacy writes are stopped: 'reject' (triggers refuse them from the fence on) or 'wait' (they wait on table locks the cutover holds, at most the budget; after the flip they commit in legacy and are streamed to V2 before the sink stops, after an abort they go on in legacy as if nothing happened).",
+    }),
+    graceSeconds: z.number().min(0).default(2).meta({
+      description:
+        "With the waiting fence: how long after the flip legacy still admits writes (those that waited, and any the application sends before it follows the flip), applied and streamed to V2; then they are refused ('write to V2'). Each sequence's gap must cover the inserts of the window and the grace.",
     }),
     finalVerify: z.enum(['auto', 'delta', 'full']).default('auto').meta({
       description:
@@ -224,7 +228,10 @@ export const cutoverSchema = z
     sequences: z
       .array(z.object({ legacy: z.string(), target: z.string(), gap: z.int().min(0).default(1000) }).strict())
       .default([])
-      .meta({ description: 'Target sequences set to at least the legacy value + gap at the flip.' }),
+      .meta({
+        description:
+          "Target sequences set to at least the legacy value + gap at the flip (and again once the waiting fence's admitted writes are streamed).",
+      }),
     flip: z.array(flipAction).default([]).meta({ description: 'Actions of the flip (e.g. a feature flag).' }),
     flipBack: z.array(flipAction).default([]).meta({ description: 'Actions of `replicator rollback`.' }),
   })

@@ -152,7 +152,12 @@ async function undrainableCutover(
  * connections, each outcome counted: committed, refused by the fence (its message kept), or any other error.
  */
 function openLoopWrites(url: string, workload: LegacyWorkload, everyMs = 2) {
-  const outcomes = { committed: 0, fenced: [] as string[], other: [] as string[] };
+  const outcomes = {
+    committed: 0,
+    committedAt: [] as number[],
+    fenced: [] as string[],
+    other: [] as string[],
+  };
   const pool = new pg.Pool({ connectionString: url, max: 8 });
   pool.on('error', () => {});
   cleanups.push(() => pool.end());
@@ -170,6 +175,7 @@ function openLoopWrites(url: string, workload: LegacyWorkload, everyMs = 2) {
         pool.query(w.sql, w.params).then(
           () => {
             outcomes.committed++;
+            outcomes.committedAt.push(Date.now());
           },
           (e: Error) => {
             if (e.message.includes(FENCE_ERROR_PREFIX)) outcomes.fenced.push(e.message);
@@ -180,6 +186,10 @@ function openLoopWrites(url: string, workload: LegacyWorkload, everyMs = 2) {
     }
   })();
   return {
+    /** Stops issuing writes (those issued go on). */
+    pause() {
+      writing = false;
+    },
     /** Stops writing; every write issued has an outcome once this resolves. */
     async stop() {
       writing = false;
@@ -456,26 +466,51 @@ describe('cutover', () => {
     expect(isClean(diff), summary(diff)).toBe(true);
   }, 180_000);
 
-  it('the waiting fence under a 500 writes/s load: flipped; writes made during the window are refused at the flip with "write to V2", nothing else fails, V2 verifies clean', async () => {
+  it('the waiting fence under a 500 writes/s load: flipped; the writes made during the window wait and commit in legacy after the flip, none refused, and V2 has them; a write after the grace is refused with "write to V2"', async () => {
     const { env, config, workload } = await setup('cutwaitflip');
     const load = openLoopWrites(env.legacyUrl, workload);
     await sleep(2_000);
     const lines: string[] = [];
+    let flippedAt = 0;
     const result = await cutover(
-      { ...config, cutover: { ...config.cutover, fence: 'wait' } },
-      { print: (l) => lines.push(l) },
+      { ...config, cutover: { ...config.cutover, fence: 'wait', graceSeconds: 1 } },
+      {
+        print: (l) => lines.push(l),
+        // The application follows the flip: it stops writing to legacy (it would write to V2).
+        onPhase: (phase) => {
+          if (phase === 'flipped') {
+            flippedAt = Date.now();
+            load.pause();
+          }
+        },
+      },
     );
-    await sleep(500);
     const outcomes = await load.stop();
     expect(result.phase, lines.join('\n')).toBe('flipped');
     expect(outcomes.other).toEqual([]);
+    // Not one write refused: those made during the window waited on the fence's locks and committed after the flip.
+    expect(outcomes.fenced).toEqual([]);
     expect(outcomes.committed).toBeGreaterThan(500);
-    // Refused only from the flip on, each telling the application where to write.
-    expect(outcomes.fenced.length).toBeGreaterThan(0);
-    expect(outcomes.fenced.every((m) => m.includes('write to V2'))).toBe(true);
+    expect(outcomes.committedAt.filter((t) => t >= flippedAt).length).toBeGreaterThan(0);
+    expect(lines.join('\n')).toMatch(/legacy's last writes are in V2/);
+    const [row] = await withClient(
+      env.targetUrl,
+      async (c) =>
+        (
+          await c.query<{ tail_pending: boolean; drained: boolean }>(
+            'SELECT tail_pending, tail_drained_at IS NOT NULL AS drained FROM replicator.cutovers WHERE id = $1',
+            [result.id],
+          )
+        ).rows,
+    );
+    expect(row).toEqual({ tail_pending: false, drained: true });
+    // Streamed before the cutover returned: V2 equals legacy, the admitted writes included.
     const after = await fullVerify(config);
     expect(after.clean, after.summary).toBe(true);
-    // The fence is the rejecting one now, for good (rollback removes it).
+    // Past the grace the fence admits nobody: a late legacy write is told where to write.
+    await withClient(env.legacyUrl, async (c) => {
+      await expect(applyWrites(c, [workload.next()])).rejects.toThrow(/write to V2/);
+    });
     expect((await fenceTriggers(env.legacyUrl)).length).toBeGreaterThan(0);
   }, 180_000);
 
