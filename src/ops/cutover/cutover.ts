@@ -697,6 +697,8 @@ async function flip(
   print(
     `[cutover ${id.slice(0, 8)}] flipped; write-blocked window ${ms === undefined ? '?' : `${ms.toFixed(0)} ms`}`,
   );
+  // Fault injection: committed, a waiting fence's writers not yet released.
+  if (o.pauseAfter === 'flipped') await new Promise(() => {});
   if (streams) {
     let admitBefore: string | undefined;
     if (held.holder) {

@@ -200,6 +200,47 @@ function openLoopWrites(url: string, workload: LegacyWorkload, everyMs = 2) {
   };
 }
 
+/** A legacy write that surely reaches a row trigger (a workload's update may match no row). */
+const lateWrite = (url: string) =>
+  withClient(url, (c) =>
+    c.query(
+      `INSERT INTO bundle_discount_id ("bundleId", "bundleName", shop, products) VALUES ('late', 'late', 'shop-0', '[]')`,
+    ),
+  );
+
+const BIN = new URL('../../../../bin/replicator.js', import.meta.url).pathname;
+
+/** The config as a file for the CLI. */
+function writeConfigFile(config: ReplicatorConfig): string {
+  const configFile = join(mkdtempSync(join(tmpdir(), 'cutover-')), 'config.json');
+  const { tables, ...source } = config.source;
+  writeFileSync(
+    configFile,
+    JSON.stringify({ ...config, source: { ...source, tables: tables.map((t) => `${t.schema}.${t.table}`) } }),
+  );
+  return configFile;
+}
+
+/** `replicator cutover` as a child process (to be killed -9), stopping forever after `pauseAfter`. */
+function cutoverProcess(configFile: string, pauseAfter?: string) {
+  const child = spawn(process.execPath, [BIN, 'cutover', '--config', configFile, '--allow-dlq'], {
+    env: {
+      ...process.env,
+      REPLICATOR_LOG_LEVEL: 'warn',
+      ...(pauseAfter ? { REPLICATOR_FAULT_PAUSE_AFTER: pauseAfter } : {}),
+    },
+  });
+  let out = '';
+  child.stdout.on('data', (d) => {
+    out += String(d);
+  });
+  child.stderr.on('data', (d) => {
+    out += String(d);
+  });
+  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+  return { child, exited, out: () => out };
+}
+
 /** A cutover with a 1 s budget and 3 s of --wait, expected to be refused by its gate; what it printed. */
 async function gatedCutover(config: ReplicatorConfig): Promise<{ refused: Error; lines: string[] }> {
   const lines: string[] = [];
@@ -269,35 +310,8 @@ describe('cutover', () => {
 
   it('kill -9 during each phase, then `cutover` again: a consistent outcome every time', async () => {
     const { env, config, restartSink } = await setup('cutkill', 40);
-    const dir = mkdtempSync(join(tmpdir(), 'cutover-'));
-    const configFile = join(dir, 'config.json');
-    const { tables, ...source } = config.source;
-    writeFileSync(
-      configFile,
-      JSON.stringify({
-        ...config,
-        source: { ...source, tables: tables.map((t) => `${t.schema}.${t.table}`) },
-      }),
-    );
-    const bin = new URL('../../../../bin/replicator.js', import.meta.url).pathname;
-    const cutover = (pauseAfter?: string) => {
-      const child = spawn(process.execPath, [bin, 'cutover', '--config', configFile, '--allow-dlq'], {
-        env: {
-          ...process.env,
-          REPLICATOR_LOG_LEVEL: 'warn',
-          ...(pauseAfter ? { REPLICATOR_FAULT_PAUSE_AFTER: pauseAfter } : {}),
-        },
-      });
-      let out = '';
-      child.stdout.on('data', (d) => {
-        out += String(d);
-      });
-      child.stderr.on('data', (d) => {
-        out += String(d);
-      });
-      const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
-      return { child, exited, out: () => out };
-    };
+    const configFile = writeConfigFile(config);
+    const cutover = (pauseAfter?: string) => cutoverProcess(configFile, pauseAfter);
     for (const phase of ['fencing', 'fenced', 'draining', 'drained', 'verifying', 'verified', 'flipping']) {
       const paused = cutover(phase);
       for (let i = 0; i < 600 && !paused.out().includes(`] ${phase}`); i++) await sleep(50);
@@ -326,7 +340,7 @@ describe('cutover', () => {
       expect(phases.filter((p) => p === 'flipped')).toHaveLength(1);
 
       // Roll back for the next phase: fence removed, the sink applies again.
-      const rb = spawn(process.execPath, [bin, 'rollback', '--config', configFile]);
+      const rb = spawn(process.execPath, [BIN, 'rollback', '--config', configFile]);
       expect(await new Promise((r) => rb.on('exit', r))).toBe(0);
       expect(await fenceTriggers(env.legacyUrl)).toEqual([]);
       await restartSink();
@@ -508,11 +522,59 @@ describe('cutover', () => {
     const after = await fullVerify(config);
     expect(after.clean, after.summary).toBe(true);
     // Past the grace the fence admits nobody: a late legacy write is told where to write.
-    await withClient(env.legacyUrl, async (c) => {
-      await expect(applyWrites(c, [workload.next()])).rejects.toThrow(/write to V2/);
-    });
+    await expect(lateWrite(env.legacyUrl)).rejects.toThrow(/write to V2/);
     expect((await fenceTriggers(env.legacyUrl)).length).toBeGreaterThan(0);
   }, 180_000);
+
+  it('the waiting fence, kill -9 while flipping and right after the flip commits (writers still waiting): the next run fences legacy again, streams what legacy took meanwhile, and V2 equals legacy', async () => {
+    const { env, config, workload, restartSink } = await setup('cutwaitkill', 40);
+    const configFile = writeConfigFile({
+      ...config,
+      cutover: { ...config.cutover, fence: 'wait', graceSeconds: 0.2 },
+    });
+    for (const phase of ['flipping', 'flipped']) {
+      const load = openLoopWrites(env.legacyUrl, workload, 10);
+      await sleep(1_000);
+      const paused = cutoverProcess(configFile, phase);
+      for (let i = 0; i < 600 && !paused.out().includes(`] ${phase}`); i++) await sleep(50);
+      expect(paused.out(), `never reached ${phase}`).toContain(`] ${phase}`);
+      // Writers are waiting on the held fence: its connection dies with the process, and they go on in legacy.
+      paused.child.kill('SIGKILL');
+      await paused.exited;
+      await sleep(300);
+
+      const again = cutoverProcess(configFile);
+      const code = await again.exited;
+      const outcomes = await load.stop();
+      expect(code, again.out()).toBe(0);
+      expect(again.out()).toMatch(
+        phase === 'flipping' ? /resuming the flip/ : /flipped, but legacy's last writes were not streamed/,
+      );
+      expect(again.out()).toMatch(/legacy's last writes are in V2/);
+      expect(outcomes.other).toEqual([]);
+      expect(outcomes.committed).toBeGreaterThan(0);
+      // Every write legacy took is in V2, and legacy is fenced for good.
+      const diff = await fullVerify(config);
+      expect(diff.clean, diff.summary).toBe(true);
+      await expect(lateWrite(env.legacyUrl)).rejects.toThrow(/write to V2/);
+      const [row] = await withClient(
+        env.targetUrl,
+        async (c) =>
+          (
+            await c.query<{ phase: string; tail_pending: boolean }>(
+              "SELECT phase, tail_pending FROM replicator.cutovers WHERE NOT dry_run AND phase = 'flipped'",
+            )
+          ).rows,
+      );
+      expect(row).toEqual({ phase: 'flipped', tail_pending: false });
+
+      const rb = spawn(process.execPath, [BIN, 'rollback', '--config', configFile]);
+      expect(await new Promise((r) => rb.on('exit', r))).toBe(0);
+      expect(await fenceTriggers(env.legacyUrl)).toEqual([]);
+      await restartSink();
+      await recordVerify(config);
+    }
+  }, 300_000);
 
   it('--shop A cuts over shop A while shop B keeps writing and replicating', async () => {
     const { env, config } = await setup('cutshop');
