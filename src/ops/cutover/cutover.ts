@@ -417,7 +417,7 @@ export async function runCutover(o: CutoverOptions): Promise<CutoverResult> {
     const open = (
       await target.query<CutoverRow>(
         `SELECT id, shop, phase, fence_committed_at::text, fence_mode FROM replicator.cutovers
-          WHERE (phase NOT IN ('aborted', 'rolled-back', 'dry-run', 'finalized', 'flipped') OR tail_pending)
+          WHERE (phase NOT IN ('aborted', 'rolled-back', 'dry-run', 'finalized', 'flipped') OR (phase = 'flipped' AND tail_pending))
             AND shop IS NOT DISTINCT FROM $1 ORDER BY started_at DESC`,
         [o.shop ?? null],
       )

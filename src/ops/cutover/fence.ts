@@ -112,6 +112,7 @@ async function inFenceTransaction<T>(
   o: FenceOptions,
   step: () => Promise<T>,
   keepOpen = false,
+  what = 'install the fence',
 ): Promise<{ result: T; attempts: number }> {
   for (let attempt = 1; ; attempt++) {
     await client.query('BEGIN');
@@ -129,11 +130,9 @@ async function inFenceTransaction<T>(
         continue;
       }
       if (e instanceof ReplicatorError) throw e;
-      throw new ReplicatorError(
-        ErrorCodes.CUTOVER_FAILED,
-        `could not install the fence (attempt ${attempt})`,
-        { cause: e },
-      );
+      throw new ReplicatorError(ErrorCodes.CUTOVER_FAILED, `could not ${what} (attempt ${attempt})`, {
+        cause: e,
+      });
     }
   }
 }
@@ -226,18 +225,24 @@ export async function closeReleasedFence(
   o: FenceOptions,
   heartbeatPrefix: string,
 ): Promise<string> {
-  const { result } = await inFenceTransaction(client, o, async () => {
-    await createFenceFunction(client, o);
-    const tables = await fencedTables(client, o);
-    await client.query(
-      `LOCK TABLE ${tables.map((t) => qualifiedName(t.schema, t.table)).join(', ')} IN SHARE MODE`,
-    );
-    const { rows } = await client.query<{ lsn: string }>(
-      'SELECT pg_logical_emit_message(false, $1::text, $2::text)::text AS lsn',
-      [heartbeatPrefix, new Date().toISOString()],
-    );
-    return rows[0]!.lsn;
-  });
+  const { result } = await inFenceTransaction(
+    client,
+    o,
+    async () => {
+      await createFenceFunction(client, o);
+      const tables = await fencedTables(client, o);
+      await client.query(
+        `LOCK TABLE ${tables.map((t) => qualifiedName(t.schema, t.table)).join(', ')} IN SHARE MODE`,
+      );
+      const { rows } = await client.query<{ lsn: string }>(
+        'SELECT pg_logical_emit_message(false, $1::text, $2::text)::text AS lsn',
+        [heartbeatPrefix, new Date().toISOString()],
+      );
+      return rows[0]!.lsn;
+    },
+    false,
+    'close the fence: a transaction admitted after the flip is still open',
+  );
   return result;
 }
 
