@@ -555,16 +555,7 @@ export async function runCutover(o: CutoverOptions): Promise<CutoverResult> {
         const deadline = Date.now() + config.cutover.drainTimeoutSeconds * 1000;
         const timedOut = (what: string) =>
           new ReplicatorError(ErrorCodes.CUTOVER_FAILED, `drain timed out: ${what}`);
-        const drain = {
-          legacy,
-          target,
-          kafka: o.kafka,
-          slot: config.source.slot,
-          changeTopics: changeTopicsOf(config),
-          groupId: config.sink.groupId,
-          lsn: fence.markerLsn,
-          pollMs: 20,
-        };
+        const drain = drainTo(o, target, legacy, fence.markerLsn);
         // When each step of the drain was first seen done (ms since the fence), for the report.
         const draining = Date.now();
         let sourceAt: number | undefined;
@@ -647,6 +638,18 @@ export async function runCutover(o: CutoverOptions): Promise<CutoverResult> {
     await legacy.end().catch(() => {});
   }
 }
+
+/** What the sink must have applied for everything legacy committed before `lsn` to be in V2 (appliedThrough). */
+const drainTo = (o: CutoverOptions, target: pg.Client, legacy: pg.Client, lsn: string) => ({
+  legacy,
+  target,
+  kafka: o.kafka,
+  slot: o.config.source.slot,
+  changeTopics: changeTopicsOf(o.config),
+  groupId: o.config.sink.groupId,
+  lsn,
+  pollMs: 20,
+});
 
 /**
  * The flip: sequences, actions, the post-flip capture and the phase, committed together in the target. With the
@@ -742,26 +745,14 @@ async function streamAdmitted(
   const started = Date.now();
   const lsn = await closeReleasedFence(legacy, fence, heartbeatPrefix(config.kafka.topicPrefix));
   const deadline = Date.now() + config.cutover.drainTimeoutSeconds * 1000;
-  await appliedThrough(
-    {
-      legacy,
-      target,
-      kafka: o.kafka,
-      slot: config.source.slot,
-      changeTopics: changeTopicsOf(config),
-      groupId: config.sink.groupId,
-      lsn,
-      pollMs: 20,
-    },
-    (state) => {
-      if (Date.now() > deadline)
-        throw new ReplicatorError(
-          ErrorCodes.CUTOVER_FAILED,
-          `the writes legacy admitted after the flip were not applied to V2 within ${config.cutover.drainTimeoutSeconds} s (${state.phase === 'source' ? 'the source has not passed them' : `${state.behind} partition(s) behind`}); the sink keeps applying: run \`replicator cutover\` again to finish`,
-        );
-      return true;
-    },
-  );
+  await appliedThrough(drainTo(o, target, legacy, lsn), (state) => {
+    if (Date.now() > deadline)
+      throw new ReplicatorError(
+        ErrorCodes.CUTOVER_FAILED,
+        `the writes legacy admitted after the flip were not applied to V2 within ${config.cutover.drainTimeoutSeconds} s (${state.phase === 'source' ? 'the source has not passed them' : `${state.behind} partition(s) behind`}); the sink keeps applying: run \`replicator cutover\` again to finish`,
+      );
+    return true;
+  });
   for (const line of await syncSequences(config, legacy, target, true)) print(`  sequence ${line}`);
   await target.query(
     'UPDATE replicator.cutovers SET tail_pending = false, tail_drained_at = clock_timestamp() WHERE id = $1',
