@@ -97,7 +97,11 @@ export function startFinalVerify(
           .join('; ');
         return {
           clean: report.clean,
-          summary: `delta since ${report.since} (the verify of ${b.base.finishedAt}): ${report.legacyRows} legacy row(s) changed, ${report.keys} V2 row(s) compared in ${report.seconds.toFixed(2)} s (${report.finishSeconds.toFixed(2)} s after the drain)${differences ? `; ${differences}` : ', all match'}`,
+          summary: `delta since ${report.since} (the verify of ${b.base.finishedAt}): ${report.legacyRows} legacy row(s) changed, ${report.keys} V2 row(s) compared in ${report.seconds.toFixed(2)} s (${report.finishSeconds.toFixed(2)} s after the drain: ${Object.entries(
+            report.finishMs,
+          )
+            .map(([k, v]) => `${k} ${v} ms`)
+            .join(', ')})${differences ? `; ${differences}` : ', all match'}`,
         };
       }
       const report = await runVerify({

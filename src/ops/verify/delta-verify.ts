@@ -51,6 +51,12 @@ export interface DeltaVerifyReport {
   seconds: number;
   /** From `finish` (the drain exact) to its end: what it added to the window after the drain. */
   finishSeconds: number;
+  /**
+   * Where `finish` spent its time, ms: waiting for the reads begun at the start (`early`), the lineage of what the
+   * drain applied and its legacy rows (`drained`), the last legacy and target reads side by side (`rows`), the
+   * comparison (`compare`).
+   */
+  finishMs: { early: number; drained: number; rows: number; compare: number };
 }
 
 /** A delta verify begun while the drain runs: `finish` once the sink has applied everything up to the fence. */
@@ -90,9 +96,10 @@ export function startDeltaVerify(o: DeltaVerifyOptions): DeltaVerifyRun {
       () => {},
     ),
     finish: async () => {
+      const called = Date.now();
       const pass = await run;
       try {
-        return await pass.finish(started);
+        return await pass.finish(started, Date.now() - called);
       } finally {
         await pass.close();
       }
@@ -298,7 +305,7 @@ class DeltaPass {
   }
 
   /** With the drain exact: what it applied, then the target's rows, compared. */
-  async finish(started: number): Promise<DeltaVerifyReport> {
+  async finish(started: number, earlyMs = 0): Promise<DeltaVerifyReport> {
     const finishing = Date.now();
     const newUsers = this.addLineage(await this.readChanged(), true);
     // What the changed rows produce now: their rows, their emails' users, a bundle's components.
@@ -317,6 +324,7 @@ class DeltaPass {
     }
     if (newUsers.length > 0) await readLineage(this.target, newUsers, this.shapes);
 
+    const drainedAt = Date.now();
     // Side by side: the legacy rows not read yet; the target's rows of every key, a bundle's components found
     // first (one the bundle no longer has must be gone).
     let actual = new Map<string, JsonRow>();
@@ -338,17 +346,25 @@ class DeltaPass {
       })(),
     ]);
 
+    const rowsAt = Date.now();
     const drift = [...this.items.values()].filter(
       (item) => !matchesLegacy(item, this.state, actual, this.shapes),
     );
+    const done = Date.now();
     const report: DeltaVerifyReport = {
       clean: drift.length === 0,
       since: this.o.since,
       legacyRows: this.changed.size,
       keys: this.items.size,
       drift,
-      seconds: (Date.now() - started) / 1000,
-      finishSeconds: (Date.now() - finishing) / 1000,
+      seconds: (done - started) / 1000,
+      finishSeconds: (done - finishing + earlyMs) / 1000,
+      finishMs: {
+        early: earlyMs,
+        drained: drainedAt - finishing,
+        rows: rowsAt - drainedAt,
+        compare: done - rowsAt,
+      },
     };
     this.o.logger.info(
       { since: this.o.since, legacyRows: report.legacyRows, keys: report.keys, drift: drift.length },
