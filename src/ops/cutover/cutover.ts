@@ -62,11 +62,11 @@ export interface CutoverOptions {
   fence?: 'reject' | 'wait';
   allowDlq?: boolean;
   /**
-   * The final verify (keys changed since the last verify, or everything), begun as soon as writes are fenced —
-   * its legacy side no longer changes, so it can read it while the drain runs; `deadLetters`: the letters the
-   * go/no-go counted (changes the lineage does not record).
+   * The final verify (keys changed since the last verify, or everything), prepared before the fence (its choice,
+   * connections, catalogs) and begun once `fenced` settles — legacy no longer changes, so it can read it while the
+   * drain runs; `deadLetters`: the letters the go/no-go counted (changes the lineage does not record).
    */
-  verify: (o: { shop?: string; deadLetters: number }) => FinalVerifyRun;
+  verify: (o: { shop?: string; deadLetters: number; fenced: Promise<void> }) => FinalVerifyRun;
   onPhase?: (phase: CutoverPhase) => void;
   /** The V2 tables (post-flip writes to them are recorded for a rollback). */
   v2Tables: readonly string[];
@@ -527,13 +527,22 @@ export async function runCutover(o: CutoverOptions): Promise<CutoverResult> {
           ? new pg.Client({ connectionString: legacyAdminUrl(config), application_name: 'replicator-fence' })
           : undefined;
       let verifying: FinalVerifyRun | undefined;
+      let fenceTaken = () => {};
+      const fenced = new Promise<void>((resolve) => {
+        fenceTaken = resolve;
+      });
       try {
+        const deadLetters = checks.find((c) => c.check === 'dead-letter queue')?.measured ?? 0;
+        // Prepared now, outside the window: what it needs before it can read rows (see `verify`).
+        verifying = o.verify({ ...(o.shop ? { shop: o.shop } : {}), deadLetters, fenced });
         await setPhase(id, 'fencing');
         if (holder) await holder.connect();
         const fence = holder
           ? await holdWriters(holder, fenceOptions)
           : await installFence(legacy, fenceOptions);
         const fencedAt = new Date().toISOString();
+        // Legacy no longer changes: the final verify may read its rows.
+        fenceTaken();
         // Writes are blocked from here: the flip must begin within the budget, or the attempt aborts and unfences.
         const budgetSeconds = o.budgetSeconds ?? config.cutover.budgetSeconds;
         const budgetEnd = Date.now() + budgetSeconds * 1000;
@@ -544,8 +553,6 @@ export async function runCutover(o: CutoverOptions): Promise<CutoverResult> {
         print(
           `  fenced ${fence.tables.map((t) => `${t.schema}.${t.table}`).join(', ')} at ${fence.markerLsn} (${fence.attempts} attempt(s))`,
         );
-        const deadLetters = checks.find((c) => c.check === 'dead-letter queue')?.measured ?? 0;
-        verifying = o.verify({ ...(o.shop ? { shop: o.shop } : {}), deadLetters });
 
         await setPhase(id, 'draining');
         // Exact drain by offsets, no marker in the change topics: (1) the source's Kafka-acknowledged position (the

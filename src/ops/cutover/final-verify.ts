@@ -30,6 +30,11 @@ export interface FinalVerifyOptions {
   deadLetters?: number;
   /** Compare everything (`--full-final-verify`; cutover.finalVerify chooses otherwise: auto, delta or full). */
   full?: boolean;
+  /**
+   * Settles once legacy is fenced: the choice between delta and full, the connections and the catalog reads are
+   * done before (outside the window), the reads of rows after. Absent: legacy is fenced already.
+   */
+  fenced?: Promise<void>;
 }
 
 /**
@@ -51,9 +56,9 @@ export function finalVerify(
 }
 
 /**
- * finalVerify begun as the fence is taken (the cutover's): the delta reads the legacy side of what changed while
- * the drain runs, and compares once it is exact (`drained`); the full one runs entirely then. Which one is chosen
- * from what the lineage held at the start.
+ * finalVerify prepared before the fence and begun as it is taken (the cutover's, `fenced`): the delta reads the
+ * legacy side of what changed while the drain runs, and compares once it is exact (`drained`); the full one runs
+ * entirely then. Which one is chosen from what the lineage held at the start.
  */
 export function startFinalVerify(
   config: ReplicatorConfig,
@@ -76,6 +81,7 @@ export function startFinalVerify(
       targetUrl: target.url,
       since: base.settledLsn,
       queued: base.queue,
+      ...(o.fenced ? { fenced: o.fenced } : {}),
       logger,
     });
     return { kind: 'delta' as const, base, delta };

@@ -34,6 +34,11 @@ export interface DeltaVerifyOptions {
   since: string;
   /** V2 keys that full verify left queued (in flux): compared too. */
   queued?: readonly QueuedKey[];
+  /**
+   * Settles once legacy is fenced (the cutover's): the connections and catalog reads are done before, the reads of
+   * rows only after. Absent: legacy is fenced already.
+   */
+  fenced?: Promise<void>;
   modules?: readonly TransformModule[];
   logger: Logger;
 }
@@ -86,8 +91,21 @@ export interface DeltaVerifyRun {
  * runs one inside the fence instead.
  */
 export function startDeltaVerify(o: DeltaVerifyOptions): DeltaVerifyRun {
-  const started = Date.now();
-  const run = DeltaPass.begin(o);
+  let started = Date.now();
+  const abandoned = new AbortController();
+  const fenced = o.fenced
+    ? Promise.race([
+        o.fenced.then(() => {
+          started = Date.now();
+        }),
+        new Promise<never>((_, reject) =>
+          abandoned.signal.addEventListener('abort', () => reject(new Error('delta verify abandoned')), {
+            once: true,
+          }),
+        ),
+      ])
+    : Promise.resolve();
+  const run = DeltaPass.begin(o, fenced);
   // Settled here too, so a failure before `finish` is not an unhandled rejection.
   run.catch(() => {});
   return {
@@ -105,6 +123,7 @@ export function startDeltaVerify(o: DeltaVerifyOptions): DeltaVerifyRun {
       }
     },
     abandon: async () => {
+      abandoned.abort();
       await (await run.catch(() => undefined))?.close();
     },
   };
@@ -146,8 +165,11 @@ class DeltaPass {
     this.state = new ExpectedState(modules, shapes);
   }
 
-  /** Connects, and reads what can be read before the drain ends: the legacy side of every change applied so far. */
-  static async begin(o: DeltaVerifyOptions): Promise<DeltaPass> {
+  /**
+   * Connects and reads the catalogs; once `fenced` settles, reads what can be read before the drain ends: the legacy
+   * side of every change applied so far.
+   */
+  static async begin(o: DeltaVerifyOptions, fenced: Promise<void>): Promise<DeltaPass> {
     const modules = o.modules ?? transformModules;
     const [target, legacy] = await Promise.allSettled([
       connect(o.targetUrl, { types: textTypes, options: TARGET_OPTIONS }, 'target'),
@@ -174,6 +196,7 @@ class DeltaPass {
         reader,
         modules,
       );
+      await fenced;
       await legacy.value.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
       await pass.early();
       return pass;

@@ -15,6 +15,7 @@ import {
 import { dropSlot, testKafka, withClient } from '../../../helpers/resources.js';
 import { isClean } from '../../../helpers/v2-oracle.js';
 
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const workload = new LegacyWorkload({ seed: 11, customers: 40, shops: 2, invalidShare: 0, bigNotesBytes: 0 });
 let env: Awaited<ReturnType<typeof freshPipeline>>;
 let pipeline: ReturnType<typeof startPipeline>;
@@ -184,5 +185,53 @@ describe('delta verify (the cutover final verify of what changed since the last 
     expect(found).toEqual(
       [`bookings extra {"id":"${gone!.id}"}`, `users different {"id":"${userId}"}`].sort(),
     );
+
+    // Tampering undone: the next test starts from a clean target.
+    await target('DELETE FROM bookings WHERE id = $1', [gone!.id]);
+    await target('UPDATE users SET total_bookings = total_bookings - 7 WHERE email = $1', [early!.email]);
   }, 120_000);
+
+  it('prepared before the fence (the cutover prepares it outside the window): no legacy row is read until `fenced` settles', async () => {
+    const full = await fullVerify();
+    expect(full.clean).toBe(true);
+    const since = (await withClient(env.targetUrl, (c) => lastCleanFullRun(c)))!.settledLsn;
+    const [row] = (await target('SELECT id FROM bookings ORDER BY id LIMIT 1')) as { id: string }[];
+    const flip = `UPDATE bookings SET status = CASE WHEN status = 'CANCELLED' THEN 'PAID' ELSE 'CANCELLED' END WHERE id = $1`;
+    await legacy(flip, [row!.id]);
+    await converged();
+    let fenceTaken = () => {};
+    const fenced = new Promise<void>((resolve) => {
+      fenceTaken = resolve;
+    });
+    const run = startDeltaVerify({
+      legacyUrl: env.legacyUrl,
+      targetUrl: env.targetUrl,
+      since,
+      fenced,
+      logger: silentLogger(),
+    });
+    // Connected and waiting; legacy still takes writes: the row changes again, and the sink applies it.
+    await sleep(500);
+    await legacy(flip, [row!.id]);
+    await converged();
+    fenceTaken();
+    await run.ready;
+    // Read only now: the row as it is, not as it was when the verify was prepared.
+    const report = await run.finish();
+    expect(report.legacyRows).toBe(1);
+    expect(report.clean, JSON.stringify(report.drift.map((d) => d.diff))).toBe(true);
+  }, 120_000);
+
+  it('abandoned before the fence: it stops waiting and closes its connections', async () => {
+    const run = startDeltaVerify({
+      legacyUrl: env.legacyUrl,
+      targetUrl: env.targetUrl,
+      since: '0/0',
+      fenced: new Promise<void>(() => {}),
+      logger: silentLogger(),
+    });
+    await sleep(300);
+    await run.abandon();
+    await expect(run.finish()).rejects.toThrow(/abandoned/);
+  }, 60_000);
 });
