@@ -58,6 +58,7 @@ describe('parseConfig', () => {
         maxLagSeconds: 30,
         budgetSeconds: 1,
         fence: 'reject',
+        graceSeconds: 2,
         finalVerify: 'auto',
         retries: 0,
         retryDelaySeconds: 10,
