@@ -196,6 +196,9 @@ class DeltaPass {
         reader,
         modules,
       );
+      // Before the fence too: the lineage's email index's pending entries merged (the sink's writes since) while
+      // nothing waits for it; what the drain adds is merged again in `early`.
+      if (o.fenced) await flushLineageEmails(target.value, o.logger);
       await fenced;
       await legacy.value.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
       await pass.early();
