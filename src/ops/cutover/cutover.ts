@@ -41,6 +41,8 @@ export interface VerifyOutcome {
 
 /** A final verify begun with writes fenced: its outcome once the drain is exact, or abandoned with the attempt. */
 export interface FinalVerifyRun {
+  /** Settles once what can be read before the fence is read (the cutover fences after it). */
+  prepared?: Promise<void>;
   drained(): Promise<VerifyOutcome>;
   abandon(): Promise<void>;
 }
@@ -63,8 +65,9 @@ export interface CutoverOptions {
   allowDlq?: boolean;
   /**
    * The final verify (keys changed since the last verify, or everything), prepared before the fence (its choice,
-   * connections, catalogs) and begun once `fenced` settles — legacy no longer changes, so it can read it while the
-   * drain runs; `deadLetters`: the letters the go/no-go counted (changes the lineage does not record).
+   * connections, catalogs, a first read of the rows changed so far: `prepared`) and finished once `fenced` settles
+   * — legacy no longer changes, so it reads again what changed meanwhile while the drain runs; `deadLetters`: the
+   * letters the go/no-go counted (changes the lineage does not record).
    */
   verify: (o: { shop?: string; deadLetters: number; fenced: Promise<void> }) => FinalVerifyRun;
   onPhase?: (phase: CutoverPhase) => void;
@@ -535,6 +538,8 @@ export async function runCutover(o: CutoverOptions): Promise<CutoverResult> {
         const deadLetters = checks.find((c) => c.check === 'dead-letter queue')?.measured ?? 0;
         // Prepared now, outside the window: what it needs before it can read rows (see `verify`).
         verifying = o.verify({ ...(o.shop ? { shop: o.shop } : {}), deadLetters, fenced });
+        // A failure shows when it is asked for its outcome.
+        await verifying.prepared?.catch(() => {});
         await setPhase(id, 'fencing');
         if (holder) await holder.connect();
         const fence = holder

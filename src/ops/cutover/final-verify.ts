@@ -87,7 +87,10 @@ export function startFinalVerify(
     return { kind: 'delta' as const, base, delta };
   })();
   begun.catch(() => {});
+  const prepared = begun.then((b) => (b.kind === 'delta' ? b.delta.prepared : undefined));
+  prepared.catch(() => {});
   return {
+    prepared,
     drained: async () => {
       const b = await begun;
       if (b.kind === 'delta') {

@@ -66,6 +66,11 @@ export interface DeltaVerifyReport {
 
 /** A delta verify begun while the drain runs: `finish` once the sink has applied everything up to the fence. */
 export interface DeltaVerifyRun {
+  /**
+   * With `fenced`: settles once the rows changed so far were read a first time, before the fence (outside the
+   * window); the cutover fences after it. Without: at once.
+   */
+  prepared: Promise<void>;
   /** Settles once the changes applied so far are read (their legacy rows, their users' rows). */
   ready: Promise<void>;
   finish(): Promise<DeltaVerifyReport>;
@@ -105,10 +110,16 @@ export function startDeltaVerify(o: DeltaVerifyOptions): DeltaVerifyRun {
         ),
       ])
     : Promise.resolve();
-  const run = DeltaPass.begin(o, fenced);
+  let preread = () => {};
+  const prepared = new Promise<void>((resolve) => {
+    preread = resolve;
+  });
+  const run = DeltaPass.begin(o, fenced, preread);
   // Settled here too, so a failure before `finish` is not an unhandled rejection.
   run.catch(() => {});
+  run.finally(preread).catch(() => {});
   return {
+    prepared,
     ready: run.then(
       () => {},
       () => {},
@@ -162,14 +173,14 @@ class DeltaPass {
     private readonly reader: LegacyReader,
     modules: readonly TransformModule[],
   ) {
-    this.state = new ExpectedState(modules, shapes);
+    this.state = new ExpectedState(modules, shapes, true);
   }
 
   /**
    * Connects and reads the catalogs; once `fenced` settles, reads what can be read before the drain ends: the legacy
    * side of every change applied so far.
    */
-  static async begin(o: DeltaVerifyOptions, fenced: Promise<void>): Promise<DeltaPass> {
+  static async begin(o: DeltaVerifyOptions, fenced: Promise<void>, preread: () => void): Promise<DeltaPass> {
     const modules = o.modules ?? transformModules;
     const [target, legacy] = await Promise.allSettled([
       connect(o.targetUrl, { types: textTypes, options: TARGET_OPTIONS }, 'target'),
@@ -196,12 +207,18 @@ class DeltaPass {
         reader,
         modules,
       );
-      // Before the fence too: the lineage's email index's pending entries merged (the sink's writes since) while
-      // nothing waits for it; what the drain adds is merged again in `early`.
-      if (o.fenced) await flushLineageEmails(target.value, o.logger);
-      await fenced;
-      await legacy.value.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-      await pass.early();
+      if (o.fenced) {
+        // Before the fence, while writes go on: every row changed so far is read once. What changes after its read
+        // shows in the lineage with a new position and is read again once legacy is fenced (`refresh`).
+        await pass.early();
+        preread();
+        await fenced;
+        await legacy.value.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+        await pass.refresh();
+      } else {
+        await legacy.value.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+        await pass.early();
+      }
       return pass;
     } catch (e) {
       await close();
@@ -287,7 +304,33 @@ class DeltaPass {
     return users;
   }
 
-  /** Legacy rows by ref, each read once, all in the one snapshot taken with legacy fenced. */
+  /**
+   * Lineage rows applied since the last look, their legacy rows forgotten if read before (the row may have changed
+   * after that read: read again, in the fenced snapshot).
+   */
+  private async changedSinceLastLook(): Promise<LineageRow[]> {
+    const fresh = await this.readChanged();
+    for (const r of fresh) {
+      const ref = `${r.source_table}\u0000${r.source_key}`;
+      if (this.read.delete(ref)) this.state.removeOrigin(ref);
+    }
+    return fresh;
+  }
+
+  /**
+   * After a read before the fence, once legacy is fenced: what changed since, read again — the changed rows, the
+   * users of their emails, the rows of users met for the first time.
+   */
+  async refresh(): Promise<void> {
+    const newUsers = this.addLineage(await this.changedSinceLastLook(), true);
+    await Promise.all([
+      this.readLegacy(this.changed.keys()),
+      newUsers.length > 0 ? readLineage(this.target, newUsers, this.shapes) : Promise.resolve(),
+    ]);
+    await this.readLegacy(this.refsOfItems());
+  }
+
+  /** Legacy rows by ref, each read once (again when forgotten), the last of them in the snapshot taken fenced. */
   private async readLegacy(refs: Iterable<string>): Promise<void> {
     const unread: string[] = [];
     for (const ref of refs) {
@@ -307,7 +350,10 @@ class DeltaPass {
     return [...this.items.values()].flatMap((i) => [...i.refs]);
   }
 
-  /** Before the drain ends: changes applied so far, their users' rows found and every such legacy row read. */
+  /**
+   * Changes applied so far, their users' rows found and every such legacy row read: before the fence (a first
+   * read, `refresh` after it), or fenced, while the drain runs.
+   */
   private async early(): Promise<void> {
     this.addLineage(await this.readChanged(), false);
     for (const q of this.o.queued ?? []) this.add(q.entity, q.key);
@@ -333,7 +379,7 @@ class DeltaPass {
   /** With the drain exact: what it applied, then the target's rows, compared. */
   async finish(started: number, earlyMs = 0): Promise<DeltaVerifyReport> {
     const finishing = Date.now();
-    const newUsers = this.addLineage(await this.readChanged(), true);
+    const newUsers = this.addLineage(await this.changedSinceLastLook(), true);
     // What the changed rows produce now: their rows, their emails' users, a bundle's components.
     await this.readLegacy(this.changed.keys());
     for (const [entity, rows] of this.state.rows) {

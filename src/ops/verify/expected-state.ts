@@ -59,6 +59,8 @@ export class ExpectedState {
   readonly rows = new Map<V2Entity, Map<string, ExpectedRow>>();
   readonly counts = new Map<string, LegacyTableCounts>();
   private readonly byTable = new Map<string, TransformModule>();
+  /** What each legacy row (refText) put into `rows`, for removeOrigin. */
+  private readonly byOrigin = new Map<string, [V2Entity, string][]>();
   /** deriveUser's grouping of the state's rows by email; cleared by `add`. */
   private byEmail:
     | {
@@ -71,6 +73,8 @@ export class ExpectedState {
   constructor(
     modules: readonly TransformModule[],
     private readonly shapes: Readonly<Record<V2Entity, EntityShape>>,
+    /** Remember what each legacy row produced, for removeOrigin (off for a full verify: a million rows' worth). */
+    private readonly trackOrigins = false,
   ) {
     for (const m of modules) for (const t of m.tables) this.byTable.set(t, m);
   }
@@ -126,6 +130,23 @@ export class ExpectedState {
   private put(entity: V2Entity, row: JsonRow, origin: string): void {
     const text = keyText(keyValues(this.shapes[entity], row));
     this.entity(entity).set(text, { keyText: text, row, origin });
+    if (!this.trackOrigins || origin === '') return;
+    let made = this.byOrigin.get(origin);
+    if (!made) {
+      made = [];
+      this.byOrigin.set(origin, made);
+    }
+    made.push([entity, text]);
+  }
+
+  /** Forgets what one legacy row (refText) produced: it is read again (the delta verify's rows read before the fence). */
+  removeOrigin(origin: string): void {
+    for (const [entity, text] of this.byOrigin.get(origin) ?? []) {
+      const rows = this.rows.get(entity);
+      if (rows?.get(text)?.origin === origin) rows.delete(text);
+    }
+    this.byOrigin.delete(origin);
+    this.byEmail = undefined;
   }
 
   private sources() {

@@ -191,11 +191,11 @@ describe('delta verify (the cutover final verify of what changed since the last 
     await target('UPDATE users SET total_bookings = total_bookings - 7 WHERE email = $1', [early!.email]);
   }, 120_000);
 
-  it('prepared before the fence (the cutover prepares it outside the window): no legacy row is read until `fenced` settles', async () => {
+  it('prepared before the fence (the cutover reads what changed so far outside the window): a row read then and changed before the fence is read again once fenced', async () => {
     const full = await fullVerify();
     expect(full.clean).toBe(true);
     const since = (await withClient(env.targetUrl, (c) => lastCleanFullRun(c)))!.settledLsn;
-    const [row] = (await target('SELECT id FROM bookings ORDER BY id LIMIT 1')) as { id: string }[];
+    const [row, other] = (await target('SELECT id FROM bookings ORDER BY id LIMIT 2')) as { id: string }[];
     const flip = `UPDATE bookings SET status = CASE WHEN status = 'CANCELLED' THEN 'PAID' ELSE 'CANCELLED' END WHERE id = $1`;
     await legacy(flip, [row!.id]);
     await converged();
@@ -210,16 +210,23 @@ describe('delta verify (the cutover final verify of what changed since the last 
       fenced,
       logger: silentLogger(),
     });
-    // Connected and waiting; legacy still takes writes: the row changes again, and the sink applies it.
-    await sleep(500);
+    // Read a first time; legacy still takes writes: the row changes again, another one for the first time, and
+    // the sink applies both.
+    await run.prepared;
     await legacy(flip, [row!.id]);
+    await legacy(flip, [other!.id]);
     await converged();
     fenceTaken();
     await run.ready;
-    // Read only now: the row as it is, not as it was when the verify was prepared.
+    // V2 tampered with for the row changed after the first read.
+    await target('UPDATE bookings SET amount = amount + 1 WHERE id = $1', [other!.id]);
     const report = await run.finish();
-    expect(report.legacyRows).toBe(1);
-    expect(report.clean, JSON.stringify(report.drift.map((d) => d.diff))).toBe(true);
+    expect(report.legacyRows).toBe(2);
+    // The first row as it is now, not as it was when first read: only the tampered row differs.
+    expect(report.drift.map((d) => `${d.entity} ${d.diff.kind} ${JSON.stringify(d.diff.key)}`)).toEqual([
+      `bookings different {"id":"${other!.id}"}`,
+    ]);
+    await target('UPDATE bookings SET amount = amount - 1 WHERE id = $1', [other!.id]);
   }, 120_000);
 
   it('abandoned before the fence: it stops waiting and closes its connections', async () => {
