@@ -35,8 +35,8 @@ export interface DeltaVerifyOptions {
   /** V2 keys that full verify left queued (in flux): compared too. */
   queued?: readonly QueuedKey[];
   /**
-   * Settles once legacy is fenced (the cutover's): the connections and catalog reads are done before, the reads of
-   * rows only after. Absent: legacy is fenced already.
+   * Settles once legacy is fenced (the cutover's): the rows changed so far are read a first time before it, and
+   * those whose lineage moved since are read again after it. Absent: legacy is fenced already.
    */
   fenced?: Promise<void>;
   modules?: readonly TransformModule[];
@@ -86,10 +86,11 @@ export interface DeltaVerifyRun {
  * produces, a bundle's components, and the users of every email it has or had (emails, prior_emails), each derived
  * from every legacy row of that email (found through the lineage's email index).
  *
- * Begun as soon as legacy is fenced, while the drain runs: legacy no longer changes, so the legacy rows read then are
- * final; what the sink applies meanwhile is in the lineage read again at `finish` (a row new to it or applied again:
- * its outputs, emails and legacy row are added), and the target's rows are read only then. One pass, nothing
- * waited for: every difference is drift (verify's re-check, recheck-drift.ts, re-reads in rounds instead).
+ * Read a first time before the fence (the cutover's `fenced`), outside the window; once fenced, legacy no longer
+ * changes: a row whose lineage moved since its read (new to it or applied again) is read again, in a snapshot taken
+ * after the fence — right away, and at `finish` for what the drain applied (its outputs, emails and legacy row are
+ * added) — and the target's rows are read only then. One pass, nothing waited for: every difference is drift
+ * (verify's re-check, recheck-drift.ts, re-reads in rounds instead).
  *
  * What it does not see: a V2 row changed by something other than the sink since the full verify, or what a legacy
  * row produced two changes of its outputs (or emails) ago. The next full verify does; `--full-final-verify`
@@ -177,8 +178,8 @@ class DeltaPass {
   }
 
   /**
-   * Connects and reads the catalogs; once `fenced` settles, reads what can be read before the drain ends: the legacy
-   * side of every change applied so far.
+   * Connects, reads the catalogs and the legacy side of every change applied so far: before `fenced` settles (then
+   * again, fenced, what changed since: `refresh`) when there is one, else in the fenced snapshot.
    */
   static async begin(o: DeltaVerifyOptions, fenced: Promise<void>, preread: () => void): Promise<DeltaPass> {
     const modules = o.modules ?? transformModules;
