@@ -103,6 +103,13 @@ async function fencedTables(client: pg.ClientBase, o: FenceOptions): Promise<Tab
   return tables;
 }
 
+/** The fenced tables locked in the caller's transaction: EXCLUSIVE holds writers, SHARE waits for them. */
+async function lockTables(client: pg.ClientBase, tables: readonly TableRef[], mode: 'EXCLUSIVE' | 'SHARE') {
+  await client.query(
+    `LOCK TABLE ${tables.map((t) => qualifiedName(t.schema, t.table)).join(', ')} IN ${mode} MODE`,
+  );
+}
+
 /**
  * Runs `step` in a transaction with the fence's lock_timeout, retried after a lock timeout (an application
  * transaction holds a table); `keepOpen` leaves a successful transaction open for the caller.
@@ -184,9 +191,7 @@ export async function holdWriters(
     o,
     async () => {
       const tables = await fencedTables(client, o);
-      await client.query(
-        `LOCK TABLE ${tables.map((t) => qualifiedName(t.schema, t.table)).join(', ')} IN EXCLUSIVE MODE`,
-      );
+      await lockTables(client, tables, 'EXCLUSIVE');
       const markerLsn = await emitFenceMessage(client, o, false);
       return { markerLsn, tables };
     },
@@ -231,9 +236,7 @@ export async function closeReleasedFence(
     async () => {
       await createFenceFunction(client, o);
       const tables = await fencedTables(client, o);
-      await client.query(
-        `LOCK TABLE ${tables.map((t) => qualifiedName(t.schema, t.table)).join(', ')} IN SHARE MODE`,
-      );
+      await lockTables(client, tables, 'SHARE');
       const { rows } = await client.query<{ lsn: string }>(
         'SELECT pg_logical_emit_message(false, $1::text, $2::text)::text AS lsn',
         [heartbeatPrefix, new Date().toISOString()],

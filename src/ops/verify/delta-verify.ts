@@ -266,7 +266,10 @@ class DeltaPass {
     return this.add('users', { id: userId(email) }, undefined, email);
   }
 
-  /** Lineage rows of changes applied since `since`: the first read, or what the drain applied after it. */
+  /**
+   * Lineage rows of changes applied since `since`: the first read, or what was applied after the last one (a row
+   * whose legacy side was read before is forgotten, to be read again).
+   */
   private async readChanged(): Promise<LineageRow[]> {
     const { rows } = await this.target.query<LineageRow>(
       `SELECT source_table, source_key, commit_lsn::text || '/' || seq AS position, outputs, prior_outputs, emails,
@@ -279,6 +282,8 @@ class DeltaPass {
       const ref = `${r.source_table}\u0000${r.source_key}`;
       if (this.changed.get(ref) === r.position) continue;
       this.changed.set(ref, r.position);
+      // Read before (ahead of the fence) and applied since: it may have changed after that read. Read it again.
+      if (this.read.delete(ref)) this.state.removeOrigin(ref);
       fresh.push(r);
     }
     return fresh;
@@ -306,24 +311,11 @@ class DeltaPass {
   }
 
   /**
-   * Lineage rows applied since the last look, their legacy rows forgotten if read before (the row may have changed
-   * after that read: read again, in the fenced snapshot).
-   */
-  private async changedSinceLastLook(): Promise<LineageRow[]> {
-    const fresh = await this.readChanged();
-    for (const r of fresh) {
-      const ref = `${r.source_table}\u0000${r.source_key}`;
-      if (this.read.delete(ref)) this.state.removeOrigin(ref);
-    }
-    return fresh;
-  }
-
-  /**
    * After a read before the fence, once legacy is fenced: what changed since, read again — the changed rows, the
    * users of their emails, the rows of users met for the first time.
    */
   async refresh(): Promise<void> {
-    const newUsers = this.addLineage(await this.changedSinceLastLook(), true);
+    const newUsers = this.addLineage(await this.readChanged(), true);
     await Promise.all([
       this.readLegacy(this.changed.keys()),
       newUsers.length > 0 ? readLineage(this.target, newUsers, this.shapes) : Promise.resolve(),
@@ -380,7 +372,7 @@ class DeltaPass {
   /** With the drain exact: what it applied, then the target's rows, compared. */
   async finish(started: number, earlyMs = 0): Promise<DeltaVerifyReport> {
     const finishing = Date.now();
-    const newUsers = this.addLineage(await this.changedSinceLastLook(), true);
+    const newUsers = this.addLineage(await this.readChanged(), true);
     // What the changed rows produce now: their rows, their emails' users, a bundle's components.
     await this.readLegacy(this.changed.keys());
     for (const [entity, rows] of this.state.rows) {

@@ -208,7 +208,25 @@ const lateWrite = (url: string) =>
     ),
   );
 
+/** Rows of a query on the target (the cutover's records). */
+const targetRows = <T extends pg.QueryResultRow>(url: string, sql: string, params: unknown[] = []) =>
+  withClient(url, async (c) => (await c.query<T>(sql, params)).rows);
+
 const BIN = new URL('../../../../bin/replicator.js', import.meta.url).pathname;
+
+/** `replicator rollback` (the CLI), the fence checked gone, then the sink applying again and a fresh verify. */
+async function rollBackAndResume(
+  configFile: string,
+  legacyUrl: string,
+  restartSink: () => Promise<unknown>,
+  config: ReplicatorConfig,
+) {
+  const rb = spawn(process.execPath, [BIN, 'rollback', '--config', configFile]);
+  expect(await new Promise((r) => rb.on('exit', r))).toBe(0);
+  expect(await fenceTriggers(legacyUrl)).toEqual([]);
+  await restartSink();
+  await recordVerify(config);
+}
 
 /** The config as a file for the CLI. */
 function writeConfigFile(config: ReplicatorConfig): string {
@@ -340,11 +358,7 @@ describe('cutover', () => {
       expect(phases.filter((p) => p === 'flipped')).toHaveLength(1);
 
       // Roll back for the next phase: fence removed, the sink applies again.
-      const rb = spawn(process.execPath, [BIN, 'rollback', '--config', configFile]);
-      expect(await new Promise((r) => rb.on('exit', r))).toBe(0);
-      expect(await fenceTriggers(env.legacyUrl)).toEqual([]);
-      await restartSink();
-      await recordVerify(config);
+      await rollBackAndResume(configFile, env.legacyUrl, restartSink, config);
     }
   }, 400_000);
 
@@ -408,15 +422,10 @@ describe('cutover', () => {
     // which (nothing applying) refused without fencing.
     expect(lines.some((l) => /attempt 1 of 2 did not fit the budget; trying again/.test(l))).toBe(true);
     expect(isReplicatorError(failed, ErrorCodes.CUTOVER_REFUSED), String(failed)).toBe(true);
-    const attempts = await withClient(
+    const attempts = await targetRows<{ phase: string; error: string; ms: number; flipped: string | null }>(
       env.targetUrl,
-      async (c) =>
-        (
-          await c.query<{ phase: string; error: string; ms: number; flipped: string | null }>(
-            `SELECT phase, error, write_blocked_ms AS ms, flip_committed_at::text AS flipped
+      `SELECT phase, error, write_blocked_ms AS ms, flip_committed_at::text AS flipped
              FROM replicator.cutovers WHERE NOT dry_run ORDER BY started_at`,
-          )
-        ).rows,
     );
     expect(attempts).toHaveLength(1);
     const [aborted] = attempts;
@@ -463,14 +472,9 @@ describe('cutover', () => {
     expect(fencedWhileWriting).toBe(true);
     // Not one write refused: those that came during the window waited and then committed in legacy.
     expect(errors).toEqual([]);
-    const [aborted] = await withClient(
+    const [aborted] = await targetRows<{ phase: string; ms: number }>(
       env.targetUrl,
-      async (c) =>
-        (
-          await c.query<{ phase: string; ms: number }>(
-            'SELECT phase, write_blocked_ms AS ms FROM replicator.cutovers WHERE NOT dry_run',
-          )
-        ).rows,
+      'SELECT phase, write_blocked_ms AS ms FROM replicator.cutovers WHERE NOT dry_run',
     );
     expect(aborted).toMatchObject({ phase: 'aborted' });
     expect(aborted!.ms).toBeLessThan(1200);
@@ -507,15 +511,10 @@ describe('cutover', () => {
     expect(outcomes.committed).toBeGreaterThan(500);
     expect(outcomes.committedAt.filter((t) => t >= flippedAt).length).toBeGreaterThan(0);
     expect(lines.join('\n')).toMatch(/legacy's last writes are in V2/);
-    const [row] = await withClient(
+    const [row] = await targetRows<{ tail_pending: boolean; drained: boolean }>(
       env.targetUrl,
-      async (c) =>
-        (
-          await c.query<{ tail_pending: boolean; drained: boolean }>(
-            'SELECT tail_pending, tail_drained_at IS NOT NULL AS drained FROM replicator.cutovers WHERE id = $1',
-            [result.id],
-          )
-        ).rows,
+      'SELECT tail_pending, tail_drained_at IS NOT NULL AS drained FROM replicator.cutovers WHERE id = $1',
+      [result.id],
     );
     expect(row).toEqual({ tail_pending: false, drained: true });
     // Streamed before the cutover returned: V2 equals legacy, the admitted writes included.
@@ -557,22 +556,13 @@ describe('cutover', () => {
       const diff = await fullVerify(config);
       expect(diff.clean, diff.summary).toBe(true);
       await expect(lateWrite(env.legacyUrl)).rejects.toThrow(/write to V2/);
-      const [row] = await withClient(
+      const [row] = await targetRows<{ phase: string; tail_pending: boolean }>(
         env.targetUrl,
-        async (c) =>
-          (
-            await c.query<{ phase: string; tail_pending: boolean }>(
-              "SELECT phase, tail_pending FROM replicator.cutovers WHERE NOT dry_run AND phase = 'flipped'",
-            )
-          ).rows,
+        "SELECT phase, tail_pending FROM replicator.cutovers WHERE NOT dry_run AND phase = 'flipped'",
       );
       expect(row).toEqual({ phase: 'flipped', tail_pending: false });
 
-      const rb = spawn(process.execPath, [BIN, 'rollback', '--config', configFile]);
-      expect(await new Promise((r) => rb.on('exit', r))).toBe(0);
-      expect(await fenceTriggers(env.legacyUrl)).toEqual([]);
-      await restartSink();
-      await recordVerify(config);
+      await rollBackAndResume(configFile, env.legacyUrl, restartSink, config);
     }
   }, 300_000);
 
