@@ -27,8 +27,6 @@ const SIZES = (process.argv[process.argv.indexOf('--bookings') + 1] ?? '')
   .filter((n) => Number.isInteger(n) && n > 0);
 if (SIZES.length === 0) SIZES.push(500);
 const BUDGET = numberArg('budget', 10);
-/** Customers the live writes draw from at every size (the seeded customers of a million bookings). */
-const LIVE_CUSTOMERS = 250_000;
 /** `--final-verify auto|delta|full`: cutover.finalVerify (auto: the delta while it reads few rows, else full). */
 const FINAL_ARG = process.argv[process.argv.indexOf('--final-verify') + 1];
 const FINAL = FINAL_ARG === 'full' || FINAL_ARG === 'delta' ? FINAL_ARG : 'auto';
@@ -50,15 +48,11 @@ async function measure(BOOKINGS: number) {
   });
   const config = parseConfig(env.config, {});
   const kafka = createKafka(config.kafka, silentLogger(), 'bench-cutover');
-  // About four seeded bookings per customer at any size (300 customers for a million bookings would make every user
-  // an aggregate of thousands of rows, which no verify of a changed booking can avoid reading). The live writes draw
-  // from the same 250,000 customers at every size, so only the table's size differs between sizes: with the seeded
-  // customers alone, 1,000 writes/s over 300 customers made every user of the small database a hot aggregate
-  // (~40 bookings each after 20 runs), a different workload from the million's.
+  // About four bookings per customer at any size (300 customers for a million bookings would make every user an
+  // aggregate of thousands of rows, which no verify of a changed booking can avoid reading).
   const workload = new LegacyWorkload({
     seed: 5,
     customers: Math.max(300, Math.round(BOOKINGS / 4)),
-    liveCustomers: LIVE_CUSTOMERS,
     shops: 3,
     invalidShare: 0,
     bigNotesBytes: 0,
@@ -263,7 +257,6 @@ async function measure(BOOKINGS: number) {
         ? "Waiting fence: writes issued during the window wait on the cutover's locks (or in the writer's pool of 16 connections); once the flip has committed they commit in legacy and are streamed to V2 (`cutover.graceSeconds`, default 2 s); the longest write is the stall one of them felt."
         : 'Rejecting fence: every write issued during the window is refused at once.',
       'The writer plays the application: it stops writing to legacy when the flip commits (from there on it would write to V2).',
-      `The seeded bookings share ~4 to a customer; the live writes (a quarter new bookings, the rest status changes, email changes, deletes, profiles and bundles) draw from ${fmt(LIVE_CUSTOMERS)} customers at every size, most of them new ones.`,
       `The window includes the exact drain and the final verify; which final verify each run ran, and why: ${verifyLines.map((l, i) => `run ${i + 1}: ${l.replace(/^final verify: /, '')}`).join(' / ')}.`,
     ],
   });

@@ -23,11 +23,6 @@ export interface WorkloadOptions {
   seed: number;
   /** Distinct customers (normalized emails); bookings share them, with case and whitespace variants. */
   customers: number;
-  /**
-   * Customers the live writes (`next`) draw from; default `customers`. More than `customers`: new customers keep
-   * arriving (a first booking creates the user), so the write mix does not depend on how much was seeded.
-   */
-  liveCustomers?: number;
   shops: number;
   /** Share of writes that produce invalid rows (bad email, unknown status, negative amount, bad products). */
   invalidShare: number;
@@ -172,13 +167,8 @@ export class LegacyWorkload {
     return this.chance(this.o.invalidShare);
   }
 
-  /** A customer for a live write. */
-  private liveCustomer(): number {
-    return this.int(this.o.liveCustomers ?? this.o.customers);
-  }
-
   /** A customer's email as some legacy screen typed it: case and surrounding white space vary. */
-  private email(customer: number): string {
+  private email(customer = this.int(this.o.customers)): string {
     const base = `customer${customer}@example.com`;
     switch (this.int(7)) {
       case 1:
@@ -216,7 +206,7 @@ export class LegacyWorkload {
     return parts.join(' ').slice(0, bytes);
   }
 
-  private contact(invalidEmail: boolean, historic: boolean) {
+  private contact(invalidEmail: boolean) {
     const notes =
       this.o.bigNotesBytes > 0 && this.chance(0.1)
         ? this.text(this.o.bigNotesBytes)
@@ -224,9 +214,7 @@ export class LegacyWorkload {
           ? this.text(20 + this.int(80))
           : undefined;
     return {
-      email: invalidEmail
-        ? this.pick(['not-an-email', '', 'n/a', 'customer@'])
-        : this.email(historic ? this.int(this.o.customers) : this.liveCustomer()),
+      email: invalidEmail ? this.pick(['not-an-email', '', 'n/a', 'customer@']) : this.email(),
       firstName: this.pick(FIRST),
       lastName: this.pick(LAST),
       phone: `+1-555-${String(this.int(10000)).padStart(4, '0')}`,
@@ -283,7 +271,7 @@ export class LegacyWorkload {
     if (r < 0.52) return this.refund();
     if (r < 0.6) return this.changeEmail();
     if (r < 0.64) return this.deleteBooking();
-    if (r < 0.76) return this.upsertProfile(this.liveCustomer());
+    if (r < 0.76) return this.upsertProfile(this.int(this.o.customers));
     if (r < 0.79) return this.deleteProfile();
     if (r < 0.82 || this.bundles.length === 0) return this.insertBundle();
     if (r < 0.92) return this.changeProducts();
@@ -319,7 +307,7 @@ export class LegacyWorkload {
       params: [
         id,
         `BK-${++this.bookingSeq}-${id.slice(0, 8)}`,
-        JSON.stringify(this.contact(why === 'email', historic)),
+        JSON.stringify(this.contact(why === 'email')),
         status,
         amount,
         paid && this.chance(0.9) ? created : null,
@@ -376,7 +364,7 @@ export class LegacyWorkload {
       invalid,
       sql: `UPDATE bookings SET "contactDetails" = jsonb_set("contactDetails", '{email}', to_jsonb($2::text)),
               "updatedAt" = now() WHERE id = $1`,
-      params: [this.pick(this.bookings), invalid ? 'unknown' : this.email(this.liveCustomer())],
+      params: [this.pick(this.bookings), invalid ? 'unknown' : this.email()],
     };
   }
 
@@ -420,7 +408,7 @@ export class LegacyWorkload {
       kind: 'delete profile',
       invalid: false,
       sql: 'DELETE FROM customers_kv WHERE key = $1',
-      params: [`customer_c${this.liveCustomer()}`],
+      params: [`customer_c${this.int(this.o.customers)}`],
     };
   }
 

@@ -91,22 +91,6 @@ describe('LegacyWorkload', () => {
     expect(all.some((e) => e.startsWith('\u00a0'))).toBe(true);
   });
 
-  it('draws live writes from liveCustomers (new customers arriving) and seeds only the first `customers`', () => {
-    const o = { ...OPTIONS, invalidShare: 0, liveCustomers: 100_000 };
-    const customerOf = (email: string) => Number(/^customer(\d+)@/.exec(normalizeEmail(email)!)![1]);
-    const all = writes(o, 300, 3_000);
-    const seeded = all.slice(0, 25 + 300).filter((w) => w.kind === 'insert booking');
-    const live = all.slice(25 + 300 + 6).filter((w) => w.kind === 'insert booking');
-    expect(seeded.length).toBe(300);
-    expect(Math.max(...seeded.map((w) => customerOf(contact(w).email)))).toBeLessThan(50);
-    expect(live.filter((w) => customerOf(contact(w).email) >= 50).length).toBeGreaterThan(live.length * 0.9);
-    // Without it the live writes stay within the seeded customers, as before.
-    const same = writes({ ...o, liveCustomers: undefined }, 300, 3_000).filter(
-      (w) => w.kind === 'insert booking',
-    );
-    expect(Math.max(...same.map((w) => customerOf(contact(w).email)))).toBeLessThan(50);
-  });
-
   it('writes TOASTed notes: over 4 kB and incompressible enough to be stored out of line', () => {
     const notes = writes(OPTIONS, 500, 0)
       .filter((w) => w.kind === 'insert booking')
