@@ -138,14 +138,6 @@ export class PostgresSink {
   private readonly toast: ToastImages;
   /** The last session ended on a transient failure: the next one to connect is a reconnect. */
   private recovering = false;
-  /**
-   * Derived keys (emails) whose rows this sink saw committed: a batch reserves only the others. Reserving is only
-   * there so that two batches creating the same new user do not wait on each other for a whole batch; an existing
-   * user is locked FOR KEY SHARE by the batch's own placeholder statement, and one deleted since is inserted again
-   * there. So a stale entry costs at most a lock wait, and skipping the reserve saves a transaction of four round
-   * trips per batch once the users exist.
-   */
-  private readonly knownDerived = new Set<string>();
 
   constructor(private readonly o: PostgresSinkOptions) {
     this.reader = new RawChangeReader(o.modules, o.heartbeatTopic);
@@ -703,12 +695,6 @@ export class PostgresSink {
     }
   }
 
-  /** Keys now known to have their derived rows (bounded: forgotten wholesale past 100,000). */
-  private remember(keys: readonly string[]): void {
-    if (this.knownDerived.size + keys.length > 100_000) this.knownDerived.clear();
-    for (const k of keys) this.knownDerived.add(k);
-  }
-
   /** Applies one partition batch; false when every message in it was already applied (nothing committed). */
   private async applyBatch(
     pool: pg.Pool,
@@ -762,12 +748,7 @@ export class PostgresSink {
       );
       let reserved: string[] = [];
       try {
-        reserved = await applier.reserve(
-          client,
-          referenced.filter((e) => !this.knownDerived.has(e)),
-          newest ?? new Date().toISOString(),
-        );
-        this.remember(referenced);
+        reserved = await applier.reserve(client, referenced, newest ?? new Date().toISOString());
       } catch (e) {
         // Queued keys whose placeholders may be committed: the settler's next sweep recomputes them.
         settler.markUnsettled();
@@ -837,14 +818,15 @@ export class PostgresSink {
     const { groupId } = this.o;
     await client.query('BEGIN');
     try {
-      // The partition's stored offset, its row created if new and locked either way (one round trip): the lock
-      // also serializes two instances that briefly both hold this partition during a rebalance.
+      await client.query(
+        'INSERT INTO replicator.sink_offsets (group_id, topic, partition, next_offset) VALUES ($1, $2, $3, 0) ON CONFLICT DO NOTHING',
+        [groupId, topic, partition],
+      );
+      // The row lock also serializes two instances that briefly both hold this partition during a rebalance.
       const stored = BigInt(
         (
           await client.query<{ n: string }>(
-            `INSERT INTO replicator.sink_offsets AS o (group_id, topic, partition, next_offset) VALUES ($1, $2, $3, 0)
-             ON CONFLICT (group_id, topic, partition) DO UPDATE SET next_offset = o.next_offset
-             RETURNING o.next_offset::text AS n`,
+            'SELECT next_offset::text AS n FROM replicator.sink_offsets WHERE group_id = $1 AND topic = $2 AND partition = $3 FOR UPDATE',
             [groupId, topic, partition],
           )
         ).rows[0]!.n,
