@@ -123,9 +123,16 @@ function writeConfig(o: LocalKafkaOptions): void {
   );
 }
 
-/** Kafka's cluster ids are 16 random bytes in unpadded base64url (what StorageTool random-uuid prints). */
-function newClusterId(): string {
-  return randomBytes(16).toString('base64url');
+/**
+ * Kafka's cluster ids are 16 random bytes in unpadded base64url (what StorageTool random-uuid prints). Like Kafka's
+ * own Uuid.randomUuid, never one starting with '-': StorageTool's argument parser reads `-t -Wio…` as a missing
+ * value and a new option, and the format fails (1 start in 64 did, in CI).
+ */
+export function newClusterId(): string {
+  for (;;) {
+    const id = randomBytes(16).toString('base64url');
+    if (!id.startsWith('-')) return id;
+  }
 }
 
 async function formatStorage(o: LocalKafkaOptions, libs: string, log: Log): Promise<void> {
