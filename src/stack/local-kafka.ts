@@ -126,7 +126,7 @@ function writeConfig(o: LocalKafkaOptions): void {
 /**
  * Kafka's cluster ids are 16 random bytes in unpadded base64url (what StorageTool random-uuid prints). Like Kafka's
  * own Uuid.randomUuid, never one starting with '-': StorageTool's argument parser reads `-t -Wio…` as a missing
- * value and a new option, and the format fails (1 start in 64 did, in CI).
+ * value and a new option, and the format fails (one id in 64 starts so; it failed a CI run).
  */
 export function newClusterId(): string {
   for (;;) {
