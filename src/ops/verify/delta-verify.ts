@@ -163,6 +163,12 @@ class DeltaPass {
   /** Changed legacy rows (refText) → the lineage's position of the change applied last, as read. */
   private readonly changed = new Map<string, string>();
   private readonly read = new Set<string>();
+  /**
+   * Of `read`, the rows read before the fence: forgotten when their lineage moves. From `fencedReads` on, legacy is
+   * read in a snapshot taken after the fence, and a row read then is final (never read again).
+   */
+  private readonly readBeforeFence = new Set<string>();
+  private fencedReads = false;
   private readonly state: ExpectedState;
 
   private constructor(
@@ -218,6 +224,7 @@ class DeltaPass {
         await pass.refresh();
       } else {
         await legacy.value.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+        pass.fencedReads = true;
         await pass.early();
       }
       return pass;
@@ -282,8 +289,12 @@ class DeltaPass {
       const ref = `${r.source_table}\u0000${r.source_key}`;
       if (this.changed.get(ref) === r.position) continue;
       this.changed.set(ref, r.position);
-      // Read before (ahead of the fence) and applied since: it may have changed after that read. Read it again.
-      if (this.read.delete(ref)) this.state.removeOrigin(ref);
+      // Read before the fence and applied since: it may have changed after that read. Read it again. (Applied again
+      // during the drain after a read in the fenced snapshot: that read is final.)
+      if (this.readBeforeFence.delete(ref)) {
+        this.read.delete(ref);
+        this.state.removeOrigin(ref);
+      }
       fresh.push(r);
     }
     return fresh;
@@ -316,6 +327,7 @@ class DeltaPass {
    */
   async refresh(): Promise<void> {
     const newUsers = this.addLineage(await this.readChanged(), true);
+    this.fencedReads = true;
     await Promise.all([
       this.readLegacy(this.changed.keys()),
       newUsers.length > 0 ? readLineage(this.target, newUsers, this.shapes) : Promise.resolve(),
@@ -329,6 +341,7 @@ class DeltaPass {
     for (const ref of refs) {
       if (this.read.has(ref)) continue;
       this.read.add(ref);
+      if (!this.fencedReads) this.readBeforeFence.add(ref);
       unread.push(ref);
     }
     for (const [table, list] of keysByTable(unread, (t) => this.tables.has(t))) {

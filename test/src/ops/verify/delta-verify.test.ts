@@ -229,6 +229,39 @@ describe('delta verify (the cutover final verify of what changed since the last 
     await target('UPDATE bookings SET amount = amount - 1 WHERE id = $1', [other!.id]);
   }, 120_000);
 
+  it('prepared before the fence: a row read then, changed before the fence but applied only by the drain, is read again at the end', async () => {
+    const full = await fullVerify();
+    expect(full.clean).toBe(true);
+    const since = (await withClient(env.targetUrl, (c) => lastCleanFullRun(c)))!.settledLsn;
+    const [row] = (await target('SELECT id FROM bookings ORDER BY id DESC LIMIT 1')) as { id: string }[];
+    const flip = `UPDATE bookings SET status = CASE WHEN status = 'CANCELLED' THEN 'PAID' ELSE 'CANCELLED' END WHERE id = $1`;
+    await legacy(flip, [row!.id]);
+    await converged();
+    let fenceTaken = () => {};
+    const fenced = new Promise<void>((resolve) => {
+      fenceTaken = resolve;
+    });
+    const run = startDeltaVerify({
+      legacyUrl: env.legacyUrl,
+      targetUrl: env.targetUrl,
+      since,
+      fenced,
+      logger: silentLogger(),
+    });
+    await run.prepared;
+    // Changed after its first read, before the fence; the sink applies it only once the fenced read is done.
+    await pipeline.stop();
+    await legacy(flip, [row!.id]);
+    fenceTaken();
+    await run.ready;
+    pipeline = startPipeline(env.config);
+    await converged();
+    const report = await run.finish();
+    expect(report.legacyRows).toBe(1);
+    // Compared with the row as the fence left it, not as first read: no drift.
+    expect(report.drift.map((d) => `${d.entity} ${d.diff.kind} ${JSON.stringify(d.diff.key)}`)).toEqual([]);
+  }, 120_000);
+
   it('abandoned before the fence: it stops waiting and closes its connections', async () => {
     const run = startDeltaVerify({
       legacyUrl: env.legacyUrl,
