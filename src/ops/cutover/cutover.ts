@@ -300,6 +300,55 @@ async function sourceCaughtUp(
   }
 }
 
+/**
+ * Waits for a moment to fence: the drain inside the window lasts about as long as the pipeline's commit → applied
+ * lag when the fence is taken, and under load that lag swings from batch to batch (on the bench box 0.1–1.5 s at 1k
+ * writes/s, and the final verify's preparation just before the fence adds a burst). gh-ost, for the same reason,
+ * starts its cut-over only once its heartbeat lag is low. The lag is legacy's clock against the newest legacy commit
+ * the sink applied (replicator.applied); an idle source is nudged with a heartbeat so the figure is fresh. Polls
+ * until it is under `cutover.fenceLagMs` or `until`: the gate has passed by then, and the budget still bounds the
+ * window if it fences without a lull.
+ */
+async function awaitLull(
+  o: Pick<CutoverOptions, 'config' | 'logger'>,
+  target: pg.Client,
+  legacy: pg.Client,
+  until: number,
+): Promise<{ lull: boolean; lagMs: number | undefined; waitedMs: number }> {
+  const { config } = o;
+  const started = Date.now();
+  let nudged = 0;
+  let warned = false;
+  for (;;) {
+    const [now, applied] = await Promise.all([
+      legacy.query<{ ms: number }>('SELECT extract(epoch FROM clock_timestamp())::float8 * 1000 AS ms'),
+      target.query<{ ms: number | null }>(
+        'SELECT extract(epoch FROM commit_ts)::float8 * 1000 AS ms FROM replicator.applied WHERE group_id = $1',
+        [config.sink.groupId],
+      ),
+    ]);
+    const ts = applied.rows[0]?.ms;
+    const lagMs = ts == null ? undefined : Math.max(0, Math.round(now.rows[0]!.ms - ts));
+    const waitedMs = Date.now() - started;
+    if (lagMs !== undefined && lagMs <= config.cutover.fenceLagMs) return { lull: true, lagMs, waitedMs };
+    if (Date.now() >= until) return { lull: false, lagMs, waitedMs };
+    // Idle, the newest applied commit is as old as the last heartbeat: send one, stamped with legacy's clock.
+    if (Date.now() - nudged >= 250) {
+      nudged = Date.now();
+      await legacy
+        .query(
+          `SELECT pg_logical_emit_message(false, $1, to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))`,
+          [heartbeatPrefix(config.kafka.topicPrefix)],
+        )
+        .catch((e: unknown) => {
+          if (!warned) o.logger.warn({ err: String(e) }, 'cutover: could not emit a heartbeat');
+          warned = true;
+        });
+    }
+    await sleep(20);
+  }
+}
+
 async function runActions(
   actions: readonly FlipAction[],
   ctx: { id: string; shop?: string; legacy: pg.Client; target: pg.Client },
@@ -540,6 +589,15 @@ export async function runCutover(o: CutoverOptions): Promise<CutoverResult> {
         verifying = o.verify({ ...(o.shop ? { shop: o.shop } : {}), deadLetters, fenced });
         // A failure shows when it is asked for its outcome.
         await verifying.prepared?.catch(() => {});
+        if (config.cutover.fenceLagMs > 0) {
+          const lull = await awaitLull(o, target, legacy, waitUntil);
+          const lag = lull.lagMs === undefined ? 'unknown' : `${lull.lagMs} ms`;
+          print(
+            lull.lull
+              ? `  fencing at a lull: commit → applied lag ${lag} (waited ${lull.waitedMs} ms)`
+              : `  no lull under ${config.cutover.fenceLagMs} ms within the wait: fencing at commit → applied lag ${lag}`,
+          );
+        }
         await setPhase(id, 'fencing');
         if (holder) await holder.connect();
         const fence = holder

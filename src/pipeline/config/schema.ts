@@ -216,6 +216,10 @@ export const cutoverSchema = z
     retryDelaySeconds: z.number().min(0).default(10).meta({
       description: 'Pause before each retry of a cutover aborted for its budget.',
     }),
+    fenceLagMs: z.int().min(0).default(250).meta({
+      description:
+        "Just before the fence, once the gate has passed, the cutover waits (within waitSeconds) for the pipeline's commit → applied lag to drop under this, so the drain inside the window starts from a caught-up pipeline rather than from a burst of lag; past the wait it fences anyway. 0: fence at once.",
+    }),
     waitSeconds: z.number().min(0).default(60).meta({
       description:
         'How long the catch-up gate waits for the predicted drain to fit the budget before refusing.',
