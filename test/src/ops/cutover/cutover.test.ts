@@ -407,6 +407,32 @@ describe('cutover', () => {
     await withClient(env.legacyUrl, (c) => applyWrites(c, [workload.next()]));
   }, 180_000);
 
+  it('fence at a lull: with the gate passed but the sink not applying, the cutover does not fence until the sink applies again, then fences at a small commit → applied lag', async () => {
+    const { env, config, stopApplying, restartSink } = await setup('cutlull');
+    // Nothing behind (the gate passes: no backlog, the source caught up, a recent lag), but nothing applies.
+    await stopApplying();
+    const lines: string[] = [];
+    const outcome = cutover(config, { print: (l) => lines.push(l) });
+    for (let i = 0; i < 600 && !lines.some((l) => l.includes('GO    predicted drain')); i++) await sleep(50);
+    expect(lines.some((l) => l.includes('GO    predicted drain')), lines.join('\n')).toBe(true);
+    await sleep(2_000);
+    // Not fenced while the sink is stopped.
+    expect(lines.some((l) => l.includes('] fencing')), lines.join('\n')).toBe(false);
+    const [restartedAt] = await targetRows<{ t: string }>(env.targetUrl, 'SELECT clock_timestamp()::text AS t');
+    await restartSink();
+    const result = await outcome;
+    expect(result.phase, lines.join('\n')).toBe('flipped');
+    const lull = lines.find((l) => l.includes('fencing at a lull'));
+    expect(lull, lines.join('\n')).toMatch(/commit → applied lag \d+ ms/);
+    expect(Number(/lag (\d+) ms/.exec(lull!)![1])).toBeLessThanOrEqual(config.cutover.fenceLagMs);
+    const [row] = await targetRows<{ after: boolean }>(
+      env.targetUrl,
+      'SELECT fence_committed_at > $2::timestamptz AS after FROM replicator.cutovers WHERE id = $1',
+      [result.id, restartedAt!.t],
+    );
+    expect(row?.after).toBe(true);
+  }, 180_000);
+
   it('a drain that cannot finish within the budget: aborted and unfenced within budget + 200 ms, no flip, no write lost; --retries tries again after the gate', async () => {
     const pipeline = await setup('cutbudget');
     const { env, workload, restartSink } = pipeline;
