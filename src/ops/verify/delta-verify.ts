@@ -6,6 +6,7 @@ import type { Booking } from '../../../transforms/v2-schema.js';
 import type { JsonRow, TransformModule, V2Entity } from '../../contracts/transform-api.js';
 import type { Logger } from '../../core/logger.js';
 import { textTypes } from '../../core/pg-text-types.js';
+import { sleep } from '../../core/retry.js';
 import { quoteIdent } from '../../core/sql.js';
 import { type EntityShape, keyText, keyValues } from './canonical-row.js';
 import { rowDiff } from './compare-entity.js';
@@ -58,10 +59,10 @@ export interface DeltaVerifyReport {
   finishSeconds: number;
   /**
    * Where `finish` spent its time, ms: waiting for the reads begun at the start (`early`), the lineage of what the
-   * drain applied and its legacy rows (`drained`), the last legacy and target reads side by side (`rows`), the
-   * comparison (`compare`).
+   * drain applied since the last look (`lineage`), its legacy rows and users (`drained`), the last legacy and target
+   * reads side by side (`rows`), the comparison (`compare`).
    */
-  finishMs: { early: number; drained: number; rows: number; compare: number };
+  finishMs: { early: number; lineage: number; drained: number; rows: number; compare: number };
 }
 
 /** A delta verify begun while the drain runs: `finish` once the sink has applied everything up to the fence. */
@@ -222,6 +223,7 @@ class DeltaPass {
         await fenced;
         await legacy.value.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
         await pass.refresh();
+        pass.catchUp();
       } else {
         await legacy.value.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
         pass.fencedReads = true;
@@ -239,6 +241,7 @@ class DeltaPass {
   /** Ends both connections (once, however often it is called). */
   close(): Promise<void> {
     this.closed ??= (async () => {
+      await this.stopCatchingUp().catch(() => {});
       await this.legacy.end().catch(() => {});
       await this.target.end().catch(() => {});
     })();
@@ -274,16 +277,32 @@ class DeltaPass {
   }
 
   /**
+   * The target's oldest running transaction (its 32-bit xid) when the lineage was last read: every lineage row that
+   * read did not see was written by it or a later transaction, so the next read looks at those only.
+   */
+  private lineageHorizon: string | null = null;
+
+  /**
    * Lineage rows of changes applied since `since`: the first read, or what was applied after the last one (a row
    * whose legacy side was read before is forgotten, to be read again).
    */
   private async readChanged(): Promise<LineageRow[]> {
+    // Taken before the read, so no newer than the read's own snapshot's. A row version written by a transaction
+    // older than it was visible to the last read: only those at or after it (in xid order, wrapping) can be new.
+    const horizon = (
+      await this.target.query<{ x: string }>(
+        'SELECT (pg_snapshot_xmin(pg_current_snapshot())::text::int8 % 4294967296)::text AS x',
+      )
+    ).rows[0]!.x;
     const { rows } = await this.target.query<LineageRow>(
       `SELECT source_table, source_key, commit_lsn::text || '/' || seq AS position, outputs, prior_outputs, emails,
               prior_emails
-         FROM replicator.lineage WHERE commit_lsn >= $1::pg_lsn`,
-      [this.o.since],
+         FROM replicator.lineage
+        WHERE commit_lsn >= $1::pg_lsn
+          AND ($2::int8 IS NULL OR (xmin::text::int8 - $2::int8 + 4294967296) % 4294967296 < 2147483648)`,
+      [this.o.since, this.lineageHorizon],
     );
+    this.lineageHorizon = horizon;
     const fresh: LineageRow[] = [];
     for (const r of rows) {
       const ref = `${r.source_table}\u0000${r.source_key}`;
@@ -382,10 +401,38 @@ class DeltaPass {
     await this.readLegacy(this.refsOfItems());
   }
 
+  private catchingUp: Promise<void> | undefined;
+  private caughtUp = false;
+
+  /**
+   * Once fenced, while the drain runs: what the sink applies is taken in as it comes — its lineage, its legacy rows
+   * and its users' (all final: legacy no longer changes) — so `finish` has only the last of it to read.
+   */
+  catchUp(): void {
+    this.catchingUp = (async () => {
+      while (!this.caughtUp) {
+        const newUsers = this.addLineage(await this.readChanged(), true);
+        await this.readLegacy(this.changed.keys());
+        if (newUsers.length > 0) await readLineage(this.target, newUsers, this.shapes);
+        await this.readLegacy(this.refsOfItems());
+        await sleep(50);
+      }
+    })();
+    this.catchingUp.catch(() => {});
+  }
+
+  /** Stops `catchUp` once its current round is done (its failure is the pass's). */
+  private async stopCatchingUp(): Promise<void> {
+    this.caughtUp = true;
+    await this.catchingUp;
+  }
+
   /** With the drain exact: what it applied, then the target's rows, compared. */
   async finish(started: number, earlyMs = 0): Promise<DeltaVerifyReport> {
     const finishing = Date.now();
+    await this.stopCatchingUp();
     const newUsers = this.addLineage(await this.readChanged(), true);
+    const lineageAt = Date.now();
     // What the changed rows produce now: their rows, their emails' users, a bundle's components.
     await this.readLegacy(this.changed.keys());
     for (const [entity, rows] of this.state.rows) {
@@ -439,7 +486,8 @@ class DeltaPass {
       finishSeconds: (done - finishing + earlyMs) / 1000,
       finishMs: {
         early: earlyMs,
-        drained: drainedAt - finishing,
+        lineage: lineageAt - finishing,
+        drained: drainedAt - lineageAt,
         rows: rowsAt - drainedAt,
         compare: done - rowsAt,
       },
