@@ -6,7 +6,6 @@ import type { Booking } from '../../../transforms/v2-schema.js';
 import type { JsonRow, TransformModule, V2Entity } from '../../contracts/transform-api.js';
 import type { Logger } from '../../core/logger.js';
 import { textTypes } from '../../core/pg-text-types.js';
-import { sleep } from '../../core/retry.js';
 import { quoteIdent } from '../../core/sql.js';
 import { type EntityShape, keyText, keyValues } from './canonical-row.js';
 import { rowDiff } from './compare-entity.js';
@@ -223,7 +222,6 @@ class DeltaPass {
         await fenced;
         await legacy.value.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
         await pass.refresh();
-        pass.catchUp();
       } else {
         await legacy.value.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
         pass.fencedReads = true;
@@ -241,7 +239,6 @@ class DeltaPass {
   /** Ends both connections (once, however often it is called). */
   close(): Promise<void> {
     this.closed ??= (async () => {
-      await this.stopCatchingUp().catch(() => {});
       await this.legacy.end().catch(() => {});
       await this.target.end().catch(() => {});
     })();
@@ -401,36 +398,9 @@ class DeltaPass {
     await this.readLegacy(this.refsOfItems());
   }
 
-  private catchingUp: Promise<void> | undefined;
-  private caughtUp = false;
-
-  /**
-   * Once fenced, while the drain runs: what the sink applies is taken in as it comes — its lineage, its legacy rows
-   * and its users' (all final: legacy no longer changes) — so `finish` has only the last of it to read.
-   */
-  catchUp(): void {
-    this.catchingUp = (async () => {
-      while (!this.caughtUp) {
-        const newUsers = this.addLineage(await this.readChanged(), true);
-        await this.readLegacy(this.changed.keys());
-        if (newUsers.length > 0) await readLineage(this.target, newUsers, this.shapes);
-        await this.readLegacy(this.refsOfItems());
-        await sleep(50);
-      }
-    })();
-    this.catchingUp.catch(() => {});
-  }
-
-  /** Stops `catchUp` once its current round is done (its failure is the pass's). */
-  private async stopCatchingUp(): Promise<void> {
-    this.caughtUp = true;
-    await this.catchingUp;
-  }
-
   /** With the drain exact: what it applied, then the target's rows, compared. */
   async finish(started: number, earlyMs = 0): Promise<DeltaVerifyReport> {
     const finishing = Date.now();
-    await this.stopCatchingUp();
     const newUsers = this.addLineage(await this.readChanged(), true);
     const lineageAt = Date.now();
     // What the changed rows produce now: their rows, their emails' users, a bundle's components.
