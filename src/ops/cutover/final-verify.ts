@@ -106,7 +106,7 @@ export function startFinalVerify(
           .join('; ');
         return {
           clean: report.clean,
-          summary: `delta since ${report.since} (the verify of ${b.base.finishedAt}): ${report.legacyRows} legacy row(s) changed, ${report.keys} V2 row(s) compared in ${report.seconds.toFixed(2)} s (${report.finishSeconds.toFixed(2)} s after the drain: ${Object.entries(
+          summary: `delta since ${report.since} (the verify of ${b.base.finishedAt}): ${report.legacyRows} legacy row(s) changed, ${report.keys} V2 row(s) compared (${report.byValue} by value) in ${report.seconds.toFixed(2)} s (${report.finishSeconds.toFixed(2)} s after the drain: ${Object.entries(
             report.finishMs,
           )
             .map(([k, v]) => `${k} ${v} ms`)

@@ -9,6 +9,8 @@ import {
   canonicalValue,
   type EntityShape,
   exactJsonTypes,
+  hashLine,
+  hashRowSql,
   keyObject,
   keyText,
 } from './canonical-row.js';
@@ -191,12 +193,7 @@ export function matchesLegacy(
   shapes: Readonly<Record<V2Entity, EntityShape>>,
 ): boolean {
   const shape = shapes[item.entity];
-  const expected =
-    item.entity === 'users'
-      ? item.email
-        ? state.deriveUser(item.email)
-        : null
-      : (state.rows.get(item.entity)?.get(item.keyText)?.row ?? null);
+  const expected = expectedRow(item, state);
   const found = actual.get(itemId(item)) ?? null;
   if (expected === null && found === null) return true;
   if (expected !== null && found !== null && canonicalRow(shape, expected) === canonicalRow(shape, found))
@@ -236,12 +233,51 @@ export async function flushLineageEmails(client: pg.ClientBase, logger: Logger):
 const itemId = (item: { entity: string; keyText: string }) => `${item.entity}\u0000${item.keyText}`;
 
 /** The target rows of the queued keys, by itemId; json columns as RawJson. */
-export async function readTargetRows(
+export function readTargetRows(
   client: pg.ClientBase,
   queue: readonly RecheckItem[],
   shapes: Readonly<Record<V2Entity, EntityShape>>,
 ): Promise<Map<string, JsonRow>> {
-  const out = new Map<string, JsonRow>();
+  // JSON as its text: compared exactly (canonicalValue), not as doubles.
+  return readTargetByKey(
+    client,
+    queue,
+    shapes,
+    () => 't.*',
+    exactJsonTypes,
+    (row) => row,
+  );
+}
+
+/**
+ * The hashLine text of the queued keys' target rows, by itemId, computed by the target (hashRowSql): a row whose
+ * expected hashLine is the same text is equal to it, so only the others need their rows read (matchesLine).
+ */
+export function readTargetLines(
+  client: pg.ClientBase,
+  queue: readonly RecheckItem[],
+  shapes: Readonly<Record<V2Entity, EntityShape>>,
+): Promise<Map<string, string>> {
+  return readTargetByKey(
+    client,
+    queue,
+    shapes,
+    (shape) =>
+      `${shape.key.map((k) => `t.${quoteIdent(k.name)}`).join(', ')}, ${hashRowSql(shape)} AS "?line"`,
+    textTypes,
+    (row) => String(row['?line']),
+  );
+}
+
+async function readTargetByKey<T>(
+  client: pg.ClientBase,
+  queue: readonly RecheckItem[],
+  shapes: Readonly<Record<V2Entity, EntityShape>>,
+  select: (shape: EntityShape) => string,
+  types: pg.CustomTypesConfig,
+  value: (row: JsonRow) => T,
+): Promise<Map<string, T>> {
+  const out = new Map<string, T>();
   const byEntity = new Map<V2Entity, RecheckItem[]>();
   for (const item of queue) {
     const list = byEntity.get(item.entity) ?? [];
@@ -253,21 +289,43 @@ export async function readTargetRows(
     const table = quoteIdent(entity);
     const on = shape.key.map((k) => `t.${quoteIdent(k.name)} = k.${quoteIdent(k.name)}`).join(' AND ');
     const { rows } = await client.query<JsonRow>({
-      text: `SELECT t.* FROM ${table} t
+      text: `SELECT ${select(shape)} FROM ${table} t
          JOIN (SELECT DISTINCT ${shape.key.map((k) => quoteIdent(k.name)).join(', ')}
                  FROM json_populate_recordset(NULL::${table}, $1::json)) k ON ${on}`,
       values: [JSON.stringify(list.map((i) => keyObject(shape, i.values)))],
-      // JSON as its text: compared exactly (canonicalValue), not as doubles.
-      types: exactJsonTypes,
+      types,
     });
     for (const row of rows) {
       out.set(
         itemId({ entity, keyText: keyText(shape.key.map((k) => canonicalValue(k.kind, row[k.name]))) }),
-        row,
+        value(row),
       );
     }
   }
   return out;
+}
+
+/**
+ * Whether a queued key's target row is, by its hashLine text (`lines`, readTargetLines), what the legacy rows in
+ * `state` produce (both absent is a match). False is not drift: the same value spelt differently (an offset, a
+ * numeric's scale) differs here, so the caller compares those rows with matchesLegacy.
+ */
+export function matchesLine(
+  item: RecheckItem,
+  state: ExpectedState,
+  lines: ReadonlyMap<string, string>,
+  shapes: Readonly<Record<V2Entity, EntityShape>>,
+): boolean {
+  const line = lines.get(itemId(item));
+  const expected = expectedRow(item, state);
+  if (expected === null || line === undefined) return expected === null && line === undefined;
+  return hashLine(shapes[item.entity], expected) === line;
+}
+
+/** What the legacy rows in `state` make of a queued key (a user: derived from its email's rows), or null. */
+function expectedRow(item: RecheckItem, state: ExpectedState): JsonRow | null {
+  if (item.entity === 'users') return item.email ? state.deriveUser(item.email) : null;
+  return state.rows.get(item.entity)?.get(item.keyText)?.row ?? null;
 }
 
 /**

@@ -95,7 +95,7 @@ describe('delta verify (the cutover final verify of what changed since the last 
     // counted (3 changed rows and their users' others, of ~225 legacy rows), else the full one.
     const auto = await finalVerify(env.config);
     expect(auto.summary).toMatch(
-      /^delta since .*: 3 legacy row\(s\) changed, \d+ V2 row\(s\) compared in [\d.]+ s \([\d.]+ s after the drain: early \d+ ms, lineage \d+ ms, drained \d+ ms, rows \d+ ms, compare \d+ ms\), all match$/,
+      /^delta since .*: 3 legacy row\(s\) changed, \d+ V2 row\(s\) compared \(0 by value\) in [\d.]+ s \([\d.]+ s after the drain: early \d+ ms, lineage \d+ ms, drained \d+ ms, rows \d+ ms, compare \d+ ms\), all match$/,
     );
     expect(auto.clean).toBe(true);
     expect((await finalVerify(env.config, { full: true })).summary).toMatch(
