@@ -414,11 +414,20 @@ describe('cutover', () => {
     const lines: string[] = [];
     const outcome = cutover(config, { print: (l) => lines.push(l) });
     for (let i = 0; i < 600 && !lines.some((l) => l.includes('GO    predicted drain')); i++) await sleep(50);
-    expect(lines.some((l) => l.includes('GO    predicted drain')), lines.join('\n')).toBe(true);
+    expect(
+      lines.some((l) => l.includes('GO    predicted drain')),
+      lines.join('\n'),
+    ).toBe(true);
     await sleep(2_000);
     // Not fenced while the sink is stopped.
-    expect(lines.some((l) => l.includes('] fencing')), lines.join('\n')).toBe(false);
-    const [restartedAt] = await targetRows<{ t: string }>(env.targetUrl, 'SELECT clock_timestamp()::text AS t');
+    expect(
+      lines.some((l) => l.includes('] fencing')),
+      lines.join('\n'),
+    ).toBe(false);
+    const [restartedAt] = await targetRows<{ t: string }>(
+      env.targetUrl,
+      'SELECT clock_timestamp()::text AS t',
+    );
     await restartSink();
     const result = await outcome;
     expect(result.phase, lines.join('\n')).toBe('flipped');
