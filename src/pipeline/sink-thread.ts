@@ -12,21 +12,10 @@ const logger = createLogger({
   level: data.logLevel,
   destination: { write: (line: string) => post({ type: 'log', line }) },
 });
-/**
- * Hook calls go to the parent together, every 100 ms: one message per unit and batch would be thousands a second,
- * each one an event on the source's loop. A failure or a stop sends what is pending first.
- */
-let calls: [keyof SinkHooks, unknown[]][] = [];
-const flush = () => {
-  if (calls.length === 0) return;
-  post({ type: 'hooks', calls });
-  calls = [];
-};
-const flushing = setInterval(flush, 100);
 const hook =
   (name: keyof SinkHooks) =>
   (...args: unknown[]) =>
-    void calls.push([name, args]);
+    post({ type: 'hook', name, args });
 const bridges: Required<SinkHooks> = {
   onUnit: hook('onUnit'),
   onHops: hook('onHops'),
@@ -35,8 +24,8 @@ const bridges: Required<SinkHooks> = {
   onToastRefetch: hook('onToastRefetch'),
   onSchemaDrift: hook('onSchemaDrift'),
   // When it was applied, for the end-to-end latency: not when the parent reads the message.
-  onApplied: (commitTs) => void calls.push(['onApplied', [commitTs, Date.now()]]),
-  onRetry: (e) => void calls.push(['onRetry', [toShape(e)]]),
+  onApplied: (commitTs) => post({ type: 'hook', name: 'onApplied', args: [commitTs, Date.now()] }),
+  onRetry: (e) => post({ type: 'hook', name: 'onRetry', args: [toShape(e)] }),
   onReconnect: hook('onReconnect'),
 };
 const hooks: SinkHooks = Object.fromEntries(data.hooks.map((name) => [name, bridges[name]]));
@@ -62,14 +51,10 @@ port.on('message', (m: ToSinkThread) => {
 });
 sink.run(stop.signal).then(
   () => {
-    clearInterval(flushing);
-    flush();
     post({ type: 'stopped' });
     port.close();
   },
   (e: unknown) => {
-    clearInterval(flushing);
-    flush();
     post({ type: 'failed', error: toShape(e) });
     port.close();
   },

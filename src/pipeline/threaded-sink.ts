@@ -16,7 +16,7 @@ export interface SinkThreadData {
 export type ToSinkThread = { type: 'stop' };
 
 export type FromSinkThread =
-  | { type: 'hooks'; calls: [keyof SinkHooks, unknown[]][] }
+  | { type: 'hook'; name: keyof SinkHooks; args: unknown[] }
   | { type: 'connected'; connected: boolean }
   | { type: 'log'; line: string }
   | { type: 'stopped' }
@@ -55,12 +55,11 @@ export class ThreadedSink {
       if (signal.aborted) stop();
       worker.on('message', (m: FromSinkThread) => {
         switch (m.type) {
-          case 'hooks':
-            for (const [name, args] of m.calls) {
-              const f = hooks[name] as ((...a: unknown[]) => void) | undefined;
-              f?.(...(name === 'onRetry' ? [fromShape(args[0] as ErrorShape)] : args));
-            }
+          case 'hook': {
+            const args = m.name === 'onRetry' ? [fromShape(m.args[0] as ErrorShape)] : m.args;
+            (hooks[m.name] as ((...a: unknown[]) => void) | undefined)?.(...args);
             return;
+          }
           case 'connected':
             state.connected = m.connected;
             return;
