@@ -1,12 +1,11 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { createKafka, type KafkaConnection } from '../../src/core/kafka-client.js';
 import { createLogger } from '../../src/core/logger.js';
-import { toShape } from '../../src/core/worker-thread.js';
 import { KafkaPublisher, type KafkaPublisherTuning } from './kafka-publisher.js';
 import { kafkajsProducer } from './kafkajs-producer.js';
 import { ChunkReader } from './message-chunk.js';
 import { platformaticProducer } from './platformatic-producer.js';
-import type { FromThread, ToThread } from './threaded-publisher.js';
+import { type FromThread, type ToThread, toShape } from './threaded-publisher.js';
 
 /**
  * The publisher thread (see ThreadedPublisher): a KafkaPublisher fed with the chunks the source's thread packs.

@@ -1,10 +1,12 @@
-import type { Worker } from 'node:worker_threads';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { Worker } from 'node:worker_threads';
 import type { OutMessage, Publisher } from '../../src/contracts/publisher.js';
-import { ErrorCodes, ReplicatorError } from '../../src/core/errors.js';
+import { type ErrorCode, ErrorCodes, ReplicatorError } from '../../src/core/errors.js';
 import type { KafkaConnection } from '../../src/core/kafka-client.js';
 import type { Logger } from '../../src/core/logger.js';
 import type { Lsn } from '../../src/core/lsn.js';
-import { type ErrorShape, fromShape, logFromThread, startThread } from '../../src/core/worker-thread.js';
 import type { KafkaPublisherOptions, KafkaPublisherTuning } from './kafka-publisher.js';
 import { ChunkWriter } from './message-chunk.js';
 
@@ -38,6 +40,61 @@ export interface ThreadedPublisherOptions
   logger: Logger;
   tuning?: KafkaPublisherTuning;
 }
+
+/**
+ * tsx's ESM API, found from this file: eval'd code resolves packages from the working directory, which may be
+ * anywhere. Read from tsx's own exports map (its `import` entry).
+ */
+function tsxApi(): string {
+  const require = createRequire(import.meta.url);
+  const manifest = require.resolve('tsx/package.json');
+  const { exports } = require(manifest) as { exports: Record<string, { import: { default: string } }> };
+  return pathToFileURL(join(dirname(manifest), exports['./esm/api']!.import.default)).href;
+}
+
+/** An error as it crosses the thread boundary: what classifying it reads (names, codes, causes), no stack. */
+export interface ErrorShape {
+  name: string;
+  message: string;
+  code?: string;
+  retriable?: boolean;
+  cause?: ErrorShape;
+}
+
+export function toShape(e: unknown, depth = 0): ErrorShape {
+  if (!(e instanceof Error)) return { name: 'Error', message: String(e) };
+  const { code, retriable, cause } = e as Error & { code?: unknown; retriable?: unknown };
+  return {
+    name: e.name,
+    message: e.message,
+    ...(typeof code === 'string' ? { code } : {}),
+    ...(typeof retriable === 'boolean' ? { retriable } : {}),
+    ...(cause !== undefined && depth < 5 ? { cause: toShape(cause, depth + 1) } : {}),
+  };
+}
+
+function fromShape(s: ErrorShape): Error {
+  const cause = s.cause ? fromShape(s.cause) : undefined;
+  // Our own errors come back as themselves (their code decides retries and metrics).
+  if (s.name === 'ReplicatorError' && s.code !== undefined && s.code in ErrorCodes)
+    return new ReplicatorError(s.code as ErrorCode, s.message, cause ? { cause } : {});
+  const e = new Error(s.message, cause ? { cause } : undefined);
+  e.name = s.name;
+  Object.assign(e, {
+    ...(s.code !== undefined ? { code: s.code } : {}),
+    ...(s.retriable !== undefined ? { retriable: s.retriable } : {}),
+  });
+  return e;
+}
+
+const PINO_LEVELS: Record<number, 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal'> = {
+  10: 'trace',
+  20: 'debug',
+  30: 'info',
+  40: 'warn',
+  50: 'error',
+  60: 'fatal',
+};
 
 /**
  * The Kafka publisher on its own thread: the source's thread packs messages and positions into chunks (one
@@ -75,12 +132,14 @@ export class ThreadedPublisher implements Publisher {
     // the heap). Measured: young 16 MB runs as fast as the default and keeps a 1M-row transaction at ~237 MB RSS
     // (< 256 MB with the recommended main heap cap); 8 MB cost ~8 % of throughput, 32 MB reached 261 MB.
     const resourceLimits = { maxOldGenerationSizeMb: 64, maxYoungGenerationSizeMb: 16 };
-    // Beside this module: publisher-thread.js built, .ts run from source.
-    const worker = startThread(
-      new URL(`./publisher-thread${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url),
-      workerData,
-      resourceLimits,
-    );
+    // Built, this module is .js beside publisher-thread.js. Run from source (tsx, vitest) it is .ts: the thread
+    // registers tsx's loader itself, as a worker does not inherit the loader hooks of its parent.
+    const worker = import.meta.url.endsWith('.ts')
+      ? new Worker(
+          `import(${JSON.stringify(tsxApi())}).then((tsx) => { tsx.register(); return import(${JSON.stringify(new URL('./publisher-thread.ts', import.meta.url).href)}); })`,
+          { eval: true, workerData, resourceLimits },
+        )
+      : new Worker(new URL('./publisher-thread.js', import.meta.url), { workerData, resourceLimits });
     this.worker = worker;
     worker.on('message', (m: FromThread) => this.received(m));
     // A thread that cannot start (a missing file, a broken build) will not start on a retry either.
@@ -206,9 +265,11 @@ export class ThreadedPublisher implements Publisher {
       case 'reconnect':
         this.o.onReconnect?.();
         return;
-      case 'log':
-        logFromThread(this.o.logger, m.line);
+      case 'log': {
+        const { level, msg, time: _t, pid: _p, hostname: _h, name: _n, ...rest } = JSON.parse(m.line);
+        this.o.logger[PINO_LEVELS[level as number] ?? 'info'](rest, msg);
         return;
+      }
       case 'failed':
         // Our own errors (a producer's KAFKA_UNREACHABLE, say) keep their code for retries and metrics.
         this.fail(fromShape(m.error));

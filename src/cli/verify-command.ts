@@ -8,7 +8,7 @@ import { createLogger, logLevelFromEnv } from '../core/logger.js';
 import { renderVerifyReport } from '../ops/verify/render-verify-report.js';
 import { runVerify, sinkOf, V2_ENTITIES, type VerifyProgress } from '../ops/verify/verify.js';
 import { loadConfig } from '../pipeline/config/load-config.js';
-import { schemaRegistryClient } from '../pipeline/stage-options.js';
+import { schemaRegistryClient } from '../pipeline/pipeline-builder.js';
 import { positiveNumber } from './options.js';
 
 const entityList = (value: string, previous: V2Entity[] = []): V2Entity[] => {

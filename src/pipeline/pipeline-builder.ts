@@ -1,6 +1,10 @@
+import { SchemaRegistryClient } from '@confluentinc/schemaregistry';
+import type { Kafka } from 'kafkajs';
 import { PgoutputSource } from '../../connectors/pgoutput-source/index.js';
-import type { PostgresSink } from '../../connectors/postgres-sink/index.js';
-import { AvroEncoder } from '../../connectors/schema-registry-encoder/index.js';
+import { PostgresSink } from '../../connectors/postgres-sink/index.js';
+import { AvroEncoder, decodeAvroValue } from '../../connectors/schema-registry-encoder/index.js';
+import { transformModules } from '../../transforms/index.js';
+import { v2Model } from '../../transforms/v2-model.js';
 import type { GroupTopics } from '../contracts/topics.js';
 import { createKafka } from '../core/kafka-client.js';
 import type { Logger } from '../core/logger.js';
@@ -9,9 +13,7 @@ import type { Readiness } from './observability/http-server.js';
 import type { Metrics } from './observability/metrics.js';
 import { MetricsSampler } from './observability/metrics-sampler.js';
 import type { StageName } from './observability/stage-errors.js';
-import { buildSink, type SinkStageOptions, sinkHooks } from './sink-stage.js';
-import { schemaRegistryClient, sourceOptions, stageTopics } from './stage-options.js';
-import { ThreadedSink } from './threaded-sink.js';
+import { sinkOptions, sourceOptions, stageTopics } from './stage-options.js';
 
 export type Role = 'source' | 'sink' | 'all';
 
@@ -35,8 +37,48 @@ export interface PipelineOptions {
   holdSettleMs?: number;
 }
 
+/**
+ * A consumer stage counts as connected from the moment its consumer joins its group until it disconnects or
+ * crashes. The stages create their consumers themselves, so the Kafka client they get reports that here.
+ */
+function trackConsumers(kafka: Kafka, state: { connected: boolean }): Kafka {
+  return {
+    producer: (cfg?: Parameters<Kafka['producer']>[0]) => kafka.producer(cfg),
+    admin: (cfg?: Parameters<Kafka['admin']>[0]) => kafka.admin(cfg),
+    logger: () => kafka.logger(),
+    consumer: (cfg: Parameters<Kafka['consumer']>[0]) => {
+      const consumer = kafka.consumer(cfg);
+      consumer.on(consumer.events.GROUP_JOIN, () => {
+        state.connected = true;
+      });
+      for (const event of [
+        consumer.events.DISCONNECT,
+        consumer.events.STOP,
+        consumer.events.CRASH,
+      ] as const) {
+        consumer.on(event as typeof consumer.events.DISCONNECT, () => {
+          state.connected = false;
+        });
+      }
+      return consumer;
+    },
+  } as Kafka;
+}
+
 /** Changes waiting this long for Kafka with no acknowledgement make the source not ready (a send retried in vain). */
 const SOURCE_STALL_MS = 60_000;
+
+/** The Schema Registry client the config asks for (basic auth when it names a user), or none. */
+export function schemaRegistryClient(config: ReplicatorConfig): SchemaRegistryClient | undefined {
+  const r = config.schemaRegistry;
+  if (!r) return undefined;
+  return new SchemaRegistryClient({
+    baseURLs: [r.url],
+    ...(r.username !== undefined
+      ? { basicAuthCredentials: { credentialsSource: 'USER_INFO', userInfo: `${r.username}:${r.password}` } }
+      : {}),
+  });
+}
 
 /** The one place that turns configuration into stage implementations. */
 export function buildPipeline(config: ReplicatorConfig, options: PipelineOptions): Pipeline {
@@ -90,18 +132,39 @@ export function buildPipeline(config: ReplicatorConfig, options: PipelineOptions
     const stageLogger = logger.child({ stage: 'sink' });
     const state = { connected: false };
     consumerStates.sink = state;
-    if (metrics) metrics.trackStage('sink');
-    const sinkOptions: SinkStageOptions = {
-      logger: stageLogger,
-      state,
-      hooks: metrics ? sinkHooks(metrics, config.sink.groupId) : {},
-      ...(options.holdApplyMs ? { holdApplyMs: options.holdApplyMs } : {}),
-      ...(options.holdSettleMs ? { holdSettleMs: options.holdSettleMs } : {}),
-    };
-    // Beside the source, the sink runs on a thread of its own: on one event loop, each batch's transforms and
-    // statements delayed capture (the cutover's drain waited up to 0.6 s for the source to pass its fence).
-    if (role === 'sink') sink = buildSink(config, sinkOptions);
-    const k = sink ?? new ThreadedSink(config, sinkOptions);
+    const group = config.sink.groupId;
+    sink = new PostgresSink({
+      ...sinkOptions(config, {
+        modules: transformModules,
+        model: v2Model,
+        kafka: trackConsumers(createKafka(config.kafka, stageLogger, `${config.kafka.clientId}-sink`), state),
+        logger: stageLogger,
+      }),
+      ...(registry ? { decodeValue: (buf: Buffer) => decodeAvroValue(registry, buf) } : {}),
+      ...(options.holdApplyMs ? { holdBeforeCommitMs: options.holdApplyMs } : {}),
+      ...(options.holdSettleMs ? { holdBeforeSettleMs: options.holdSettleMs } : {}),
+      ...(metrics
+        ? {
+            onUnit: (table: string) => metrics.transformUnits.inc({ table }),
+            onHops: (hops: { capture: number; queue: number; apply: number }) => {
+              metrics.stageLatencySeconds.observe({ stage: 'capture' }, hops.capture);
+              metrics.stageLatencySeconds.observe({ stage: 'queue' }, hops.queue);
+              metrics.stageLatencySeconds.observe({ stage: 'apply' }, hops.apply);
+            },
+            onBatch: (seconds: number, units: number) => {
+              metrics.sinkBatchSeconds.observe(seconds);
+              metrics.sinkMessages.inc(units);
+            },
+            onDeadLetter: (reason: string) => metrics.dlqMessages.inc({ stage: 'sink', reason }),
+            onToastRefetch: (table: string, rows: number) => metrics.toastRefetch.inc({ table }, rows),
+            onSchemaDrift: (table: string, held: number) =>
+              metrics.schemaDriftPartitions.set({ table }, held),
+            onApplied: (commitTs: string) => metrics.observeApplied(group, commitTs),
+          }
+        : {}),
+      ...failureHooks('sink'),
+    });
+    const k = sink;
     // Zero series from the start, as for the source's events.
     for (const t of config.source.tables) {
       metrics?.toastRefetch.inc({ table: `${t.schema}.${t.table}` }, 0);
@@ -125,9 +188,7 @@ export function buildPipeline(config: ReplicatorConfig, options: PipelineOptions
             },
           }
         : {}),
-      ...(role !== 'source' && config.target
-        ? { sink: { url: config.target.url, groupId: config.sink.groupId } }
-        : {}),
+      ...(sink && config.target ? { sink: { url: config.target.url, groupId: config.sink.groupId } } : {}),
       ...(lagGroups.length > 0
         ? {
             kafka: {

@@ -1,4 +1,3 @@
-import { SchemaRegistryClient } from '@confluentinc/schemaregistry';
 import type { Kafka } from 'kafkajs';
 import {
   type KafkaPublisherOptions,
@@ -93,16 +92,4 @@ export function stageTopics(config: Pick<ReplicatorConfig, 'source' | 'kafka' | 
     },
     dlq: dlqTopic(config.kafka.topicPrefix),
   };
-}
-
-/** The Schema Registry client the config asks for (basic auth when it names a user), or none. */
-export function schemaRegistryClient(config: ReplicatorConfig): SchemaRegistryClient | undefined {
-  const r = config.schemaRegistry;
-  if (!r) return undefined;
-  return new SchemaRegistryClient({
-    baseURLs: [r.url],
-    ...(r.username !== undefined
-      ? { basicAuthCredentials: { credentialsSource: 'USER_INFO', userInfo: `${r.username}:${r.password}` } }
-      : {}),
-  });
 }
