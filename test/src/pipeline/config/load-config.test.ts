@@ -62,6 +62,7 @@ describe('parseConfig', () => {
         finalVerify: 'auto',
         retries: 0,
         retryDelaySeconds: 10,
+        fenceLagMs: 250,
         waitSeconds: 60,
         drainTimeoutSeconds: 300,
         sequences: [],
