@@ -188,19 +188,14 @@ export async function goNoGo(
   const sourceStarted = Date.now();
   const checks: GoNoGo[] = [];
   const maxLag = o.maxLagSeconds ?? config.cutover.maxLagSeconds;
-  const lagRow = (
-    await target.query<{ lag: number | null }>(
-      'SELECT extract(epoch FROM now() - commit_ts)::float8 AS lag FROM replicator.applied WHERE group_id = $1',
-      [config.sink.groupId],
-    )
-  ).rows[0];
+  const lagMs = await appliedLagMs(config, target, legacy);
   checks.push(
-    lagRow?.lag == null
+    lagMs === undefined
       ? { check: 'replication lag', ok: false, detail: 'the sink has applied nothing yet' }
       : {
           check: 'replication lag',
-          ok: lagRow.lag <= maxLag,
-          detail: `${lagRow.lag.toFixed(2)} s (max ${maxLag} s; heartbeats keep it fresh)`,
+          ok: lagMs / 1000 <= maxLag,
+          detail: `${(lagMs / 1000).toFixed(2)} s (max ${maxLag} s; heartbeats keep it fresh)`,
         },
   );
   // Offsets include transaction control records: read the topic for an exact count when it is not empty.
@@ -301,6 +296,27 @@ async function sourceCaughtUp(
 }
 
 /**
+ * The pipeline's commit → applied lag, ms: legacy's clock against the newest legacy commit the sink applied
+ * (replicator.applied, kept fresh by heartbeats when idle); undefined before it applied anything. The gate's check
+ * and the lull before the fence read it alike.
+ */
+async function appliedLagMs(
+  config: ReplicatorConfig,
+  target: pg.Client,
+  legacy: pg.Client,
+): Promise<number | undefined> {
+  const [now, applied] = await Promise.all([
+    legacy.query<{ ms: number }>('SELECT extract(epoch FROM clock_timestamp())::float8 * 1000 AS ms'),
+    target.query<{ ms: number | null }>(
+      'SELECT extract(epoch FROM commit_ts)::float8 * 1000 AS ms FROM replicator.applied WHERE group_id = $1',
+      [config.sink.groupId],
+    ),
+  ]);
+  const ts = applied.rows[0]?.ms;
+  return ts == null ? undefined : Math.max(0, Math.round(now.rows[0]!.ms - ts));
+}
+
+/**
  * Waits for a moment to fence: the drain inside the window lasts about as long as the pipeline's commit → applied
  * lag when the fence is taken, and under load that lag swings from batch to batch (on the bench box 0.1–1.5 s at 1k
  * writes/s, and the final verify's preparation just before the fence adds a burst). gh-ost, for the same reason,
@@ -320,15 +336,7 @@ async function awaitLull(
   let nudged = 0;
   let warned = false;
   for (;;) {
-    const [now, applied] = await Promise.all([
-      legacy.query<{ ms: number }>('SELECT extract(epoch FROM clock_timestamp())::float8 * 1000 AS ms'),
-      target.query<{ ms: number | null }>(
-        'SELECT extract(epoch FROM commit_ts)::float8 * 1000 AS ms FROM replicator.applied WHERE group_id = $1',
-        [config.sink.groupId],
-      ),
-    ]);
-    const ts = applied.rows[0]?.ms;
-    const lagMs = ts == null ? undefined : Math.max(0, Math.round(now.rows[0]!.ms - ts));
+    const lagMs = await appliedLagMs(config, target, legacy);
     const waitedMs = Date.now() - started;
     if (lagMs !== undefined && lagMs <= config.cutover.fenceLagMs) return { lull: true, lagMs, waitedMs };
     if (Date.now() >= until) return { lull: false, lagMs, waitedMs };
