@@ -3,5 +3,10 @@
  * V2 domain (entity order, derived users) handed in as a V2 model (src/contracts/v2-model.ts).
  */
 export { PostgresSink, type PostgresSinkOptions } from './postgres-sink.js';
-export { dropToastImages, ensureReplicatorSchema } from './target-schema.js';
+export {
+  dropToastImages,
+  ensureReplicatorSchema,
+  ensureSchemaObjects,
+  type SchemaObjects,
+} from './target-schema.js';
 export { readColumnTypes } from './unit-applier.js';

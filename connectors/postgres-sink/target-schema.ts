@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { quoteIdent } from '../../src/core/sql.js';
 
 /**
  * The sink's own bookkeeping in the target, in schema `replicator` (never in the V2 tables):
@@ -21,7 +22,8 @@ import type pg from 'pg';
  * - schema_drift: per (group, topic, partition), the change where the partition waits because its row no longer
  *   fits its module's legacy schema (`drift-holds.ts`); `status` shows each as a SCHEMA_DRIFT problem.
  */
-export const REPLICATOR_SCHEMA_DDL = `
+export const REPLICATOR_SCHEMA: SchemaObjects = {
+  tables: `
 CREATE SCHEMA IF NOT EXISTS replicator;
 CREATE TABLE IF NOT EXISTS replicator.schema_drift (
   group_id text NOT NULL, topic text NOT NULL, partition integer NOT NULL, legacy_table text NOT NULL,
@@ -37,10 +39,6 @@ CREATE TABLE IF NOT EXISTS replicator.lineage (
   outputs jsonb NOT NULL, emails text[] NOT NULL,
   applied_at timestamptz NOT NULL DEFAULT now(),
   PRIMARY KEY (source_table, source_key));
-ALTER TABLE replicator.lineage ADD COLUMN IF NOT EXISTS prior_outputs jsonb NOT NULL DEFAULT '[]';
-ALTER TABLE replicator.lineage ADD COLUMN IF NOT EXISTS prior_emails text[] NOT NULL DEFAULT '{}';
-CREATE INDEX IF NOT EXISTS lineage_commit_lsn ON replicator.lineage (commit_lsn);
-CREATE INDEX IF NOT EXISTS lineage_emails ON replicator.lineage USING gin (emails);
 CREATE TABLE IF NOT EXISTS replicator.applied (
   group_id text PRIMARY KEY, commit_ts timestamptz, commit_lsn pg_lsn, updated_at timestamptz NOT NULL DEFAULT now());
 CREATE TABLE IF NOT EXISTS replicator.cutovers (
@@ -48,13 +46,9 @@ CREATE TABLE IF NOT EXISTS replicator.cutovers (
   started_at timestamptz NOT NULL DEFAULT now(), fence_committed_at timestamptz, fence_lsn pg_lsn,
   drained_at timestamptz, verified_at timestamptz, flip_committed_at timestamptz, finished_at timestamptz,
   rolled_back_at timestamptz, write_blocked_ms double precision, error text, details jsonb NOT NULL DEFAULT '{}');
-ALTER TABLE replicator.cutovers ADD COLUMN IF NOT EXISTS fence_mode text NOT NULL DEFAULT 'reject';
-ALTER TABLE replicator.cutovers ADD COLUMN IF NOT EXISTS tail_pending boolean NOT NULL DEFAULT false;
-ALTER TABLE replicator.cutovers ADD COLUMN IF NOT EXISTS tail_drained_at timestamptz;
 CREATE TABLE IF NOT EXISTS replicator.verify_runs (
   id text PRIMARY KEY, started_at timestamptz NOT NULL DEFAULT now(), finished_at timestamptz,
   snapshot_lsn pg_lsn, clean boolean, summary jsonb NOT NULL DEFAULT '{}');
-ALTER TABLE replicator.verify_runs ADD COLUMN IF NOT EXISTS settled_lsn pg_lsn;
 CREATE TABLE IF NOT EXISTS replicator.reverify_queue (
   run_id text NOT NULL, entity text NOT NULL, key text NOT NULL, PRIMARY KEY (run_id, entity, key));
 CREATE TABLE IF NOT EXISTS replicator.pending_derived (
@@ -64,7 +58,26 @@ CREATE TABLE IF NOT EXISTS replicator.toast_images (
   commit_lsn pg_lsn NOT NULL, seq integer NOT NULL,
   columns json NOT NULL,
   PRIMARY KEY (source_table, source_key));
-`;
+`,
+  columns: [
+    { table: 'replicator.lineage', column: 'prior_outputs', definition: "jsonb NOT NULL DEFAULT '[]'" },
+    { table: 'replicator.lineage', column: 'prior_emails', definition: "text[] NOT NULL DEFAULT '{}'" },
+    { table: 'replicator.cutovers', column: 'fence_mode', definition: "text NOT NULL DEFAULT 'reject'" },
+    { table: 'replicator.cutovers', column: 'tail_pending', definition: 'boolean NOT NULL DEFAULT false' },
+    { table: 'replicator.cutovers', column: 'tail_drained_at', definition: 'timestamptz' },
+    { table: 'replicator.verify_runs', column: 'settled_lsn', definition: 'pg_lsn' },
+  ],
+  indexes: [
+    {
+      name: 'replicator.lineage_commit_lsn',
+      create: 'CREATE INDEX IF NOT EXISTS lineage_commit_lsn ON replicator.lineage (commit_lsn)',
+    },
+    {
+      name: 'replicator.lineage_emails',
+      create: 'CREATE INDEX IF NOT EXISTS lineage_emails ON replicator.lineage USING gin (emails)',
+    },
+  ],
+};
 
 /**
  * The lookups (table, column) of existing tables that no index starts with: the derived rows' recompute would scan
@@ -93,11 +106,50 @@ export async function dropToastImages(client: pg.ClientBase): Promise<void> {
 }
 
 export async function ensureReplicatorSchema(client: pg.ClientBase): Promise<void> {
-  // Two sinks starting at once must not race on CREATE … IF NOT EXISTS (it is not concurrency-safe).
+  await ensureSchemaObjects(client, REPLICATOR_SCHEMA);
+}
+
+/** Bookkeeping tables, then what was added to them since they were first released. */
+export interface SchemaObjects {
+  /** CREATE SCHEMA and CREATE TABLE … IF NOT EXISTS: a check of the name, taking no lock on an existing table. */
+  tables: string;
+  /** Columns added since (table schema-qualified, definition as in ADD COLUMN). */
+  columns: readonly { table: string; column: string; definition: string }[];
+  /** Indexes by schema-qualified name, with their CREATE statement. */
+  indexes: readonly { name: string; create: string }[];
+}
+
+/**
+ * Creates what `objects` names and the target lacks, serialized with every other setup by an advisory lock
+ * (CREATE … IF NOT EXISTS is not concurrency-safe). Columns and indexes are looked up first and only the missing
+ * ones created: ALTER TABLE … ADD COLUMN IF NOT EXISTS and CREATE INDEX IF NOT EXISTS lock their table before they
+ * find nothing to do, so every start would wait for any transaction on it (an apply, a long read, pg_dump) while
+ * every later apply queued behind that lock. An upgrade that does add one still takes it, once.
+ */
+export async function ensureSchemaObjects(client: pg.ClientBase, objects: SchemaObjects): Promise<void> {
   await client.query('BEGIN');
   try {
     await client.query("SELECT pg_advisory_xact_lock(hashtext('replicator.schema'))");
-    await client.query(REPLICATOR_SCHEMA_DDL);
+    await client.query(objects.tables);
+    const columns = await client.query<{ i: string }>(
+      `SELECT c.i::text FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS c(t, col, i)
+        WHERE NOT EXISTS (SELECT 1 FROM pg_attribute a
+                           WHERE a.attrelid = c.t::regclass AND a.attname = c.col AND NOT a.attisdropped)
+        ORDER BY c.i`,
+      [objects.columns.map((c) => c.table), objects.columns.map((c) => c.column)],
+    );
+    for (const { i } of columns.rows) {
+      const c = objects.columns[Number(i) - 1]!;
+      await client.query(
+        `ALTER TABLE ${c.table} ADD COLUMN IF NOT EXISTS ${quoteIdent(c.column)} ${c.definition}`,
+      );
+    }
+    const indexes = await client.query<{ i: string }>(
+      `SELECT n.i::text FROM unnest($1::text[]) WITH ORDINALITY AS n(name, i)
+        WHERE to_regclass(n.name) IS NULL ORDER BY n.i`,
+      [objects.indexes.map((x) => x.name)],
+    );
+    for (const { i } of indexes.rows) await client.query(objects.indexes[Number(i) - 1]!.create);
     await client.query('COMMIT');
   } catch (e) {
     await client.query('ROLLBACK').catch(() => {});

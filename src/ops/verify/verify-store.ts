@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { ensureSchemaObjects, type SchemaObjects } from '../../../connectors/postgres-sink/index.js';
 import type { JsonRow, V2Entity } from '../../contracts/transform-api.js';
 
 /**
@@ -8,18 +9,23 @@ import type { JsonRow, V2Entity } from '../../contracts/transform-api.js';
  * - reverify_queue: the keys a run leaves to re-check (key: JSON text of the key columns) — status 'drift' (still
  *   different after the re-checks) or 'in-flux' (changed again at every re-check: the next verify, or cutover's
  *   fenced final verify, decides).
- * The tables are also in the sink's REPLICATOR_SCHEMA_DDL; this adds what verify needs when an older sink made them.
+ * The tables are also in the sink's REPLICATOR_SCHEMA; this adds what verify needs when an older sink made them.
  */
-export const VERIFY_SCHEMA_DDL = `
+export const VERIFY_SCHEMA: SchemaObjects = {
+  tables: `
 CREATE SCHEMA IF NOT EXISTS replicator;
 CREATE TABLE IF NOT EXISTS replicator.verify_runs (
   id text PRIMARY KEY, started_at timestamptz NOT NULL DEFAULT now(), finished_at timestamptz,
   snapshot_lsn pg_lsn, clean boolean, summary jsonb NOT NULL DEFAULT '{}');
-ALTER TABLE replicator.verify_runs ADD COLUMN IF NOT EXISTS settled_lsn pg_lsn;
 CREATE TABLE IF NOT EXISTS replicator.reverify_queue (
   run_id text NOT NULL, entity text NOT NULL, key text NOT NULL, PRIMARY KEY (run_id, entity, key));
-ALTER TABLE replicator.reverify_queue ADD COLUMN IF NOT EXISTS status text NOT NULL DEFAULT 'drift';
-`;
+`,
+  columns: [
+    { table: 'replicator.verify_runs', column: 'settled_lsn', definition: 'pg_lsn' },
+    { table: 'replicator.reverify_queue', column: 'status', definition: "text NOT NULL DEFAULT 'drift'" },
+  ],
+  indexes: [],
+};
 
 export interface QueuedKey {
   entity: V2Entity;
@@ -27,17 +33,9 @@ export interface QueuedKey {
   status: 'drift' | 'in-flux';
 }
 
-/** Creates the tables (serialized with the sink's own schema setup: CREATE … IF NOT EXISTS is not concurrency-safe). */
+/** Creates the tables, serialized with the sink's own schema setup (ensureSchemaObjects). */
 export async function ensureVerifySchema(client: pg.ClientBase): Promise<void> {
-  await client.query('BEGIN');
-  try {
-    await client.query("SELECT pg_advisory_xact_lock(hashtext('replicator.schema'))");
-    await client.query(VERIFY_SCHEMA_DDL);
-    await client.query('COMMIT');
-  } catch (e) {
-    await client.query('ROLLBACK').catch(() => {});
-    throw e;
-  }
+  await ensureSchemaObjects(client, VERIFY_SCHEMA);
 }
 
 /** `settledLsn`: a full run's position before its snapshot (every commit before it is in it), the delta's base. */
