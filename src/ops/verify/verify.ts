@@ -325,7 +325,10 @@ export async function runVerify(o: VerifyOptions): Promise<VerifyReport> {
     }
 
     // 3. The re-verify queue.
-    const origins = entities.includes('users') ? expected.userOrigins() : new Map<string, Set<string>>();
+    // Which legacy rows make each user: only when a user differs (a map over every booking otherwise).
+    const origins = comparisons.some((c) => c.entity === 'users' && c.diffs.length > 0)
+      ? expected.userOrigins()
+      : new Map<string, Set<string>>();
     const items: RecheckItem[] = comparisons.flatMap((c) =>
       c.diffs.map((diff) => queueItem(diff, expected, origins)),
     );
