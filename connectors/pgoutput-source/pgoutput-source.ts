@@ -6,6 +6,7 @@ import type { Publisher, PublisherSettings, StateStore } from '../../src/contrac
 import {
   changeTopic,
   dlqTopic,
+  EMIT_HEARTBEAT_SQL,
   fencePrefix,
   heartbeatPrefix,
   stateTopic,
@@ -423,10 +424,7 @@ export class PgoutputSource {
       source.heartbeatIntervalMs > 0
         ? setInterval(() => {
             admin
-              .query('SELECT pg_logical_emit_message(false, $1, $2)', [
-                heartbeatPrefix(kafka.topicPrefix),
-                new Date().toISOString(),
-              ])
+              .query(EMIT_HEARTBEAT_SQL, [heartbeatPrefix(kafka.topicPrefix)])
               .catch((e: unknown) => log.warn({ err: errText(e) }, 'heartbeat failed'));
           }, source.heartbeatIntervalMs)
         : undefined;

@@ -5,7 +5,7 @@ import { promisify } from 'node:util';
 import type { Kafka } from 'kafkajs';
 import pg from 'pg';
 import { dropToastImages, ensureReplicatorSchema } from '../../../connectors/postgres-sink/index.js';
-import { changeTopics, dlqTopic, heartbeatPrefix } from '../../contracts/topics.js';
+import { changeTopics, dlqTopic, EMIT_HEARTBEAT_SQL, heartbeatPrefix } from '../../contracts/topics.js';
 import { ErrorCodes, ReplicatorError, withEndpoint } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import { textTypes } from '../../core/pg-text-types.js';
@@ -340,14 +340,11 @@ async function awaitLull(
     const waitedMs = Date.now() - started;
     if (lagMs !== undefined && lagMs <= config.cutover.fenceLagMs) return { lull: true, lagMs, waitedMs };
     if (Date.now() >= until) return { lull: false, lagMs, waitedMs };
-    // Idle, the newest applied commit is as old as the last heartbeat: send one, stamped with legacy's clock.
+    // Idle, the newest applied commit is as old as the last heartbeat: send one.
     if (Date.now() - nudged >= 250) {
       nudged = Date.now();
       await legacy
-        .query(
-          `SELECT pg_logical_emit_message(false, $1, to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))`,
-          [heartbeatPrefix(config.kafka.topicPrefix)],
-        )
+        .query(EMIT_HEARTBEAT_SQL, [heartbeatPrefix(config.kafka.topicPrefix)])
         .catch((e: unknown) => {
           if (!warned) o.logger.warn({ err: String(e) }, 'cutover: could not emit a heartbeat');
           warned = true;

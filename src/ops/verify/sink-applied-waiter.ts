@@ -1,6 +1,7 @@
 import type { Kafka } from 'kafkajs';
 import pg from 'pg';
 import { snapshotSessionName } from '../../../connectors/pgoutput-source/index.js';
+import { EMIT_HEARTBEAT_SQL } from '../../contracts/topics.js';
 import type { Logger } from '../../core/logger.js';
 import { sleep } from '../../core/retry.js';
 
@@ -164,19 +165,11 @@ export function sinkAppliedWaiter(o: SinkAppliedWaiterOptions): (lsn: string) =>
       const deadline = Date.now() + timeoutMs;
       const nudge = async () => {
         if (!o.heartbeatPrefix) return;
-        await legacy
-          .query('SELECT pg_logical_emit_message(false, $1, $2)', [
-            o.heartbeatPrefix,
-            new Date().toISOString(),
-          ])
-          .catch((e: unknown) => {
-            if (!warned)
-              o.logger.warn(
-                { err: String(e) },
-                'verify: could not emit a heartbeat; waiting for the source’s',
-              );
-            warned = true;
-          });
+        await legacy.query(EMIT_HEARTBEAT_SQL, [o.heartbeatPrefix]).catch((e: unknown) => {
+          if (!warned)
+            o.logger.warn({ err: String(e) }, 'verify: could not emit a heartbeat; waiting for the source’s');
+          warned = true;
+        });
       };
       let lastNudge = Date.now();
       await nudge();

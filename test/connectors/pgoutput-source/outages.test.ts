@@ -192,6 +192,8 @@ describe('source under outages', () => {
       const beat = JSON.parse(beats[0]!.value!) as { lsn: string; sentAt: string };
       expect(beat.lsn).toMatch(/^[0-9A-F]+\/[0-9A-F]+$/);
       expect(Number.isNaN(Date.parse(beat.sentAt))).toBe(false);
+      // Stamped by legacy's clock (microseconds, as EMIT_HEARTBEAT_SQL writes it), not the daemon's (milliseconds).
+      expect(beat.sentAt).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/);
     } finally {
       await source.stop();
       await dropSlot(db.url, config.source.slot);
