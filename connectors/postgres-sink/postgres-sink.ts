@@ -2,6 +2,7 @@ import { type Kafka, type KafkaMessage, Partitioners, type Producer } from 'kafk
 import pg from 'pg';
 import { parseChangeEventJson } from '../../src/contracts/change-event.js';
 import {
+  CHANGES_LOST,
   type DeadLetterInfo,
   deadLetterHeaders,
   REPLAYED_FROM_HEADER,
@@ -707,14 +708,14 @@ export class PostgresSink {
   ): Promise<boolean> {
     // Dead letters go out before the transaction that passes their offsets commits: a crash in between sends
     // them again on replay, and `dlq list` counts a letter once per origin (topic, partition, offset, code).
-    const send = async (letters: DeadLetterInfo[], of: Map<DeadLetterInfo, Entry>) => {
+    const send = async (letters: DeadLetterInfo[], of: Map<DeadLetterInfo, Entry | undefined>) => {
       if (letters.length === 0) return;
       await dlq.send({
         topic: this.o.dlqTopic,
         acks: -1,
         messages: letters.map((d) => ({
-          key: of.get(d)!.raw.key,
-          value: of.get(d)!.raw.value,
+          key: of.get(d)?.raw.key ?? null,
+          value: of.get(d)?.raw.value ?? null,
           headers: deadLetterHeaders(d),
         })),
       });
@@ -733,7 +734,7 @@ export class PostgresSink {
     await this.toast.prepare(entries.flatMap((e) => (e.change ? [e.change.table] : [])));
     const client = await this.checkout(pool);
     let letters: DeadLetterInfo[] = [];
-    const beforeCommit = async (l: DeadLetterInfo[], of: Map<DeadLetterInfo, Entry>) => {
+    const beforeCommit = async (l: DeadLetterInfo[], of: Map<DeadLetterInfo, Entry | undefined>) => {
       letters = l;
       await send(l, of);
     };
@@ -802,6 +803,41 @@ export class PostgresSink {
   }
 
   /**
+   * The dead letter of changes Kafka deleted (its retention) before this group applied them: the batch starts past
+   * the offset the group stored for the partition, and the partition's log now starts past it too. A consumer whose position fell out of range
+   * restarts at the log's start and would go on as if nothing were missing. The source's producer is idempotent and
+   * not transactional, so a partition's offsets have no gaps otherwise; the log start is read only on a gap.
+   */
+  private async lostBefore(
+    topic: string,
+    partition: number,
+    stored: bigint,
+    first: bigint,
+  ): Promise<DeadLetterInfo | undefined> {
+    // Heartbeats carry no rows: a gap there loses nothing.
+    if (first <= stored || topic === this.o.heartbeatTopic) return undefined;
+    const admin = this.o.kafka.admin();
+    await admin.connect();
+    let start: bigint;
+    try {
+      const offsets = await admin.fetchTopicOffsets(topic);
+      start = BigInt(offsets.find((o) => o.partition === partition)?.low ?? '0');
+    } finally {
+      await admin.disconnect().catch(() => {});
+    }
+    if (stored >= start) return undefined;
+    return {
+      code: CHANGES_LOST,
+      message: `Kafka deleted offsets ${stored}–${first - 1n} of ${topic}/${partition} (retention) before the sink applied them: their changes are not in V2; \`replicator verify --repair\` re-emits the legacy rows that differ`,
+      stage: 'sink',
+      transform: '-',
+      sourceTopic: topic,
+      sourcePartition: partition,
+      sourceOffset: String(stored),
+    };
+  }
+
+  /**
    * One batch in one transaction. With `rejected`, each unit runs under a savepoint and a row error is recorded
    * instead of aborting; `beforeCommit` gets the batch's dead letters (transform rejections and target rejects) and
    * runs before the offsets commit with the rows. False when nothing in the batch was new.
@@ -813,15 +849,19 @@ export class PostgresSink {
     partition: number,
     entries: Entry[],
     rejected: { entry: Entry; error: Error & { code: string } }[] | undefined,
-    beforeCommit: (letters: DeadLetterInfo[], of: Map<DeadLetterInfo, Entry>) => Promise<void>,
+    beforeCommit: (letters: DeadLetterInfo[], of: Map<DeadLetterInfo, Entry | undefined>) => Promise<void>,
   ): Promise<Settlement | undefined> {
     const { groupId } = this.o;
     await client.query('BEGIN');
     try {
-      await client.query(
-        'INSERT INTO replicator.sink_offsets (group_id, topic, partition, next_offset) VALUES ($1, $2, $3, 0) ON CONFLICT DO NOTHING',
-        [groupId, topic, partition],
-      );
+      // A partition new to the group starts where its log starts, as a Kafka group without an offset does.
+      const started =
+        (
+          await client.query(
+            'INSERT INTO replicator.sink_offsets (group_id, topic, partition, next_offset) VALUES ($1, $2, $3, 0) ON CONFLICT DO NOTHING',
+            [groupId, topic, partition],
+          )
+        ).rowCount === 0;
       // The row lock also serializes two instances that briefly both hold this partition during a rebalance.
       const stored = BigInt(
         (
@@ -836,6 +876,9 @@ export class PostgresSink {
         await client.query('ROLLBACK');
         return undefined;
       }
+      const lost = started
+        ? await this.lostBefore(topic, partition, stored, BigInt(candidates[0]!.offset))
+        : undefined;
       // The lineage of every changed row, locked (in key order) before its image is read: with the partition's
       // offset row above, no other transaction touches these rows' images until this one ends.
       const lineage = await applier.prepare(
@@ -913,7 +956,8 @@ export class PostgresSink {
         'UPDATE replicator.sink_offsets SET next_offset = $4, updated_at = now() WHERE group_id = $1 AND topic = $2 AND partition = $3',
         [groupId, topic, partition, (BigInt(last.offset) + 1n).toString()],
       );
-      const of = new Map<DeadLetterInfo, Entry>();
+      const of = new Map<DeadLetterInfo, Entry | undefined>();
+      if (lost) of.set(lost, undefined);
       const at = (entry: Entry) => ({
         sourceTopic: topic,
         sourcePartition: partition,

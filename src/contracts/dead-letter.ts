@@ -35,6 +35,16 @@ const H = {
  */
 export const EVENT_TOO_LARGE = 'EVENT_TOO_LARGE';
 
+/**
+ * The code of changes Kafka deleted (its retention) before the sink applied them: the sink found a partition's log
+ * starting past the offset it had stored. One letter per gap, without key or value (the changes are gone), its
+ * source offset the first one lost; nothing to replay: `verify --repair` re-emits the legacy rows V2 lacks.
+ */
+export const CHANGES_LOST = 'CHANGES_LOST';
+
+/** Letters that carry no change to send back (`dlq replay` passes over them). */
+export const UNREPLAYABLE_CODES: ReadonlySet<string> = new Set([EVENT_TOO_LARGE, CHANGES_LOST]);
+
 /** The Kafka headers of a dead letter. */
 export function deadLetterHeaders(d: DeadLetterInfo): Record<string, string> {
   return {

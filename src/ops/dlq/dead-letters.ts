@@ -4,10 +4,10 @@ import {
   type DeadLetterInfo,
   deadLetterHeaders,
   deadLetterOrigin,
-  EVENT_TOO_LARGE,
   REPLAY_MARKER,
   REPLAYED_FROM_HEADER,
   readDeadLetterHeaders,
+  UNREPLAYABLE_CODES,
 } from '../../contracts/dead-letter.js';
 
 export interface DeadLetter {
@@ -137,8 +137,9 @@ export async function listDeadLetters(
  * after a fix to a transform, to the target or to the data — and marks each replayed: a marker record in the DLQ
  * topic (after the change is acknowledged), so `dlq list` no longer shows it and a later replay does not send it
  * again. Without `ids`: every letter not replayed yet; with `ids` (`<partition>:<offset>`, as `dlq list --all`
- * shows them): those, replayed or not. Letters of changes too large for their topic (EVENT_TOO_LARGE) carry no
- * change and are never replayed: raise the topic's limit and re-emit the row with `verify --repair`. Replays are safe: the sink applies a replayed change at its own position
+ * shows them): those, replayed or not. Letters of changes too large for their topic (EVENT_TOO_LARGE) or deleted by
+ * Kafka before they were applied (CHANGES_LOST) carry no change and are never replayed: re-emit the rows with
+ * `verify --repair` (after raising the topic's limit, for the first). Replays are safe: the sink applies a replayed change at its own position
  * (the rejection's), never over a newer change of the row; a change that is still rejected is dead-lettered anew.
  */
 export async function replayDeadLetters(
@@ -158,8 +159,8 @@ export async function replayDeadLetters(
   await producer.connect();
   try {
     for (const d of chosen) {
-      // An oversized change's letter holds a summary, not the change: there is nothing to send back.
-      if (!d.sourceTopic || d.code === EVENT_TOO_LARGE) continue;
+      // An oversized change's letter holds a summary, and lost changes' none: there is nothing to send back.
+      if (!d.sourceTopic || UNREPLAYABLE_CODES.has(d.code)) continue;
       const [sent] = await producer.send({
         topic: d.sourceTopic,
         acks: -1,

@@ -183,6 +183,113 @@ describe('sink resilience', () => {
     }
   }, 300_000);
 
+  it('changes Kafka deleted before the sink applied them: a CHANGES_LOST letter per gap, and the sink goes on', async () => {
+    const env = await freshPipeline('lost');
+    const upstream = startPipeline(env.config, 'source');
+    stops.push(upstream.stop);
+    let sink = new ChildReplicator(env.config, 'sink');
+    children.push(sink);
+    sink.start();
+    const kafka = testKafka();
+    const admin = kafka.admin();
+    await admin.connect();
+    try {
+      const w = new LegacyWorkload({
+        seed: 21,
+        customers: 25,
+        shops: 2,
+        invalidShare: 0.02,
+        bigNotesBytes: 5000,
+      });
+      await withClient(env.legacyUrl, async (c) => {
+        for (const write of w.seed(60)) await c.query(write.sql, write.params);
+      });
+      const diff = await waitForConvergence(env.legacyUrl, env.targetUrl, 120_000);
+      expect(isClean(diff), summary(diff)).toBe(true);
+      expect(await sink.stop()).toBe(0);
+
+      // The sink is down while changes go on reaching Kafka; the source then stops with all of them there.
+      await withClient(env.legacyUrl, async (c) => {
+        for (let i = 0; i < 300; i++) {
+          const write = w.next();
+          await c.query(write.sql, write.params);
+        }
+      });
+      const written = await withClient(
+        env.legacyUrl,
+        async (c) => (await c.query<{ l: string }>('SELECT pg_current_wal_lsn()::text AS l')).rows[0]!.l,
+      );
+      for (let i = 0; i < 600; i++) {
+        const passed = await withClient(
+          env.legacyUrl,
+          async (c) =>
+            (
+              await c.query<{ p: boolean }>(
+                'SELECT confirmed_flush_lsn >= $1::pg_lsn AS p FROM pg_replication_slots WHERE slot_name = $2',
+                [written, env.config.source.slot],
+              )
+            ).rows[0]?.p === true,
+        );
+        if (passed) break;
+        await sleep(100);
+      }
+      await upstream.stop();
+
+      // Kafka's retention deletes the first unapplied change of every partition holding two or more. A partition
+      // the group never applied starts at its log's start (as a Kafka group without an offset): no letter there.
+      const tables = changeTopics({
+        rawPrefix: env.config.kafka.topicPrefix,
+        tables: env.config.source.tables,
+      });
+      const stored = await storedOffsets(env.targetUrl);
+      const gaps: string[] = [];
+      let unapplied = 0;
+      for (const topic of tables) {
+        for (const p of await admin.fetchTopicOffsets(topic)) {
+          const next = stored[`${topic}/${p.partition}`];
+          const from = BigInt(next ?? p.low);
+          if (BigInt(p.high) - from < 2n) continue;
+          await admin.deleteTopicRecords({
+            topic,
+            partitions: [{ partition: p.partition, offset: String(from + 1n) }],
+          });
+          if (next === undefined) unapplied++;
+          else gaps.push(`${topic}/${p.partition}/${next}`);
+        }
+      }
+      expect(gaps.length).toBeGreaterThan(0);
+      expect(unapplied).toBeGreaterThan(0);
+
+      sink = new ChildReplicator(env.config, 'sink');
+      children.push(sink);
+      sink.start();
+      // It applies everything after each gap: every stored offset reaches its partition's end.
+      const ends = await endOffsets([...tables, heartbeatPrefix(env.config.kafka.topicPrefix)]);
+      let reached: Record<string, string> = {};
+      for (let i = 0; i < 600 && JSON.stringify(reached) !== JSON.stringify(ends); i++) {
+        reached = await storedOffsets(env.targetUrl);
+        await sleep(100);
+      }
+      expect(reached).toEqual(ends);
+      const letters = (await listDeadLetters(kafka, dlqTopic(env.config.kafka.topicPrefix))).filter(
+        (d) => d.code === 'CHANGES_LOST',
+      );
+      expect(letters.map((d) => `${d.sourceTopic}/${d.sourcePartition}/${d.sourceOffset}`).sort()).toEqual(
+        gaps.sort(),
+      );
+      for (const d of letters) {
+        expect(d.message).toMatch(/^Kafka deleted offsets \d+–\d+ of .* verify --repair/);
+        expect(d.value).toBeNull();
+      }
+      expect(await sink.stop()).toBe(0);
+    } finally {
+      await admin.disconnect();
+      await sink.kill9();
+      await upstream.stop();
+      await dropSlot(env.legacyUrl, env.config.source.slot);
+    }
+  }, 300_000);
+
   it('two sink instances in one group during a workload of shared-email bookings: totals exact', async () => {
     const env = await freshPipeline('twosinks');
     const upstream = startPipeline(env.config, 'source');
