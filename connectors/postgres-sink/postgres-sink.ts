@@ -816,16 +816,7 @@ export class PostgresSink {
   ): Promise<DeadLetterInfo | undefined> {
     // Heartbeats carry no rows: a gap there loses nothing.
     if (first <= stored || topic === this.o.heartbeatTopic) return undefined;
-    const admin = this.o.kafka.admin();
-    await admin.connect();
-    let start: bigint;
-    try {
-      const offsets = await admin.fetchTopicOffsets(topic);
-      start = BigInt(offsets.find((o) => o.partition === partition)?.low ?? '0');
-    } finally {
-      await admin.disconnect().catch(() => {});
-    }
-    if (stored >= start) return undefined;
+    if (stored >= (await this.logBounds(topic, partition)).start) return undefined;
     return {
       code: CHANGES_LOST,
       message: `Kafka deleted offsets ${stored}–${first - 1n} of ${topic}/${partition} (retention) before the sink applied them: their changes are not in V2; \`replicator verify --repair\` re-emits the legacy rows that differ`,
@@ -835,6 +826,18 @@ export class PostgresSink {
       sourcePartition: partition,
       sourceOffset: String(stored),
     };
+  }
+
+  /** The partition's log: its first offset and the offset after its last (Kafka's low and high watermarks). */
+  private async logBounds(topic: string, partition: number): Promise<{ start: bigint; end: bigint }> {
+    const admin = this.o.kafka.admin();
+    await admin.connect();
+    try {
+      const p = (await admin.fetchTopicOffsets(topic)).find((o) => o.partition === partition);
+      return { start: BigInt(p?.low ?? '0'), end: BigInt(p?.high ?? '0') };
+    } finally {
+      await admin.disconnect().catch(() => {});
+    }
   }
 
   /**
@@ -871,10 +874,20 @@ export class PostgresSink {
           )
         ).rows[0]!.n,
       );
-      const candidates = entries.filter((e) => BigInt(e.offset) >= stored);
+      let candidates = entries.filter((e) => BigInt(e.offset) >= stored);
       if (candidates.length === 0) {
-        await client.query('ROLLBACK');
-        return undefined;
+        // Applied already (a replay after a restart or a rebalance) unless the partition's log now ends before the
+        // stored offset: the topic was recreated, or truncated by an unclean leader election, and that offset
+        // belongs to a log that is gone. Then this log applies from here; the lineage skips what V2 already holds.
+        if ((await this.logBounds(topic, partition)).end >= stored) {
+          await client.query('ROLLBACK');
+          return undefined;
+        }
+        this.o.logger.error(
+          { topic, partition, stored: String(stored), from: entries[0]!.offset },
+          'the partition ends before the offset the sink stored (topic recreated or truncated): applying it from here; changes only the old log held are not in V2 — run `replicator verify`',
+        );
+        candidates = entries;
       }
       const lost = started
         ? await this.lostBefore(topic, partition, stored, BigInt(candidates[0]!.offset))

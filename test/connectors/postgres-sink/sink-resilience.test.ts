@@ -290,6 +290,51 @@ describe('sink resilience', () => {
     }
   }, 300_000);
 
+  it('a partition that ends before its stored offset (topic recreated, log truncated) is applied from its start', async () => {
+    const env = await freshPipeline('stale');
+    const upstream = startPipeline(env.config, 'source');
+    stops.push(upstream.stop);
+    let sink = new ChildReplicator(env.config, 'sink');
+    children.push(sink);
+    sink.start();
+    try {
+      const w = new LegacyWorkload({
+        seed: 31,
+        customers: 25,
+        shops: 2,
+        invalidShare: 0,
+        bigNotesBytes: 5000,
+      });
+      await withClient(env.legacyUrl, async (c) => {
+        for (const write of w.seed(60)) await c.query(write.sql, write.params);
+      });
+      let diff = await waitForConvergence(env.legacyUrl, env.targetUrl, 120_000);
+      expect(isClean(diff), summary(diff)).toBe(true);
+      expect(await sink.stop()).toBe(0);
+      // The offsets the target stored belong to a log that is gone: every partition now ends before them.
+      await withClient(env.targetUrl, (c) =>
+        c.query('UPDATE replicator.sink_offsets SET next_offset = next_offset + 1000'),
+      );
+      await withClient(env.legacyUrl, async (c) => {
+        for (let i = 0; i < 200; i++) {
+          const write = w.next();
+          await c.query(write.sql, write.params);
+        }
+      });
+      sink = new ChildReplicator(env.config, 'sink');
+      children.push(sink);
+      sink.start();
+      diff = await waitForConvergence(env.legacyUrl, env.targetUrl, 120_000);
+      expect(isClean(diff), summary(diff)).toBe(true);
+      expect(sink.log()).toMatch(/ends before the offset the sink stored/);
+      expect(await sink.stop()).toBe(0);
+    } finally {
+      await sink.kill9();
+      await upstream.stop();
+      await dropSlot(env.legacyUrl, env.config.source.slot);
+    }
+  }, 300_000);
+
   it('two sink instances in one group during a workload of shared-email bookings: totals exact', async () => {
     const env = await freshPipeline('twosinks');
     const upstream = startPipeline(env.config, 'source');
