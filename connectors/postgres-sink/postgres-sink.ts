@@ -804,9 +804,10 @@ export class PostgresSink {
 
   /**
    * The dead letter of changes Kafka deleted (its retention) before this group applied them: the batch starts past
-   * the offset the group stored for the partition, and the partition's log now starts past it too. A consumer whose position fell out of range
-   * restarts at the log's start and would go on as if nothing were missing. The source's producer is idempotent and
-   * not transactional, so a partition's offsets have no gaps otherwise; the log start is read only on a gap.
+   * the offset the group stored for the partition, and the partition's log now starts past it too. A consumer
+   * whose position fell out of range restarts at the log's start and would go on as if nothing were missing. The
+   * source's producer is idempotent and not transactional, so a partition's offsets have no gaps otherwise; the
+   * log's start is read only on a gap.
    */
   private async lostBefore(
     topic: string,
@@ -858,7 +859,7 @@ export class PostgresSink {
     await client.query('BEGIN');
     try {
       // A partition new to the group starts where its log starts, as a Kafka group without an offset does.
-      const started =
+      const known =
         (
           await client.query(
             'INSERT INTO replicator.sink_offsets (group_id, topic, partition, next_offset) VALUES ($1, $2, $3, 0) ON CONFLICT DO NOTHING',
@@ -889,7 +890,7 @@ export class PostgresSink {
         );
         candidates = entries;
       }
-      const lost = started
+      const lost = known
         ? await this.lostBefore(topic, partition, stored, BigInt(candidates[0]!.offset))
         : undefined;
       // The lineage of every changed row, locked (in key order) before its image is read: with the partition's
