@@ -88,6 +88,29 @@ async function endOffsets(topics: string[]): Promise<Record<string, string>> {
   }
 }
 
+/** Seeds legacy, waits until V2 matches it, stops the sink; returns a writer of further changes. */
+async function seedThenStop(
+  env: Awaited<ReturnType<typeof freshPipeline>>,
+  sink: ChildReplicator,
+  seed: number,
+  invalidShare: number,
+): Promise<(writes: number) => Promise<void>> {
+  const w = new LegacyWorkload({ seed, customers: 25, shops: 2, invalidShare, bigNotesBytes: 5000 });
+  await withClient(env.legacyUrl, async (c) => {
+    for (const write of w.seed(60)) await c.query(write.sql, write.params);
+  });
+  const diff = await waitForConvergence(env.legacyUrl, env.targetUrl, 120_000);
+  expect(isClean(diff), summary(diff)).toBe(true);
+  expect(await sink.stop()).toBe(0);
+  return (writes) =>
+    withClient(env.legacyUrl, async (c) => {
+      for (let i = 0; i < writes; i++) {
+        const write = w.next();
+        await c.query(write.sql, write.params);
+      }
+    });
+}
+
 /** Waits until a committed batch's users are queued and not yet recomputed (the sink holds 400 ms there). */
 async function waitForUnsettledBatch(targetUrl: string): Promise<void> {
   for (let i = 0; i < 600; i++) {
@@ -194,27 +217,9 @@ describe('sink resilience', () => {
     const admin = kafka.admin();
     await admin.connect();
     try {
-      const w = new LegacyWorkload({
-        seed: 21,
-        customers: 25,
-        shops: 2,
-        invalidShare: 0.02,
-        bigNotesBytes: 5000,
-      });
-      await withClient(env.legacyUrl, async (c) => {
-        for (const write of w.seed(60)) await c.query(write.sql, write.params);
-      });
-      const diff = await waitForConvergence(env.legacyUrl, env.targetUrl, 120_000);
-      expect(isClean(diff), summary(diff)).toBe(true);
-      expect(await sink.stop()).toBe(0);
-
+      const write = await seedThenStop(env, sink, 21, 0.02);
       // The sink is down while changes go on reaching Kafka; the source then stops with all of them there.
-      await withClient(env.legacyUrl, async (c) => {
-        for (let i = 0; i < 300; i++) {
-          const write = w.next();
-          await c.query(write.sql, write.params);
-        }
-      });
+      await write(300);
       const written = await withClient(
         env.legacyUrl,
         async (c) => (await c.query<{ l: string }>('SELECT pg_current_wal_lsn()::text AS l')).rows[0]!.l,
@@ -298,33 +303,16 @@ describe('sink resilience', () => {
     children.push(sink);
     sink.start();
     try {
-      const w = new LegacyWorkload({
-        seed: 31,
-        customers: 25,
-        shops: 2,
-        invalidShare: 0,
-        bigNotesBytes: 5000,
-      });
-      await withClient(env.legacyUrl, async (c) => {
-        for (const write of w.seed(60)) await c.query(write.sql, write.params);
-      });
-      let diff = await waitForConvergence(env.legacyUrl, env.targetUrl, 120_000);
-      expect(isClean(diff), summary(diff)).toBe(true);
-      expect(await sink.stop()).toBe(0);
+      const write = await seedThenStop(env, sink, 31, 0);
       // The offsets the target stored belong to a log that is gone: every partition now ends before them.
       await withClient(env.targetUrl, (c) =>
         c.query('UPDATE replicator.sink_offsets SET next_offset = next_offset + 1000'),
       );
-      await withClient(env.legacyUrl, async (c) => {
-        for (let i = 0; i < 200; i++) {
-          const write = w.next();
-          await c.query(write.sql, write.params);
-        }
-      });
+      await write(200);
       sink = new ChildReplicator(env.config, 'sink');
       children.push(sink);
       sink.start();
-      diff = await waitForConvergence(env.legacyUrl, env.targetUrl, 120_000);
+      const diff = await waitForConvergence(env.legacyUrl, env.targetUrl, 120_000);
       expect(isClean(diff), summary(diff)).toBe(true);
       expect(sink.log()).toMatch(/ends before the offset the sink stored/);
       expect(await sink.stop()).toBe(0);
