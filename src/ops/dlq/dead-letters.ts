@@ -139,8 +139,9 @@ export async function listDeadLetters(
  * again. Without `ids`: every letter not replayed yet; with `ids` (`<partition>:<offset>`, as `dlq list --all`
  * shows them): those, replayed or not. Letters of changes too large for their topic (EVENT_TOO_LARGE) or deleted by
  * Kafka before they were applied (CHANGES_LOST) carry no change and are never replayed: re-emit the rows with
- * `verify --repair` (after raising the topic's limit, for the first). Replays are safe: the sink applies a replayed change at its own position
- * (the rejection's), never over a newer change of the row; a change that is still rejected is dead-lettered anew.
+ * `verify --repair` (after raising the topic's limit, for the first). Replays are safe: the sink applies a replayed
+ * change at its own position (the rejection's), never over a newer change of the row; a change that is still
+ * rejected is dead-lettered anew.
  */
 export async function replayDeadLetters(
   kafka: Kafka,
