@@ -19,124 +19,70 @@ export interface UsersSource {
  * normalized one, and their user_id derives from it), payments by user_id.
  */
 export function deriveUsers(state: UsersSource): User[] {
-  return foldOf(state).users();
+  const profiles = groupBy(state.profiles, (p) => p.email);
+  const bookings = groupBy(state.bookings, bookingEmail);
+  const payments = groupBy(state.payments, (p) => p.user_id);
+  const emails = [...new Set([...profiles.keys(), ...bookings.keys()])].sort(compareText);
+  return emails.map(
+    (email) =>
+      buildUser(
+        email,
+        profiles.get(email) ?? [],
+        bookings.get(email) ?? [],
+        payments.get(userId(email)) ?? [],
+      )!,
+  );
 }
 
 /** The user of one normalized email, or null when no booking or profile has it (the user must not exist). */
 export function deriveUser(email: string, state: UsersSource): User | null {
   const id = userId(email);
-  return foldOf({
-    profiles: state.profiles.filter((p) => p.email === email),
-    bookings: state.bookings.filter((b) => bookingEmail(b) === email),
-    payments: state.payments.filter((p) => p.user_id === id),
-  }).user(email);
+  return buildUser(
+    email,
+    state.profiles.filter((p) => p.email === email),
+    state.bookings.filter((b) => bookingEmail(b) === email),
+    state.payments.filter((p) => p.user_id === id),
+  );
 }
 
-function foldOf(state: UsersSource): UsersFold {
-  const fold = new UsersFold();
-  for (const p of state.profiles) fold.addProfile(p);
-  for (const b of state.bookings) fold.addBooking(b);
-  for (const p of state.payments) fold.addPayment(p);
-  return fold;
-}
-
-/** What one email's rows contribute to its user, so far. */
-interface UserParts {
-  /** Several profiles with one email: the smallest customer_id is the profile (the first of equals). */
-  profile?: CustomerProfile;
-  /** The earliest booking by (booked_at, id): it supplies what the profile lacks, and the phone. */
-  first?: Booking;
-  /** The earliest booked_at of every booking. */
-  earliest?: string;
-  /** Bookings not cancelled: how many, and the first and last booked_at among them. */
-  active: number;
-  firstActive?: string;
-  lastActive?: string;
-}
-
-/**
- * The users rules as a fold: rows are added one at a time, in any grouping, and the users built at the end — what
- * `verify` uses to derive every user without keeping the rows. Adding the same row twice counts it twice; in order,
- * ties go to the first added (as deriveUsers over the rows in that order).
- */
-export class UsersFold {
-  private readonly parts = new Map<string, UserParts>();
-  /** Amounts of succeeded payments, by user_id. */
-  private readonly succeeded = new Map<string, string[]>();
-
-  private partsOf(email: string): UserParts {
-    let p = this.parts.get(email);
-    if (p === undefined) {
-      p = { active: 0 };
-      this.parts.set(email, p);
-    }
-    return p;
-  }
-
-  addProfile(profile: CustomerProfile): void {
-    const p = this.partsOf(profile.email);
-    if (p.profile === undefined || compareText(profile.customer_id, p.profile.customer_id) < 0)
-      p.profile = profile;
-  }
-
-  addBooking(booking: Booking): void {
-    const email = bookingEmail(booking);
-    if (email === null) return;
-    const p = this.partsOf(email);
-    const at = booking.booked_at;
-    if (
-      p.first === undefined ||
-      (compareTimestamps(at, p.first.booked_at) || compareText(booking.id, p.first.id)) < 0
-    ) {
-      p.first = booking;
-    }
-    if (p.earliest === undefined || compareTimestamps(at, p.earliest) < 0) p.earliest = at;
-    if (booking.status === 'CANCELLED') return;
-    p.active++;
-    if (p.firstActive === undefined || compareTimestamps(at, p.firstActive) < 0) p.firstActive = at;
-    if (p.lastActive === undefined || compareTimestamps(p.lastActive, at) < 0) p.lastActive = at;
-  }
-
-  addPayment(payment: Payment): void {
-    if (payment.status !== 'succeeded') return;
-    const amounts = this.succeeded.get(payment.user_id);
-    if (amounts === undefined) this.succeeded.set(payment.user_id, [payment.amount]);
-    else amounts.push(payment.amount);
-  }
-
-  /** Every user, sorted by email. */
-  users(): User[] {
-    return [...this.parts.keys()].sort(compareText).map((email) => this.user(email)!);
-  }
-
-  /** The user of one normalized email, or null when no booking or profile has it. */
-  user(email: string): User | null {
-    const p = this.parts.get(email);
-    if (p === undefined) return null;
-    const { profile, first } = p;
-    const id = userId(email);
-    // The profile's created_at unless a booking is strictly earlier.
-    const createdAt =
-      p.earliest !== undefined && (!profile || compareTimestamps(p.earliest, profile.created_at) < 0)
-        ? p.earliest
-        : profile!.created_at;
-    return {
-      id,
-      email,
-      first_name: nonEmpty(profile?.first_name) ?? contactText(first, 'firstName'),
-      last_name: nonEmpty(profile?.last_name) ?? contactText(first, 'lastName'),
-      phone: contactText(first, 'phone'),
-      company_name: nonEmpty(profile?.company_name) ?? contactText(first, 'company'),
-      customer_id: profile?.customer_id ?? null,
-      plan: profile?.plan ?? null,
-      status: profile?.status ?? null,
-      created_at: createdAt,
-      total_bookings: p.active,
-      total_spent: sumDecimals(this.succeeded.get(id) ?? [], 2),
-      first_booking_at: p.firstActive ?? null,
-      last_booking_at: p.lastActive ?? null,
-    };
-  }
+function buildUser(
+  email: string,
+  profiles: readonly CustomerProfile[],
+  bookings: readonly Booking[],
+  payments: readonly Payment[],
+): User | null {
+  if (profiles.length === 0 && bookings.length === 0) return null;
+  // Several profiles with one email: the smallest customer_id is the profile.
+  const profile = minBy(profiles, (a, b) => compareText(a.customer_id, b.customer_id));
+  // The earliest booking by (booked_at, id) supplies what the profile lacks, and the phone.
+  const first = minBy(
+    bookings,
+    (a, b) => compareTimestamps(a.booked_at, b.booked_at) || compareText(a.id, b.id),
+  );
+  const active = bookings.filter((b) => b.status !== 'CANCELLED').map((b) => b.booked_at);
+  const createdAt = minBy(
+    [...(profile ? [profile.created_at] : []), ...bookings.map((b) => b.booked_at)],
+    compareTimestamps,
+  )!;
+  return {
+    id: userId(email),
+    email,
+    first_name: nonEmpty(profile?.first_name) ?? contactText(first, 'firstName'),
+    last_name: nonEmpty(profile?.last_name) ?? contactText(first, 'lastName'),
+    phone: contactText(first, 'phone'),
+    company_name: nonEmpty(profile?.company_name) ?? contactText(first, 'company'),
+    customer_id: profile?.customer_id ?? null,
+    plan: profile?.plan ?? null,
+    status: profile?.status ?? null,
+    created_at: createdAt,
+    total_bookings: active.length,
+    total_spent: sumDecimals(
+      payments.filter((p) => p.status === 'succeeded').map((p) => p.amount),
+      2,
+    ),
+    first_booking_at: minBy(active, compareTimestamps) ?? null,
+    last_booking_at: minBy(active, (a, b) => compareTimestamps(b, a)) ?? null,
+  };
 }
 
 export function bookingEmail(booking: Booking): string | null {
@@ -151,4 +97,22 @@ function nonEmpty(value: string | null | undefined): string | null {
 function contactText(booking: Booking | undefined, field: string): string | null {
   const value = booking?.contact[field];
   return typeof value === 'string' ? nonEmpty(value) : null;
+}
+
+function minBy<T>(items: readonly T[], compare: (a: T, b: T) => number): T | undefined {
+  let min: T | undefined;
+  for (const item of items) if (min === undefined || compare(item, min) < 0) min = item;
+  return min;
+}
+
+function groupBy<T>(items: readonly T[], keyOf: (item: T) => string | null): Map<string, T[]> {
+  const groups = new Map<string, T[]>();
+  for (const item of items) {
+    const key = keyOf(item);
+    if (key === null) continue;
+    const group = groups.get(key);
+    if (group === undefined) groups.set(key, [item]);
+    else group.push(item);
+  }
+  return groups;
 }
