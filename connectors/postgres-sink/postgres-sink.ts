@@ -115,6 +115,8 @@ interface Entry {
   /** The row does not fit its module's legacy schema: its partition is held here until it does (drift-holds.ts). */
   drifted?: DriftedChange;
   raw: KafkaMessage;
+  /** The partition's high watermark when this message was fetched: where its log ended then. */
+  logEnd?: string;
 }
 
 /** Errors that say this row is bad (data exception, integrity violation), as opposed to the target being unwell. */
@@ -401,6 +403,7 @@ export class PostgresSink {
               }
               entry = settled;
             }
+            entry.logEnd = batch.highWatermark;
             entries.push(entry);
           }
           holds.passed(tp);
@@ -817,7 +820,7 @@ export class PostgresSink {
   ): Promise<DeadLetterInfo | undefined> {
     // Heartbeats carry no rows: a gap there loses nothing.
     if (first <= stored || topic === this.o.heartbeatTopic) return undefined;
-    if (stored >= (await this.logBounds(topic, partition)).start) return undefined;
+    if (stored >= (await this.logStart(topic, partition))) return undefined;
     return {
       code: CHANGES_LOST,
       message: `Kafka deleted offsets ${stored}–${first - 1n} of ${topic}/${partition} (retention) before the sink applied them: their changes are not in V2; \`replicator verify --repair\` re-emits the legacy rows that differ`,
@@ -829,13 +832,13 @@ export class PostgresSink {
     };
   }
 
-  /** The partition's log: its first offset and the offset after its last (Kafka's low and high watermarks). */
-  private async logBounds(topic: string, partition: number): Promise<{ start: bigint; end: bigint }> {
+  /** The partition's first offset (Kafka's low watermark, which a fetch does not report). */
+  private async logStart(topic: string, partition: number): Promise<bigint> {
     const admin = this.o.kafka.admin();
     await admin.connect();
     try {
       const p = (await admin.fetchTopicOffsets(topic)).find((o) => o.partition === partition);
-      return { start: BigInt(p?.low ?? '0'), end: BigInt(p?.high ?? '0') };
+      return BigInt(p?.low ?? '0');
     } finally {
       await admin.disconnect().catch(() => {});
     }
@@ -877,10 +880,15 @@ export class PostgresSink {
       );
       let candidates = entries.filter((e) => BigInt(e.offset) >= stored);
       if (candidates.length === 0) {
-        // Applied already (a replay after a restart or a rebalance) unless the partition's log now ends before the
-        // stored offset: the topic was recreated, or truncated by an unclean leader election, and that offset
-        // belongs to a log that is gone. Then this log applies from here; the lineage skips what V2 already holds.
-        if ((await this.logBounds(topic, partition)).end >= stored) {
+        // Applied already (a replay after a restart or a rebalance) unless the partition's log ended before the
+        // stored offset when it was fetched: the topic was recreated, or truncated by an unclean leader election,
+        // and that offset belongs to a log that is gone. Then this log applies from here; the lineage skips what V2
+        // already holds.
+        const logEnd = entries.reduce(
+          (m, e) => (e.logEnd && BigInt(e.logEnd) > m ? BigInt(e.logEnd) : m),
+          0n,
+        );
+        if (logEnd >= stored) {
           await client.query('ROLLBACK');
           return undefined;
         }

@@ -1,6 +1,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { changeTopics, dlqTopic, heartbeatPrefix } from '../../../src/contracts/topics.js';
 import { listDeadLetters } from '../../../src/ops/dlq/dead-letters.js';
+import { slotPassed } from '../../../src/ops/verify/sink-applied-waiter.js';
 import { LegacyWorkload } from '../../../src/workload/legacy-workload.js';
 import { ChildReplicator } from '../../helpers/child-source.js';
 import { freshPipeline, startPipeline, summary, waitForConvergence } from '../../helpers/pipeline-harness.js';
@@ -224,20 +225,14 @@ describe('sink resilience', () => {
         env.legacyUrl,
         async (c) => (await c.query<{ l: string }>('SELECT pg_current_wal_lsn()::text AS l')).rows[0]!.l,
       );
-      for (let i = 0; i < 600; i++) {
-        const passed = await withClient(
-          env.legacyUrl,
-          async (c) =>
-            (
-              await c.query<{ p: boolean }>(
-                'SELECT confirmed_flush_lsn >= $1::pg_lsn AS p FROM pg_replication_slots WHERE slot_name = $2',
-                [written, env.config.source.slot],
-              )
-            ).rows[0]?.p === true,
+      let passed = false;
+      for (let i = 0; i < 600 && !passed; i++) {
+        passed = Boolean(
+          (await withClient(env.legacyUrl, (c) => slotPassed(c, env.config.source.slot, written)))?.passed,
         );
-        if (passed) break;
-        await sleep(100);
+        if (!passed) await sleep(100);
       }
+      expect(passed).toBe(true);
       await upstream.stop();
 
       // Kafka's retention deletes the first unapplied change of every partition holding two or more. A partition
