@@ -57,8 +57,9 @@ export function finalVerify(
 
 /**
  * finalVerify prepared before the fence and begun as it is taken (the cutover's, `fenced`): the delta reads the
- * legacy side of what changed while the drain runs, and compares once it is exact (`drained`); the full one runs
- * entirely then. Which one is chosen from what the lineage held at the start.
+ * legacy side of what changed while the drain runs, and compares once it is exact (`drained`); the full one reads
+ * and transforms every legacy row while the drain runs (legacy is fenced: its snapshot is final) and hashes the
+ * target's chunks once it is exact. Which one is chosen from what the lineage held at the start.
  */
 export function startFinalVerify(
   config: ReplicatorConfig,
@@ -67,6 +68,28 @@ export function startFinalVerify(
 ): FinalVerifyRun {
   const target = config.target;
   if (!target) throw new ReplicatorError(ErrorCodes.CONFIG_INVALID, 'cutover verify needs target.url');
+  // The full verify's snapshots: legacy's once fenced (its rows are read and transformed while the drain runs), the
+  // target's once the drain is exact (`drained`); both rejected when the attempt is abandoned.
+  const abandoning = new AbortController();
+  const abandoned = new Promise<never>((_, reject) =>
+    abandoning.signal.addEventListener(
+      'abort',
+      () => reject(new ReplicatorError(ErrorCodes.CUTOVER_FAILED, 'final verify abandoned')),
+      { once: true },
+    ),
+  );
+  abandoned.catch(() => {});
+  let drainExact = () => {};
+  let waiting = () => {};
+  const snapshotsAfter = {
+    ...(o.fenced ? { legacy: Promise.race([o.fenced, abandoned]) } : {}),
+    target: Promise.race([new Promise<void>((resolve) => (drainExact = resolve)), abandoned]),
+    waiting: () => waiting(),
+  };
+  // Unused by the delta: rejected unobserved when it is abandoned.
+  for (const gate of [snapshotsAfter.legacy, snapshotsAfter.target]) gate?.catch(() => {});
+  // The full verify's: connected and its catalogs read, waiting for the fence.
+  const waited = new Promise<void>((resolve) => (waiting = resolve));
   const begun = (async () => {
     const base = await withTarget(target.url, async (c) => {
       const run = await lastCleanFullRun(c);
@@ -75,7 +98,20 @@ export function startFinalVerify(
         : undefined;
     });
     const why = whyFullFinalVerify({ ...o, mode: config.cutover.finalVerify, base });
-    if (!base || why) return { kind: 'full' as const, why: why ?? 'no base' };
+    if (!base || why) {
+      const report = runVerify({
+        legacyUrl: config.source.url,
+        targetUrl: target.url,
+        ...(o.shop !== undefined ? { shop: o.shop } : {}),
+        recheck: { rounds: 0 },
+        persist: false,
+        logger,
+        snapshotsAfter,
+      });
+      report.catch(() => {});
+      report.finally(waiting).catch(() => {});
+      return { kind: 'full' as const, why: why ?? 'no base', report };
+    }
     const delta = startDeltaVerify({
       legacyUrl: config.source.url,
       targetUrl: target.url,
@@ -87,7 +123,7 @@ export function startFinalVerify(
     return { kind: 'delta' as const, base, delta };
   })();
   begun.catch(() => {});
-  const prepared = begun.then((b) => (b.kind === 'delta' ? b.delta.prepared : undefined));
+  const prepared = begun.then((b) => (b.kind === 'delta' ? b.delta.prepared : waited));
   prepared.catch(() => {});
   return {
     prepared,
@@ -113,20 +149,20 @@ export function startFinalVerify(
             .join(', ')})${differences ? `; ${differences}` : ', all match'}`,
         };
       }
-      const report = await runVerify({
-        legacyUrl: config.source.url,
-        targetUrl: target.url,
-        ...(o.shop !== undefined ? { shop: o.shop } : {}),
-        recheck: { rounds: 0 },
-        persist: false,
-        logger,
-      });
-      const outcome = verifyOutcome(report);
-      return { ...outcome, summary: `full (${b.why}): ${outcome.summary}` };
+      const called = Date.now();
+      drainExact();
+      const outcome = verifyOutcome(await b.report);
+      return {
+        ...outcome,
+        summary: `full (${b.why}): ${outcome.summary} (${((Date.now() - called) / 1000).toFixed(2)} s after the drain)`,
+      };
     },
     abandon: async () => {
+      abandoning.abort();
       const b = await begun.catch(() => undefined);
       if (b?.kind === 'delta') await b.delta.abandon();
+      // Ends at its next legacy batch, its connections closed.
+      else await b?.report.catch(() => {});
     },
   };
 }

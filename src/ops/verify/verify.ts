@@ -112,6 +112,13 @@ export interface VerifyOptions {
   modules?: readonly TransformModule[];
   logger: Logger;
   onProgress?: (p: VerifyProgress) => void;
+  /**
+   * A verify started ahead of its snapshots (the cutover's full final verify): connections and catalogs are read at
+   * once, the legacy snapshot is taken when `legacy` settles (legacy fenced: its rows are read and transformed while
+   * the drain runs) and the target's when `target` does (the drain exact). A rejection ends the run. `waiting` is
+   * called once connected and the catalogs read, as the run begins to wait for `legacy`.
+   */
+  snapshotsAfter?: { legacy?: Promise<void>; target?: Promise<void>; waiting?: () => void };
 }
 
 export interface VerifyProgress {
@@ -214,9 +221,16 @@ export async function runVerify(o: VerifyOptions): Promise<VerifyReport> {
 
     // 2 (started first). The target hashes its chunks in its own snapshot while the legacy side is read and
     // transformed below: the target's work runs on the database server, the transforms here, at the same time.
-    await reading.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    const targetSnapshot = (o.snapshotsAfter?.target ?? Promise.resolve()).then(() =>
+      reading.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY'),
+    );
+    // Rejected: the run is abandoned (the cutover aborted), and the legacy read below stops at its next batch.
+    let abandoned: unknown;
+    targetSnapshot.catch((e: unknown) => {
+      abandoned = e ?? new Error('verify abandoned');
+    });
     const targetChunks = new Map<V2Entity, Promise<TargetChunk[]>>();
-    let previous: Promise<unknown> = Promise.resolve();
+    let previous: Promise<unknown> = targetSnapshot;
     for (const entity of entities) {
       // One statement at a time on the connection, each started when the one before it is done.
       const p = previous.then(() =>
@@ -241,6 +255,8 @@ export async function runVerify(o: VerifyOptions): Promise<VerifyReport> {
         const s = await settledLsn(legacy, { logger: log });
         if (s.settled) settled = s.lsn;
       }
+      o.snapshotsAfter?.waiting?.();
+      await o.snapshotsAfter?.legacy;
       await legacy.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
       // The first statement takes the snapshot; the LSN read after it is past every commit the snapshot sees.
       snapshotLsn = (await legacy.query<{ l: string }>('SELECT pg_current_wal_insert_lsn()::text AS l'))
@@ -267,6 +283,7 @@ export async function runVerify(o: VerifyOptions): Promise<VerifyReport> {
           batchRows: fetchRows,
           ...(o.shop !== undefined ? { where: { column: 'shop', value: o.shop } } : {}),
         })) {
+          if (abandoned !== undefined) throw abandoned;
           for (const r of batch) expected.add(t.name, r.key, r.row);
           done += batch.length;
           o.onProgress?.({ phase: 'legacy', item: t.name, done, total: Math.max(total, done) });
@@ -286,15 +303,18 @@ export async function runVerify(o: VerifyOptions): Promise<VerifyReport> {
         summary: { entities, shop: o.shop ?? null },
       });
 
+    // Sorted before the target's snapshot is awaited: with `snapshotsAfter`, while the drain still runs.
+    const sorted = new Map(entities.map((e) => [e, sortByKey(shapes[e], expected.rows.get(e))]));
     // 2. Compare: chunk hashes, mismatched chunks row by row, in the target's snapshot (the connection is free
     // once every hash statement is done).
+    await targetSnapshot;
     await Promise.allSettled(targetChunks.values());
     const comparisons = [];
     const shopCounts = new Map<string, ShopReport>();
     try {
       for (const entity of entities) {
         const shape = shapes[entity];
-        const rows = sortByKey(shape, expected.rows.get(entity));
+        const rows = sorted.get(entity)!;
         const filter = filterOf(entity);
         const comparison = await compareEntity({
           client: reading,

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { JsonRow } from '../../../../src/contracts/transform-api.js';
 import { silentLogger } from '../../../../src/core/logger.js';
-import { finalVerify } from '../../../../src/ops/cutover/final-verify.js';
+import { finalVerify, startFinalVerify } from '../../../../src/ops/cutover/final-verify.js';
 import { runDeltaVerify, startDeltaVerify } from '../../../../src/ops/verify/delta-verify.js';
 import { runVerify, sinkOf } from '../../../../src/ops/verify/verify.js';
 import { lastCleanFullRun } from '../../../../src/ops/verify/verify-store.js';
@@ -99,7 +99,7 @@ describe('delta verify (the cutover final verify of what changed since the last 
     );
     expect(auto.clean).toBe(true);
     expect((await finalVerify(env.config, { full: true })).summary).toMatch(
-      /^full \(asked for\): \d+ rows match$/,
+      /^full \(asked for\): \d+ rows match \([\d.]+ s after the drain\)$/,
     );
 
     // Drift in what changed is found; a row nothing changed is the next full verify's.
@@ -274,4 +274,32 @@ describe('delta verify (the cutover final verify of what changed since the last 
     await run.abandon();
     await expect(run.finish()).rejects.toThrow(/abandoned/);
   }, 60_000);
+
+  it('the full final verify reads legacy from the fence on (while the drain runs) and the target once the drain is exact', async () => {
+    const [first, second] = (await target('SELECT id FROM bookings ORDER BY id LIMIT 2')) as { id: string }[];
+    const flip = `UPDATE bookings SET status = CASE WHEN status = 'CANCELLED' THEN 'PAID' ELSE 'CANCELLED' END WHERE id = $1`;
+    await pipeline.stop();
+    // Committed before the verify begins and applied only by the drain: compared as the drain left V2.
+    await legacy(flip, [first!.id]);
+    let fenceTaken = () => {};
+    const fenced = new Promise<void>((resolve) => {
+      fenceTaken = resolve;
+    });
+    const run = startFinalVerify(env.config, { full: true, fenced });
+    // Connected and its catalogs read, not yet fenced: legacy still changes, and its snapshot is the fence's.
+    await run.prepared;
+    await legacy(flip, [second!.id]);
+    fenceTaken();
+    pipeline = startPipeline(env.config);
+    await converged();
+    const outcome = await run.drained();
+    expect(outcome.summary).toMatch(/^full \(asked for\): \d+ rows match \([\d.]+ s after the drain\)$/);
+    expect(outcome.clean).toBe(true);
+
+    // Abandoned at the fence (the attempt aborted): it neither waits for a drain nor reads on.
+    const aborted = startFinalVerify(env.config, { full: true, fenced: Promise.resolve() });
+    await aborted.prepared;
+    await aborted.abandon();
+    await expect(aborted.drained()).rejects.toThrow(/abandoned/);
+  }, 120_000);
 });
