@@ -43,6 +43,11 @@ export interface VerifyOutcome {
 export interface FinalVerifyRun {
   /** Settles once what can be read before the fence is read (the cutover fences after it). */
   prepared?: Promise<void>;
+  /**
+   * Called right before the fence, after the cutover waited for a lull: the choice between delta and full made at
+   * the start is checked against what changed since; settles once the run is ready to be fenced.
+   */
+  fencing?(): Promise<void>;
   drained(): Promise<VerifyOutcome>;
   abandon(): Promise<void>;
 }
@@ -603,6 +608,7 @@ export async function runCutover(o: CutoverOptions): Promise<CutoverResult> {
               : `  no lull under ${config.cutover.fenceLagMs} ms within the wait: fencing at commit → applied lag ${lag}`,
           );
         }
+        await verifying.fencing?.();
         await setPhase(id, 'fencing');
         if (holder) await holder.connect();
         const fence = holder

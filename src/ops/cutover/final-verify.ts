@@ -90,7 +90,21 @@ export function startFinalVerify(
   for (const gate of [snapshotsAfter.legacy, snapshotsAfter.target]) gate?.catch(() => {});
   // The full verify's: connected and its catalogs read, waiting for the fence.
   const waited = new Promise<void>((resolve) => (waiting = resolve));
-  const begun = (async () => {
+  const full = (why: string) => {
+    const report = runVerify({
+      legacyUrl: config.source.url,
+      targetUrl: target.url,
+      ...(o.shop !== undefined ? { shop: o.shop } : {}),
+      recheck: { rounds: 0 },
+      persist: false,
+      logger,
+      snapshotsAfter,
+    });
+    report.catch(() => {});
+    report.finally(waiting).catch(() => {});
+    return { kind: 'full' as const, why, report };
+  };
+  let begun = (async () => {
     const base = await withTarget(target.url, async (c) => {
       const run = await lastCleanFullRun(c);
       return run
@@ -98,20 +112,7 @@ export function startFinalVerify(
         : undefined;
     });
     const why = whyFullFinalVerify({ ...o, mode: config.cutover.finalVerify, base });
-    if (!base || why) {
-      const report = runVerify({
-        legacyUrl: config.source.url,
-        targetUrl: target.url,
-        ...(o.shop !== undefined ? { shop: o.shop } : {}),
-        recheck: { rounds: 0 },
-        persist: false,
-        logger,
-        snapshotsAfter,
-      });
-      report.catch(() => {});
-      report.finally(waiting).catch(() => {});
-      return { kind: 'full' as const, why: why ?? 'no base', report };
-    }
+    if (!base || why) return full(why ?? 'no base');
     const delta = startDeltaVerify({
       legacyUrl: config.source.url,
       targetUrl: target.url,
@@ -127,6 +128,24 @@ export function startFinalVerify(
   prepared.catch(() => {});
   return {
     prepared,
+    fencing: async () => {
+      const b = await begun;
+      if (b.kind !== 'delta') return;
+      // Chosen at the start, before the cutover waited for a lull: legacy took writes meanwhile.
+      const changed = await withTarget(target.url, (c) => changedSince(c, b.base.settledLsn)).catch(
+        () => undefined,
+      );
+      if (changed === undefined) return;
+      const why = whyFullFinalVerify({
+        ...o,
+        mode: config.cutover.finalVerify,
+        base: { ...b.base, changed },
+      });
+      if (!why) return;
+      await b.delta.abandon();
+      begun = Promise.resolve(full(`${why}, by the fence`));
+      await waited;
+    },
     drained: async () => {
       const b = await begun;
       if (b.kind === 'delta') {
@@ -151,10 +170,11 @@ export function startFinalVerify(
       }
       const called = Date.now();
       drainExact();
-      const outcome = verifyOutcome(await b.report);
+      const report = await b.report;
+      const outcome = verifyOutcome(report);
       return {
         ...outcome,
-        summary: `full (${b.why}): ${outcome.summary} (${((Date.now() - called) / 1000).toFixed(2)} s after the drain)`,
+        summary: `full (${b.why}): ${outcome.summary} (${((Date.now() - called) / 1000).toFixed(2)} s after the drain: target hashes ${report.targetMs.hashes} ms, compare ${report.targetMs.compare} ms)`,
       };
     },
     abandon: async () => {

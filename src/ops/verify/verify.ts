@@ -185,6 +185,8 @@ export interface VerifyReport {
   /** Per legacy table: rows, migrated, skipped, and rejected by reason (the "unmigrated rows"). */
   legacy: LegacyTableCounts[];
   recheck: { rounds: RecheckRound[]; queued: number; resolved: number; inFlux: number; timedOut: boolean };
+  /** From the target's snapshot on (with snapshotsAfter: the drain exact): hashing its chunks, then comparing. */
+  targetMs: { hashes: number; compare: number };
   repair?: RepairResult & { keys: number; unrepairable: number; fixed: number; rounds: RecheckRound[] };
 }
 
@@ -221,9 +223,11 @@ export async function runVerify(o: VerifyOptions): Promise<VerifyReport> {
 
     // 2 (started first). The target hashes its chunks in its own snapshot while the legacy side is read and
     // transformed below: the target's work runs on the database server, the transforms here, at the same time.
-    const targetSnapshot = (o.snapshotsAfter?.target ?? Promise.resolve()).then(() =>
-      reading.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY'),
-    );
+    let targetAt = 0;
+    const targetSnapshot = (o.snapshotsAfter?.target ?? Promise.resolve()).then(() => {
+      targetAt = Date.now();
+      return reading.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    });
     // Rejected: the run is abandoned (the cutover aborted), and the legacy read below stops at its next batch.
     let abandoned: unknown;
     targetSnapshot.catch((e: unknown) => {
@@ -309,6 +313,7 @@ export async function runVerify(o: VerifyOptions): Promise<VerifyReport> {
     // once every hash statement is done).
     await targetSnapshot;
     await Promise.allSettled(targetChunks.values());
+    const hashedAt = Date.now();
     const comparisons = [];
     const shopCounts = new Map<string, ShopReport>();
     try {
@@ -343,6 +348,7 @@ export async function runVerify(o: VerifyOptions): Promise<VerifyReport> {
       await reading.query('ROLLBACK').catch(() => {});
       throw e;
     }
+    const targetMs = { hashes: hashedAt - targetAt, compare: Date.now() - hashedAt };
 
     // 3. The re-verify queue.
     // Which legacy rows make each user: only when a user differs (a map over every booking otherwise).
@@ -419,6 +425,7 @@ export async function runVerify(o: VerifyOptions): Promise<VerifyReport> {
       expected,
       shopCounts,
       recheck: recheckSummary,
+      targetMs,
       ...(repair ? { repair } : {}),
     });
     if (persist) {
@@ -645,6 +652,7 @@ function buildReport(o: {
   expected: ExpectedState;
   shopCounts: Map<string, ShopReport>;
   recheck: VerifyReport['recheck'];
+  targetMs: VerifyReport['targetMs'];
   repair?: VerifyReport['repair'];
 }): VerifyReport {
   const finished = Date.now();
@@ -711,6 +719,7 @@ function buildReport(o: {
     shops: [...o.shopCounts.values()].sort((a, b) => (a.shop < b.shop ? -1 : a.shop > b.shop ? 1 : 0)),
     legacy: [...o.expected.counts.values()],
     recheck: o.recheck,
+    targetMs: o.targetMs,
     ...(o.repair ? { repair: o.repair } : {}),
   };
 }

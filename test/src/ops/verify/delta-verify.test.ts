@@ -99,7 +99,7 @@ describe('delta verify (the cutover final verify of what changed since the last 
     );
     expect(auto.clean).toBe(true);
     expect((await finalVerify(env.config, { full: true })).summary).toMatch(
-      /^full \(asked for\): \d+ rows match \([\d.]+ s after the drain\)$/,
+      /^full \(asked for\): \d+ rows match \([\d.]+ s after the drain: target hashes \d+ ms, compare \d+ ms\)$/,
     );
 
     // Drift in what changed is found; a row nothing changed is the next full verify's.
@@ -293,8 +293,31 @@ describe('delta verify (the cutover final verify of what changed since the last 
     pipeline = startPipeline(env.config);
     await converged();
     const outcome = await run.drained();
-    expect(outcome.summary).toMatch(/^full \(asked for\): \d+ rows match \([\d.]+ s after the drain\)$/);
+    expect(outcome.summary).toMatch(
+      /^full \(asked for\): \d+ rows match \([\d.]+ s after the drain: target hashes \d+ ms, compare \d+ ms\)$/,
+    );
     expect(outcome.clean).toBe(true);
+
+    // Chosen at the start as the delta (nothing changed since a clean full verify); then legacy takes writes while
+    // the cutover waits for a lull: at the fence it is the full one.
+    expect((await fullVerify()).clean).toBe(true);
+    let fenceNow = () => {};
+    const late = startFinalVerify(env.config, {
+      fenced: new Promise<void>((resolve) => {
+        fenceNow = resolve;
+      }),
+    });
+    await late.prepared;
+    for (const b of (await target('SELECT id FROM bookings ORDER BY id LIMIT 30')) as { id: string }[])
+      await legacy(flip, [b.id]);
+    await converged();
+    await late.fencing?.();
+    fenceNow();
+    const switched = await late.drained();
+    expect(switched.summary).toMatch(
+      /^full \(30 of ~\d+ legacy rows changed since the last verify, ~\d+ per user: the full verify is the quicker, by the fence\): \d+ rows match/,
+    );
+    expect(switched.clean).toBe(true);
 
     // Abandoned at the fence (the attempt aborted): it neither waits for a drain nor reads on.
     const aborted = startFinalVerify(env.config, { full: true, fenced: Promise.resolve() });
