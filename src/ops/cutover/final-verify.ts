@@ -99,6 +99,8 @@ export function startFinalVerify(
       persist: false,
       logger,
       snapshotsAfter,
+      // After the drain the target's side runs alone, writes fenced and the pipeline idle.
+      hashConnections: 2,
     });
     report.catch(() => {});
     report.finally(waiting).catch(() => {});
