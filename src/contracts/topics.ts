@@ -6,11 +6,14 @@ export const changeTopic = (rawPrefix: string, schema: string, table: string) =>
   `${rawPrefix}.${schema}.${table}`;
 export const heartbeatPrefix = (rawPrefix: string) => `${rawPrefix}.heartbeat`;
 /**
- * Emits a heartbeat on the legacy database ($1: heartbeatPrefix): a non-transactional logical message whose content
- * is legacy's clock (UTC, microseconds), the clock that stamps legacy's commits. The lag read from heartbeats
- * (replicator.applied, the cutover's gate and lull) then carries no skew between the emitter's host and legacy's.
+ * Emits a heartbeat on the legacy database ($1: heartbeatPrefix): a logical message whose content is legacy's clock
+ * (UTC, microseconds), the clock that stamps legacy's commits. The lag read from heartbeats (replicator.applied, the
+ * cutover's gate and lull) then carries no skew between the emitter's host and legacy's. Transactional: its commit
+ * flushes the WAL, so the source sees it at once, and with it any non-transactional message before it (the waiting
+ * fence's marker). PostgreSQL before 17 does not flush a non-transactional message: on a quiet database it waits
+ * for the WAL writer, up to wal_writer_delay (200 ms by default; measured here: 160-206 ms, against 2-6 ms).
  */
-export const EMIT_HEARTBEAT_SQL = `SELECT pg_logical_emit_message(false, $1,
+export const EMIT_HEARTBEAT_SQL = `SELECT pg_logical_emit_message(true, $1,
   to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))::text AS lsn`;
 export const fencePrefix = (rawPrefix: string) => `${rawPrefix}.fence`;
 export const v2Topic = (v2Prefix: string, entity: string) => `${v2Prefix}.${entity}`;

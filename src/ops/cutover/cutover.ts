@@ -614,6 +614,14 @@ export async function runCutover(o: CutoverOptions): Promise<CutoverResult> {
         const fence = holder
           ? await holdWriters(holder, fenceOptions)
           : await installFence(legacy, fenceOptions);
+        // The waiting fence's marker is a non-transactional message, not yet flushed: a heartbeat's commit flushes it,
+        // or the drain would first wait for the WAL writer.
+        if (holder)
+          await legacy
+            .query(EMIT_HEARTBEAT_SQL, [heartbeatPrefix(config.kafka.topicPrefix)])
+            .catch((e: unknown) =>
+              o.logger.warn({ err: String(e) }, 'cutover: could not flush the fence marker'),
+            );
         const fencedAt = new Date().toISOString();
         // Legacy no longer changes: the final verify may read its rows.
         fenceTaken();

@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import type { TableRef } from '../../contracts/topics.js';
-import { fencePrefix } from '../../contracts/topics.js';
+import { EMIT_HEARTBEAT_SQL, fencePrefix } from '../../contracts/topics.js';
 import { ErrorCodes, ReplicatorError } from '../../core/errors.js';
 import { qualifiedName, quoteIdent, quoteLiteral } from '../../core/sql.js';
 
@@ -237,10 +237,8 @@ export async function closeReleasedFence(
       await createFenceFunction(client, o);
       const tables = await fencedTables(client, o);
       await lockTables(client, tables, 'SHARE');
-      const { rows } = await client.query<{ lsn: string }>(
-        'SELECT pg_logical_emit_message(false, $1::text, $2::text)::text AS lsn',
-        [heartbeatPrefix, new Date().toISOString()],
-      );
+      // Transactional: it commits (and is flushed) with this transaction, stamped with legacy's clock.
+      const { rows } = await client.query<{ lsn: string }>(EMIT_HEARTBEAT_SQL, [heartbeatPrefix]);
       return rows[0]!.lsn;
     },
     false,

@@ -176,7 +176,7 @@ export function startFinalVerify(
       const outcome = verifyOutcome(report);
       return {
         ...outcome,
-        summary: `full (${b.why}): ${outcome.summary} (${((Date.now() - called) / 1000).toFixed(2)} s after the drain: target hashes ${report.targetMs.hashes} ms, compare ${report.targetMs.compare} ms)`,
+        summary: `full (${b.why}): ${outcome.summary} (${((Date.now() - called) / 1000).toFixed(2)} s after the drain: legacy side ${report.targetMs.legacy} ms, target hashes ${report.targetMs.hashes} ms, compare ${report.targetMs.compare} ms)`,
       };
     },
     abandon: async () => {

@@ -192,8 +192,11 @@ export interface VerifyReport {
   /** Per legacy table: rows, migrated, skipped, and rejected by reason (the "unmigrated rows"). */
   legacy: LegacyTableCounts[];
   recheck: { rounds: RecheckRound[]; queued: number; resolved: number; inFlux: number; timedOut: boolean };
-  /** From the target's snapshot on (with snapshotsAfter: the drain exact): hashing its chunks, then comparing. */
-  targetMs: { hashes: number; compare: number };
+  /**
+   * From the target's snapshot on (with snapshotsAfter: the drain exact): how long the legacy side still ran, the
+   * target's chunk hashes done, the comparison after them.
+   */
+  targetMs: { legacy: number; hashes: number; compare: number };
   repair?: RepairResult & { keys: number; unrepairable: number; fixed: number; rounds: RecheckRound[] };
 }
 
@@ -348,6 +351,7 @@ export async function runVerify(o: VerifyOptions): Promise<VerifyReport> {
     const sorted = new Map(entities.map((e) => [e, sortByKey(shapes[e], expected.rows.get(e))]));
     if (o.snapshotsAfter?.target)
       for (const [e, rows] of sorted) for (const r of rows) r.line = hashLine(shapes[e], r.row);
+    const legacyAt = Date.now();
     // 2. Compare: chunk hashes, mismatched chunks row by row, in the target's snapshot; each entity as soon as its
     // chunks are hashed.
     await targetSnapshot;
@@ -390,7 +394,11 @@ export async function runVerify(o: VerifyOptions): Promise<VerifyReport> {
       throw e;
     }
     await hashed;
-    const targetMs = { hashes: hashedAt - targetAt, compare: Date.now() - hashedAt };
+    const targetMs = {
+      legacy: Math.max(0, legacyAt - targetAt),
+      hashes: hashedAt - targetAt,
+      compare: Date.now() - hashedAt,
+    };
 
     // 3. The re-verify queue.
     // Which legacy rows make each user: only when a user differs (a map over every booking otherwise).

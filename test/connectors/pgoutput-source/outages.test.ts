@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { readSlot } from '../../../connectors/pgoutput-source/preflight.js';
-import { heartbeatPrefix } from '../../../src/contracts/topics.js';
+import { EMIT_HEARTBEAT_SQL, heartbeatPrefix } from '../../../src/contracts/topics.js';
 import { parseLsn } from '../../../src/core/lsn.js';
 import { events, readTopics } from '../../helpers/kafka-read.js';
 import { startPrivateKafka } from '../../helpers/private-kafka.js';
@@ -194,6 +194,19 @@ describe('source under outages', () => {
       expect(Number.isNaN(Date.parse(beat.sentAt))).toBe(false);
       // Stamped by legacy's clock (microseconds, as EMIT_HEARTBEAT_SQL writes it), not the daemon's (milliseconds).
       expect(beat.sentAt).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/);
+      // Transactional (it takes a transaction id), so its commit flushes the WAL: in the flushed WAL when it returns,
+      // and with it a non-transactional message before it (the waiting fence's marker), not up to wal_writer_delay later.
+      await withClient(db.url, async (c) => {
+        await c.query('BEGIN');
+        const { lsn } = (
+          await c.query<{ lsn: string }>(EMIT_HEARTBEAT_SQL, [heartbeatPrefix(config.kafka.topicPrefix)])
+        ).rows[0]!;
+        const xid = await c.query('SELECT pg_current_xact_id_if_assigned() IS NOT NULL AS assigned');
+        expect(xid.rows[0]!.assigned).toBe(true);
+        await c.query('COMMIT');
+        const flushed = await c.query('SELECT pg_current_wal_flush_lsn() >= $1::pg_lsn AS ok', [lsn]);
+        expect(flushed.rows[0]!.ok).toBe(true);
+      });
     } finally {
       await source.stop();
       await dropSlot(db.url, config.source.slot);

@@ -99,7 +99,7 @@ describe('delta verify (the cutover final verify of what changed since the last 
     );
     expect(auto.clean).toBe(true);
     expect((await finalVerify(env.config, { full: true })).summary).toMatch(
-      /^full \(asked for\): \d+ rows match \([\d.]+ s after the drain: target hashes \d+ ms, compare \d+ ms\)$/,
+      /^full \(asked for\): \d+ rows match \([\d.]+ s after the drain: legacy side \d+ ms, target hashes \d+ ms, compare \d+ ms\)$/,
     );
 
     // Drift in what changed is found; a row nothing changed is the next full verify's.
@@ -294,7 +294,7 @@ describe('delta verify (the cutover final verify of what changed since the last 
     await converged();
     const outcome = await run.drained();
     expect(outcome.summary).toMatch(
-      /^full \(asked for\): \d+ rows match \([\d.]+ s after the drain: target hashes \d+ ms, compare \d+ ms\)$/,
+      /^full \(asked for\): \d+ rows match \([\d.]+ s after the drain: legacy side \d+ ms, target hashes \d+ ms, compare \d+ ms\)$/,
     );
     expect(outcome.clean).toBe(true);
 
