@@ -99,9 +99,6 @@ export function startFinalVerify(
       persist: false,
       logger,
       snapshotsAfter,
-      // After the drain writes are fenced and the pipeline idle: the target's hashes share the box only with what is
-      // left of the legacy side (a gain not measurable on the 2-core bench box, where that side outlasts the drain).
-      hashConnections: 2,
     });
     report.catch(() => {});
     report.finally(waiting).catch(() => {});

@@ -138,7 +138,7 @@ export async function compareEntity(o: CompareEntityOptions): Promise<EntityComp
     while (i < expected.length && (open || within(expected[i]!, chunk.last))) i++;
     const rows = expected.slice(start, i);
     result.actual += chunk.rows;
-    if (md5(rows.map((r) => r.line ?? hashLine(shape, r.row))) !== chunk.hash) {
+    if (md5(rows.map((r) => hashLine(shape, r.row))) !== chunk.hash) {
       result.mismatchedChunks++;
       const lo = c > 0 ? chunks[c - 1]!.last : undefined;
       const actual = await fetchRange(client, entity, shape, lo, open ? undefined : chunk.last, o.filter);

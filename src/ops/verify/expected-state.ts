@@ -12,8 +12,6 @@ export interface ExpectedRow {
   row: JsonRow;
   /** `refText` of the legacy row that produced it; '' for users. */
   origin: string;
-  /** Its hashLine text, when computed ahead of the comparison (a verify whose target is read later). */
-  line?: string;
 }
 
 /** What one legacy table's rows became: the seeds' "unmigrated rows", by reason. */

@@ -14,7 +14,7 @@ import {
 } from '../../core/errors.js';
 import type { Logger } from '../../core/logger.js';
 import { textTypes } from '../../core/pg-text-types.js';
-import { qualifiedName, quoteLiteral } from '../../core/sql.js';
+import { qualifiedName } from '../../core/sql.js';
 import type { ReplicatorConfig } from '../../pipeline/config/load-config.js';
 import {
   type ColumnKind,
@@ -22,7 +22,6 @@ import {
   compareKeys,
   displayRow,
   type EntityShape,
-  hashLine,
   keyValues,
 } from './canonical-row.js';
 import {
@@ -120,12 +119,6 @@ export interface VerifyOptions {
    * called once connected and the catalogs read, as the run begins to wait for `legacy`.
    */
   snapshotsAfter?: { legacy?: Promise<void>; target?: Promise<void>; waiting?: () => void };
-  /**
-   * Target connections hashing chunks, one entity at a time each, in one snapshot (exported, as pg_dump -j does).
-   * Default 1: the hashes already run beside the legacy side; more pay when the target's side runs alone (the
-   * cutover's, after the drain, with writes fenced).
-   */
-  hashConnections?: number;
 }
 
 export interface VerifyProgress {
@@ -226,7 +219,6 @@ export async function runVerify(o: VerifyOptions): Promise<VerifyReport> {
 
   const target = await connect(o.targetUrl, { types: textTypes, options: TARGET_OPTIONS }, 'target');
   const reading = await connect(o.targetUrl, { types: textTypes, options: TARGET_OPTIONS }, 'target');
-  const hashers = [reading];
   try {
     if (persist) await ensureVerifySchema(target);
     const shapes = await readEntityShapes(target);
@@ -234,54 +226,26 @@ export async function runVerify(o: VerifyOptions): Promise<VerifyReport> {
 
     // 2 (started first). The target hashes its chunks in its own snapshot while the legacy side is read and
     // transformed below: the target's work runs on the database server, the transforms here, at the same time.
-    for (let i = 1; i < (o.hashConnections ?? 1); i++)
-      hashers.push(await connect(o.targetUrl, { types: textTypes, options: TARGET_OPTIONS }, 'target'));
     let targetAt = 0;
-    const targetSnapshot = (o.snapshotsAfter?.target ?? Promise.resolve()).then(async () => {
+    const targetSnapshot = (o.snapshotsAfter?.target ?? Promise.resolve()).then(() => {
       targetAt = Date.now();
-      await reading.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-      if (hashers.length === 1) return;
-      const { s: snapshot } = (await reading.query<{ s: string }>('SELECT pg_export_snapshot() AS s'))
-        .rows[0]!;
-      await Promise.all(
-        hashers.slice(1).map(async (c) => {
-          await c.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-          await c.query(`SET TRANSACTION SNAPSHOT ${quoteLiteral(snapshot)}`);
-        }),
-      );
+      return reading.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
     });
     // Rejected: the run is abandoned (the cutover aborted), and the legacy read below stops at its next batch.
     let abandoned: unknown;
     targetSnapshot.catch((e: unknown) => {
       abandoned = e ?? new Error('verify abandoned');
     });
-    // Each connection takes the next entity once its statement is done; an entity's chunks settle on their own.
     const targetChunks = new Map<V2Entity, Promise<TargetChunk[]>>();
-    const pending: { entity: V2Entity; settle: (p: Promise<TargetChunk[]>) => void }[] = [];
+    let previous: Promise<unknown> = targetSnapshot;
     for (const entity of entities) {
-      const p = new Promise<TargetChunk[]>((settle) => pending.push({ entity, settle }));
+      // One statement at a time on the connection, each started when the one before it is done.
+      const p = previous.then(() =>
+        hashTargetChunks(reading, entity, shapes[entity], chunkRows, filterOf(entity)),
+      );
       p.catch(() => {});
       targetChunks.set(entity, p);
-    }
-    for (const c of hashers) {
-      void targetSnapshot.then(
-        async () => {
-          for (let next = pending.shift(); next; next = pending.shift()) {
-            const chunks = hashTargetChunks(
-              c,
-              next.entity,
-              shapes[next.entity],
-              chunkRows,
-              filterOf(next.entity),
-            );
-            next.settle(chunks);
-            await chunks.catch(() => {});
-          }
-        },
-        (e: unknown) => {
-          for (const next of pending.splice(0)) next.settle(Promise.reject(e));
-        },
-      );
+      previous = p;
     }
 
     // 1. Expected side, in one legacy snapshot.
@@ -346,19 +310,14 @@ export async function runVerify(o: VerifyOptions): Promise<VerifyReport> {
         summary: { entities, shop: o.shop ?? null },
       });
 
-    // Sorted (and, for a target read later, hashed: hashLine) before the target's snapshot is awaited: with
-    // `snapshotsAfter`, while the drain still runs.
+    // Sorted before the target's snapshot is awaited: with `snapshotsAfter`, while the drain still runs.
     const sorted = new Map(entities.map((e) => [e, sortByKey(shapes[e], expected.rows.get(e))]));
-    if (o.snapshotsAfter?.target)
-      for (const [e, rows] of sorted) for (const r of rows) r.line = hashLine(shapes[e], r.row);
     const legacyAt = Date.now();
-    // 2. Compare: chunk hashes, mismatched chunks row by row, in the target's snapshot; each entity as soon as its
-    // chunks are hashed.
+    // 2. Compare: chunk hashes, mismatched chunks row by row, in the target's snapshot (the connection is free
+    // once every hash statement is done).
     await targetSnapshot;
-    let hashedAt = 0;
-    const hashed = Promise.allSettled(targetChunks.values()).then(() => {
-      hashedAt = Date.now();
-    });
+    await Promise.allSettled(targetChunks.values());
+    const hashedAt = Date.now();
     const comparisons = [];
     const shopCounts = new Map<string, ShopReport>();
     try {
@@ -393,7 +352,6 @@ export async function runVerify(o: VerifyOptions): Promise<VerifyReport> {
       await reading.query('ROLLBACK').catch(() => {});
       throw e;
     }
-    await hashed;
     const targetMs = {
       legacy: Math.max(0, legacyAt - targetAt),
       hashes: hashedAt - targetAt,
@@ -491,7 +449,7 @@ export async function runVerify(o: VerifyOptions): Promise<VerifyReport> {
     );
     return report;
   } finally {
-    for (const c of hashers) await c.end().catch(() => {});
+    await reading.end().catch(() => {});
     await target.end().catch(() => {});
   }
 }
