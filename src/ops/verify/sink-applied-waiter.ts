@@ -48,13 +48,51 @@ async function endOffsetsOf(kafka: Kafka, topics: readonly string[]): Promise<Ma
   }
 }
 
+/** The sink group's stored offsets (replicator.sink_offsets), as `topic/partition` → next offset. */
+async function storedOffsets(target: pg.ClientBase, groupId: string): Promise<Map<string, bigint>> {
+  const { rows } = await target.query<{ topic: string; partition: number; n: string }>(
+    'SELECT topic, partition, next_offset::text AS n FROM replicator.sink_offsets WHERE group_id = $1',
+    [groupId],
+  );
+  return new Map(rows.map((r) => [`${r.topic}/${r.partition}`, BigInt(r.n)]));
+}
+
+/** Changes in Kafka past the stored offsets, summed over partitions; and how many partitions are short. */
+function shortOf(ends: ReadonlyMap<string, bigint>, stored: ReadonlyMap<string, bigint>) {
+  let changes = 0n;
+  let partitions = 0;
+  for (const [tp, end] of ends) {
+    const at = stored.get(tp) ?? 0n;
+    if (at < end) {
+      changes += end - at;
+      partitions++;
+    }
+  }
+  return { changes: Number(changes), partitions };
+}
+
+/**
+ * How many changes Kafka holds that the sink group has not applied (its stored offsets against the end offsets of
+ * `topics`): what a drain started now would have to apply, beside the source's own lag.
+ */
+export async function sinkBacklog(
+  kafka: Kafka,
+  target: pg.ClientBase,
+  groupId: string,
+  topics: readonly string[],
+): Promise<number> {
+  const ends = await endOffsetsOf(kafka, topics);
+  return shortOf(ends, await storedOffsets(target, groupId)).changes;
+}
+
 /**
  * Where a wait for the sink stands: the source has not acknowledged the position to Kafka yet (`behind`: bytes of
- * WAL), or the sink has partitions short of their end offsets, or users queued and not recomputed.
+ * WAL), or the sink has partitions short of their end offsets (`changes`: how many changes in all), or users
+ * queued and not recomputed.
  */
 export type AppliedWait =
   | { phase: 'source'; behind: string }
-  | { phase: 'sink'; behind: number; partitions: number; usersPending: boolean };
+  | { phase: 'sink'; behind: number; changes: number; partitions: number; usersPending: boolean };
 
 export interface AppliedThroughOptions {
   legacy: pg.ClientBase;
@@ -91,12 +129,7 @@ export async function appliedThrough(
   /** The queued users to wait for, by id, read once the offsets are reached. */
   let pending: string[] | undefined;
   for (;;) {
-    const { rows } = await o.target.query<{ topic: string; partition: number; n: string }>(
-      'SELECT topic, partition, next_offset::text AS n FROM replicator.sink_offsets WHERE group_id = $1',
-      [o.groupId],
-    );
-    const stored = new Map(rows.map((r) => [`${r.topic}/${r.partition}`, BigInt(r.n)]));
-    const behind = [...ends].filter(([tp, end]) => (stored.get(tp) ?? 0n) < end).length;
+    const { changes, partitions: behind } = shortOf(ends, await storedOffsets(o.target, o.groupId));
     let usersPending = false;
     if (behind === 0) {
       // Read once, then looked up by key: a range or `ORDER BY id` probe walks every dead index entry of the queue,
@@ -116,7 +149,7 @@ export async function appliedThrough(
       usersPending = pending.length > 0;
     }
     if (behind === 0 && !usersPending) return true;
-    if (!(await check({ phase: 'sink', behind, partitions: ends.size, usersPending }))) return false;
+    if (!(await check({ phase: 'sink', behind, changes, partitions: ends.size, usersPending }))) return false;
     await sleep(o.pollMs);
   }
 }

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { snapshotSessionName } from '../../../../connectors/pgoutput-source/index.js';
 import { ensureReplicatorSchema } from '../../../../connectors/postgres-sink/index.js';
 import { silentLogger } from '../../../../src/core/logger.js';
-import { sinkAppliedWaiter } from '../../../../src/ops/verify/sink-applied-waiter.js';
+import { sinkAppliedWaiter, sinkBacklog } from '../../../../src/ops/verify/sink-applied-waiter.js';
 import {
   dropSlot,
   freshDatabase,
@@ -109,6 +109,22 @@ describe('sinkAppliedWaiter', () => {
     await target('DELETE FROM replicator.pending_derived');
 
     expect(await applied(lsn)).toBe(true);
+  });
+
+  it('sinkBacklog counts the changes in Kafka past the stored offsets, over every partition', async () => {
+    const backlog = () => withClient(targetUrl, (c) => sinkBacklog(kafka, c, group, [topic]));
+    await storeOffset(0, 3);
+    await storeOffset(1, 2);
+    expect(await backlog()).toBe(0);
+    await storeOffset(0, 1);
+    expect(await backlog()).toBe(2);
+    await storeOffset(1, 0);
+    expect(await backlog()).toBe(4);
+    // A partition with no stored offset yet is behind by everything it holds.
+    await target('DELETE FROM replicator.sink_offsets WHERE group_id = $1 AND partition = 0', [group]);
+    expect(await backlog()).toBe(5);
+    await storeOffset(0, 3);
+    await storeOffset(1, 2);
   });
 
   it('is not applied while the source copies its initial snapshot, though the new slot is past the position', async () => {
