@@ -195,6 +195,10 @@ export class PostgresSink {
       application_name: 'replicator-sink',
     });
     pool.on('error', (e) => log.warn({ err: e.message }, 'idle target connection failed'));
+    // A listener for the connection's whole life: pg-pool takes its own off a client it hands out, and `checkout`
+    // adds one only after the handover's promise settles; an error read in between (a server shutting down as a
+    // connection opens) would be unhandled and end the process. A lost connection still fails its next query.
+    pool.on('connect', (client) => client.on('error', () => {}));
     const topics = [...o.changeTopics, o.heartbeatTopic];
     const heartbeatTopic = o.heartbeatTopic;
 

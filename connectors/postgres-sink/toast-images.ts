@@ -86,6 +86,8 @@ export class LegacyRows {
         idleTimeoutMillis: 30_000,
       });
       pool.on('error', (e) => this.logger.warn({ err: e.message }, 'idle legacy connection failed'));
+      // As the sink's pool (postgres-sink.ts): never a client without an 'error' listener.
+      pool.on('connect', (client) => client.on('error', () => {}));
       this.pool = pool;
     }
     return this.pool;
