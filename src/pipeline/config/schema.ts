@@ -130,12 +130,10 @@ export const sinkSchema = z
       .string()
       .default('replicator-sink')
       .meta({ description: 'Consumer group of the sink (apply) stage; its offsets live in the target.' }),
-    concurrency: z
-      .int()
-      .min(1)
-      .max(32)
-      .default(3)
-      .meta({ description: 'Partitions applied at once (one target connection each).' }),
+    concurrency: z.int().min(1).max(32).default(8).meta({
+      description:
+        'Partitions applied at once (one target connection each). A batch mostly waits on round trips, so this is worth more than the cores: at 3, the 24 partitions of 4 tables took turns and at 1,000 writes/s the sink held hundreds to thousands of changes not yet applied.',
+    }),
     maxQueuedMb: z.number().positive().default(16).meta({
       description:
         'Raw changes (MiB, keys and values as fetched, over every partition) held in memory ahead of the apply; above it fetching pauses. Parsed, a change takes about five times its raw size: the default fits the 256 MB heap recommended for the daemon.',

@@ -51,7 +51,7 @@ describe('parseConfig', () => {
         replicationFactor: 1,
         captureProducer: 'platformatic',
       },
-      sink: { groupId: 'replicator-sink', sessionTimeoutMs: 10_000, concurrency: 3, maxQueuedMb: 16 },
+      sink: { groupId: 'replicator-sink', sessionTimeoutMs: 10_000, concurrency: 8, maxQueuedMb: 16 },
       cutover: {
         lockTimeoutMs: 2_000,
         lockRetries: 10,
