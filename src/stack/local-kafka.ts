@@ -234,3 +234,19 @@ export async function kafkaStatus(o: LocalKafkaOptions): Promise<KafkaStatus> {
     log: p.out,
   };
 }
+
+/** Deletes every topic whose name starts with `prefix` (what a test file or a bench environment created). */
+export async function deleteTopicsWithPrefix(brokers: string, prefix: string): Promise<void> {
+  const admin = new Kafka({
+    clientId: `${prefix}-cleanup`,
+    brokers: [brokers],
+    logLevel: logLevel.NOTHING,
+  }).admin();
+  await admin.connect();
+  try {
+    const topics = (await admin.listTopics()).filter((t) => t.startsWith(prefix));
+    if (topics.length > 0) await admin.deleteTopics({ topics });
+  } finally {
+    await admin.disconnect();
+  }
+}

@@ -1,6 +1,6 @@
-import { Kafka, logLevel } from 'kafkajs';
 import { afterAll } from 'vitest';
 import { quoteIdent } from '../../src/core/sql.js';
+import { deleteTopicsWithPrefix } from '../../src/stack/local-kafka.js';
 import {
   connectedKafkaClients,
   createdDatabases,
@@ -53,18 +53,7 @@ afterAll(async () => {
     for (const db of dbs) await admin.query(`DROP DATABASE IF EXISTS ${quoteIdent(db)} WITH (FORCE)`);
   });
 
-  const admin = new Kafka({
-    clientId: `${prefix}-cleanup`,
-    brokers: [kafkaBrokers()],
-    logLevel: logLevel.NOTHING,
-  }).admin();
-  await admin.connect();
-  try {
-    const topics = (await admin.listTopics()).filter((t) => t.startsWith(prefix));
-    if (topics.length > 0) await admin.deleteTopics({ topics });
-  } finally {
-    await admin.disconnect();
-  }
+  await deleteTopicsWithPrefix(kafkaBrokers(), prefix);
 
   if (problems.length > 0) throw new Error(`test file leaked resources:\n- ${problems.join('\n- ')}`);
 });
