@@ -13,7 +13,6 @@ import { sleep } from '../../core/retry.js';
 import { qualifiedName, quoteIdent } from '../../core/sql.js';
 import type { ReplicatorConfig } from '../../pipeline/config/load-config.js';
 import type { cutoverSchema } from '../../pipeline/config/schema.js';
-import { readConsumerLag } from '../../pipeline/observability/consumer-lag.js';
 import { listDeadLetters } from '../dlq/dead-letters.js';
 import { appliedThrough, sinkBacklog, slotPassed } from '../verify/sink-applied-waiter.js';
 import {
@@ -120,21 +119,6 @@ async function connectBoth(config: ReplicatorConfig, target: pg.Client, legacy: 
   }
 }
 
-/** A group's lag (high watermark − committed offset) per topic. */
-/** Messages the group has not consumed yet, per topic (from the group's committed offsets). */
-async function groupLag(kafka: Kafka, groupId: string, topics: string[]): Promise<[string, number][]> {
-  const admin = kafka.admin();
-  await admin.connect();
-  try {
-    const lag = new Map<string, number>();
-    for (const p of await readConsumerLag(admin, groupId, topics))
-      lag.set(p.topic, (lag.get(p.topic) ?? 0) + p.lag);
-    return [...lag];
-  } finally {
-    await admin.disconnect();
-  }
-}
-
 async function topicSize(kafka: Kafka, topic: string): Promise<number> {
   const admin = kafka.admin();
   await admin.connect();
@@ -230,7 +214,7 @@ export async function goNoGo(
         }
       : { check: 'last verify', ok: false, detail: 'no verify run yet: run `replicator verify` first' },
   );
-  const lags = await groupLag(o.kafka, config.sink.groupId, changeTopicsOf(config));
+  const lags = await sinkBacklog(o.kafka, target, config.sink.groupId, changeTopicsOf(config));
   const backlog = lags.reduce((n, [, l]) => n + l, 0);
   const applied = async () =>
     Number(
@@ -610,7 +594,7 @@ export async function runCutover(o: CutoverOptions): Promise<CutoverResult> {
             config.sink.groupId,
             changeTopicsOf(config),
           ).then(
-            (n) => `, ${n} change(s) in Kafka not yet applied`,
+            (lags) => `, ${lags.reduce((n, [, l]) => n + l, 0)} change(s) in Kafka not yet applied`,
             () => '',
           );
           print(

@@ -72,17 +72,22 @@ function shortOf(ends: ReadonlyMap<string, bigint>, stored: ReadonlyMap<string, 
 }
 
 /**
- * How many changes Kafka holds that the sink group has not applied (its stored offsets against the end offsets of
- * `topics`): what a drain started now would have to apply, beside the source's own lag.
+ * The changes Kafka holds that the sink group has not applied, per topic (its stored offsets against the end offsets
+ * of `topics`; topics with none behind left out): what a drain started now would have to apply, beside the source's
+ * own lag. The gate's prediction, the lull and the drain all count it so.
  */
 export async function sinkBacklog(
   kafka: Kafka,
   target: pg.ClientBase,
   groupId: string,
   topics: readonly string[],
-): Promise<number> {
+): Promise<[string, number][]> {
   const ends = await endOffsetsOf(kafka, topics);
-  return shortOf(ends, await storedOffsets(target, groupId)).changes;
+  const stored = await storedOffsets(target, groupId);
+  return topics.flatMap((t) => {
+    const { changes } = shortOf(new Map([...ends].filter(([tp]) => tp.startsWith(`${t}/`))), stored);
+    return changes > 0 ? [[t, changes] as [string, number]] : [];
+  });
 }
 
 /**

@@ -112,7 +112,11 @@ describe('sinkAppliedWaiter', () => {
   });
 
   it('sinkBacklog counts the changes in Kafka past the stored offsets, over every partition', async () => {
-    const backlog = () => withClient(targetUrl, (c) => sinkBacklog(kafka, c, group, [topic]));
+    const backlog = async () =>
+      (await withClient(targetUrl, (c) => sinkBacklog(kafka, c, group, [topic]))).reduce(
+        (n, [, l]) => n + l,
+        0,
+      );
     await storeOffset(0, 3);
     await storeOffset(1, 2);
     expect(await backlog()).toBe(0);
