@@ -298,9 +298,10 @@ export class PostgresSink {
         });
         o.onBatch?.(Number(process.hrtime.bigint() - t0) / 1e9, entries.length);
         if (applied && o.onHops) this.observeHops(entries, started, Date.now());
-        // Informative only: the target's table is what a restart trusts.
+        // Informative only: the target's table is what a restart trusts. Not waited for: the partition's next batch
+        // need not wait a broker round trip (one connection to the coordinator keeps a partition's commits in order).
         const next = String(BigInt(entries[entries.length - 1]!.offset) + 1n);
-        await consumer
+        void consumer
           .commitOffsets([{ topic: tp.topic, partition: tp.partition, offset: next }])
           .catch(() => {});
       },
@@ -865,23 +866,31 @@ export class PostgresSink {
     const { groupId } = this.o;
     await client.query('BEGIN');
     try {
-      // A partition new to the group starts where its log starts, as a Kafka group without an offset does.
-      const known =
-        (
-          await client.query(
-            'INSERT INTO replicator.sink_offsets (group_id, topic, partition, next_offset) VALUES ($1, $2, $3, 0) ON CONFLICT DO NOTHING',
-            [groupId, topic, partition],
-          )
-        ).rowCount === 0;
-      // The row lock also serializes two instances that briefly both hold this partition during a rebalance.
-      const stored = BigInt(
-        (
-          await client.query<{ n: string }>(
-            'SELECT next_offset::text AS n FROM replicator.sink_offsets WHERE group_id = $1 AND topic = $2 AND partition = $3 FOR UPDATE',
-            [groupId, topic, partition],
-          )
-        ).rows[0]!.n,
-      );
+      // A partition new to the group starts where its log starts, as a Kafka group without an offset does. Its
+      // row is created, or locked and read, in one statement (a round trip costs the batch a wake-up of both
+      // processes). The row lock also serializes two instances that briefly both hold this partition during a
+      // rebalance.
+      const partitionRow = [groupId, topic, partition];
+      let row = (
+        await client.query<{ n: string; known: boolean }>(
+          `WITH created AS (INSERT INTO replicator.sink_offsets (group_id, topic, partition, next_offset)
+                            VALUES ($1, $2, $3, 0) ON CONFLICT DO NOTHING RETURNING next_offset),
+                existing AS (SELECT next_offset FROM replicator.sink_offsets
+                              WHERE group_id = $1 AND topic = $2 AND partition = $3 FOR UPDATE)
+           SELECT next_offset::text AS n, false AS known FROM created
+           UNION ALL SELECT next_offset::text, true FROM existing`,
+          partitionRow,
+        )
+      ).rows[0];
+      // Neither: another instance created the row after this statement's snapshot. It is committed now.
+      row ??= (
+        await client.query<{ n: string; known: boolean }>(
+          'SELECT next_offset::text AS n, true AS known FROM replicator.sink_offsets WHERE group_id = $1 AND topic = $2 AND partition = $3 FOR UPDATE',
+          partitionRow,
+        )
+      ).rows[0]!;
+      const known = row.known;
+      const stored = BigInt(row.n);
       let candidates = entries.filter((e) => BigInt(e.offset) >= stored);
       if (candidates.length === 0) {
         // Applied already (a replay after a restart or a rebalance) unless the partition's log ended before the
@@ -976,12 +985,11 @@ export class PostgresSink {
       }
       await this.toast.write(client, toast.writes);
       const derived = [...recompute].sort();
-      const pendingIds = await applier.queueRecompute(client, derived);
       const last = fresh[fresh.length - 1]!;
-      await client.query(
-        'UPDATE replicator.sink_offsets SET next_offset = $4, updated_at = now() WHERE group_id = $1 AND topic = $2 AND partition = $3',
-        [groupId, topic, partition, (BigInt(last.offset) + 1n).toString()],
-      );
+      const pendingIds = await applier.queueRecompute(client, derived, {
+        sql: 'UPDATE replicator.sink_offsets SET next_offset = $4, updated_at = now() WHERE group_id = $1 AND topic = $2 AND partition = $3',
+        values: [...partitionRow, (BigInt(last.offset) + 1n).toString()],
+      });
       const of = new Map<DeadLetterInfo, Entry | undefined>();
       if (lost) of.set(lost, undefined);
       const at = (entry: Entry) => ({

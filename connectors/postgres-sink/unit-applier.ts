@@ -149,28 +149,31 @@ export class UnitApplier {
   }
 
   /**
-   * Before a batch's transaction, in a short one of its own: the placeholder users its units reference, committed,
-   * and their keys queued for the recompute (which removes a placeholder nothing ends up referencing). Two batches
-   * creating the same new user then wait on each other for one short statement, not for a whole batch.
+   * Before a batch's transaction, in one statement of its own (its own transaction): the placeholder users its units
+   * reference, committed, and their keys queued for the recompute (which removes a placeholder nothing ends up
+   * referencing). Two batches creating the same new user then wait on each other for one short statement, not for a
+   * whole batch.
    */
   async reserve(client: pg.ClientBase, emails: readonly string[], createdAt: string): Promise<string[]> {
     const sorted = [...new Set(emails)].sort();
     if (sorted.length === 0) return [];
-    await client.query('BEGIN');
-    try {
-      await ensurePlaceholders(client, this.model.derived, sorted, createdAt);
-      const ids = await queueDerived(client, sorted);
-      await client.query('COMMIT');
-      return ids;
-    } catch (e) {
-      await client.query('ROLLBACK').catch(() => {});
-      throw e;
-    }
+    const { derived } = this.model;
+    return queueDerived(client, sorted, {
+      sql: derived.placeholderSql,
+      values: [sorted.map((k) => derived.id(k)), sorted, createdAt],
+    });
   }
 
-  /** Queues the users of these emails for their recompute after the commit (see derived-rows.ts). */
-  async queueRecompute(client: pg.ClientBase, emails: readonly string[]): Promise<string[]> {
-    return queueDerived(client, emails);
+  /**
+   * Queues the users of these emails for their recompute after the commit (see derived-rows.ts), in the statement
+   * that runs `alongside` (the partition's offset).
+   */
+  async queueRecompute(
+    client: pg.ClientBase,
+    emails: readonly string[],
+    alongside?: { sql: string; values: readonly unknown[] },
+  ): Promise<string[]> {
+    return queueDerived(client, emails, alongside);
   }
 
   /** Recomputes queued users in a transaction of their own; `also` runs in it before COMMIT. */

@@ -36,7 +36,9 @@ export interface DerivedEntity {
   /**
    * One statement that inserts a placeholder row for each key that has none (a child row may refer to its derived
    * row before the recompute fills it in; foreign keys stay on in V2), leaving existing rows alone. Parameters:
-   * $1 the ids (uuid[]), $2 the keys (text[], same order), $3 the placeholders' creation time (timestamptz).
+   * $1 the ids (uuid[]), $2 the keys (text[], same order), $3 the placeholders' creation time (timestamptz). An
+   * INSERT (a WITH of its own is fine) without a trailing semicolon: the sink runs it inside a WITH, beside the
+   * statement that queues the keys.
    */
   readonly placeholderSql: string;
   /**
