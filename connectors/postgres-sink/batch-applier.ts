@@ -4,7 +4,7 @@ import type { JsonRow, V2Entity } from '../../src/contracts/transform-api.js';
 import type { V2Model } from '../../src/contracts/v2-model.js';
 import type { V2Unit } from '../../src/contracts/v2-unit.js';
 import { quoteIdent } from '../../src/core/sql.js';
-import { ensurePlaceholders } from './derived-rows.js';
+import { ensurePlaceholders, placeholderStatement } from './derived-rows.js';
 import { goneOutputs, isStale, type Lineage, lineageKey, PRIOR_LINEAGE, positionOf } from './lineage.js';
 import type { ColumnTypes } from './unit-applier.js';
 
@@ -173,12 +173,9 @@ export async function applyBatch(
     const values: unknown[] = [];
     if (sortedPlaceholders.length > 0) {
       // The model's statement numbers its parameters from $1: it comes first.
-      parts.push(derived.placeholderSql);
-      values.push(
-        sortedPlaceholders.map((k) => derived.id(k)),
-        sortedPlaceholders,
-        newestTs,
-      );
+      const placing = placeholderStatement(derived, sortedPlaceholders, newestTs);
+      parts.push(placing.sql);
+      values.push(...placing.values);
     }
     for (const g of groups) {
       values.push(rowsOf(g));

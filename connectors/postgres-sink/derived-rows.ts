@@ -21,6 +21,18 @@ export async function lockDerived(
   );
 }
 
+/**
+ * The model's placeholder statement for these (distinct) keys and its parameters ($1…$3): run alone, or inside a
+ * WITH beside other statements (one round trip).
+ */
+export function placeholderStatement(
+  derived: DerivedEntity,
+  keys: readonly string[],
+  createdAt: string,
+): { sql: string; values: unknown[] } {
+  return { sql: derived.placeholderSql, values: [keys.map((k) => derived.id(k)), keys, createdAt] };
+}
+
 /** Placeholders for every derived row these keys need before their recompute, in one statement. */
 export async function ensurePlaceholders(
   client: pg.ClientBase,
@@ -30,7 +42,8 @@ export async function ensurePlaceholders(
 ): Promise<void> {
   const unique = [...new Set(keys)];
   if (unique.length === 0) return;
-  await client.query(derived.placeholderSql, [unique.map((k) => derived.id(k)), unique, createdAt]);
+  const { sql, values } = placeholderStatement(derived, unique, createdAt);
+  await client.query(sql, values);
 }
 
 /** Recomputes (or deletes) the derived rows of these keys, in one statement. The caller holds their locks. */

@@ -5,7 +5,7 @@ import type { V2Model } from '../../src/contracts/v2-model.js';
 import type { V2Unit } from '../../src/contracts/v2-unit.js';
 import { parseLsn } from '../../src/core/lsn.js';
 import { quoteIdent } from '../../src/core/sql.js';
-import { ensurePlaceholders, queueDerived, settleDerived } from './derived-rows.js';
+import { ensurePlaceholders, placeholderStatement, queueDerived, settleDerived } from './derived-rows.js';
 import {
   goneOutputs,
   isStale,
@@ -157,11 +157,7 @@ export class UnitApplier {
   async reserve(client: pg.ClientBase, emails: readonly string[], createdAt: string): Promise<string[]> {
     const sorted = [...new Set(emails)].sort();
     if (sorted.length === 0) return [];
-    const { derived } = this.model;
-    return queueDerived(client, sorted, {
-      sql: derived.placeholderSql,
-      values: [sorted.map((k) => derived.id(k)), sorted, createdAt],
-    });
+    return queueDerived(client, sorted, placeholderStatement(this.model.derived, sorted, createdAt));
   }
 
   /**
